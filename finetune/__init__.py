@@ -1,0 +1,1 @@
+"""LoRA, QLoRA and full fine-tuning as methods the runner scores."""

@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation over a task's corpus."""
