@@ -1,0 +1,5 @@
+import sys
+
+from adaptwise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The `adaptwise` command. Heavy libraries are imported inside the commands that need them,
+so that `adaptwise --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+DEFAULT_METHODS = "zero-shot,few-shot-random,few-shot-jaccard,few-shot-embedding,few-shot-mmr"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adaptwise",
+        description="Decide how to adapt an LLM to your domain, then prove it: run zero-shot, "
+        "few-shot, RAG and fine-tuning on your own eval set and compare them.",
+    )
+    from adaptwise import __version__
+
+    parser.add_argument("--version", action="version", version=f"adaptwise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="score methods on a task's eval set",
+        description="Score methods on a task's eval set; writes results.json, "
+        "predictions.jsonl and report.md into --out.",
+    )
+    run.add_argument("task", type=Path, help="task YAML file")
+    run.add_argument(
+        "--methods",
+        default=DEFAULT_METHODS,
+        help="comma-separated methods (default: %(default)s); append -kN to a few-shot "
+        "method to set its number of examples, e.g. few-shot-jaccard-k8",
+    )
+    run.add_argument("--out", type=Path, help="output folder (default: runs/<task name>)")
+    _add_run_options(run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the comparison on the two shipped demo tasks",
+        description="Run zero-shot and the four few-shot selectors on the demo tasks "
+        f"shipped in {DEMO_DIR}.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="default: %(default)s")
+    demo.add_argument("--methods", default=DEFAULT_METHODS, help="default: %(default)s")
+    _add_run_options(demo)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        help="a local transformers folder, a .gguf file, or a hub id where a hub is reachable "
+        "(default: the embedded SmolLM2-135M-Instruct)",
+    )
+    p.add_argument(
+        "--embedder",
+        help="sentence-transformers model for example selection "
+        "(default: the embedded all-MiniLM-L6-v2)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.add_argument("--k", type=int, default=4, help="few-shot examples per query (default: 4)")
+    p.add_argument("--limit", type=int, help="score only the first N eval rows")
+    p.add_argument("--batch-size", type=int, default=8, help="generation batch (default: 8)")
+    p.add_argument("--max-new-tokens", type=int, help="default: 32 for qa, 128 for generation")
+    p.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="rank labels by raw log-likelihood (calibrated and raw are both reported anyway)",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a hub model's own code to run (off by default)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from experiments.errors import AdaptwiseError
+
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+    except AdaptwiseError as exc:
+        print(f"adaptwise: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nadaptwise: interrupted; finished methods' results are kept", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def _options(args):
+    from experiments.context import RunOptions
+
+    for name in ("k", "limit", "batch_size", "max_new_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            from experiments.errors import AdaptwiseError
+
+            raise AdaptwiseError(f"--{name.replace('_', '-')} must be at least 1")
+    return RunOptions(
+        model=args.model,
+        embedder=args.embedder,
+        seed=args.seed,
+        k=args.k,
+        calibrate=args.calibrate,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def _methods(value: str) -> list[str]:
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    if not names:
+        from experiments.errors import AdaptwiseError
+
+        raise AdaptwiseError("--methods is empty; name at least one method")
+    return names
+
+
+def _run_one(task_path: Path, methods: list[str], out: Path | None, options, ui) -> Path:
+    from experiments.runner import run_task
+    from experiments.task import load_task
+
+    task = load_task(task_path)
+    out = out or Path("runs") / task.name
+    ui.log(
+        f"[bold]{task.name}[/] ({task.kind}): {len(task.train)} train, {len(task.eval)} eval "
+        f"rows -> {out}"
+    )
+    run_task(task, methods, out, options, progress=ui)
+    return out
+
+
+def cmd_run(args) -> int:
+    from adaptwise.progress import RichProgress
+
+    options = _options(args)
+    methods = _methods(args.methods)
+    with RichProgress() as ui:
+        out = _run_one(args.task, methods, args.out, options, ui)
+    _show_report(out)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from adaptwise.progress import RichProgress
+    from experiments.errors import AdaptwiseError
+
+    tasks = sorted(DEMO_DIR.glob("*/task.yaml"))
+    if not tasks:
+        raise AdaptwiseError(f"no demo tasks found in {DEMO_DIR}; run from a clone of adaptwise")
+    options = _options(args)
+    methods = _methods(args.methods)
+    outs = []
+    with RichProgress() as ui:
+        for task_path in tasks:
+            outs.append(_run_one(task_path, methods, args.out / task_path.parent.name, options, ui))
+    for out in outs:
+        _show_report(out)
+    return 0
+
+
+def _show_report(out: Path) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    console = Console()
+    console.print(Markdown((out / "report.md").read_text(encoding="utf-8")))
+    console.print(f"Written: {out}/results.json, predictions.jsonl, report.md\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Methods the runner scores: the interface, the registry, and the prompting methods.
+
+A method prepares once (select examples, build an index, train) and then predicts every eval
+row. RAG and fine-tuned methods (in `rag/` and `finetune/`) implement the same interface and
+register a resolver, so the runner scores them exactly like the prompting ones.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from experiments.context import RunContext
+from experiments.errors import AdaptwiseError
+from experiments.prompts import Prompt
+from experiments.task import Row
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Prediction:
+    id: str
+    prompt: str
+    output: str
+    gold: str
+    prompt_tokens: int
+    generated_tokens: int
+    extra: dict = field(default_factory=dict)
+
+
+class Method(ABC):
+    name: str
+    description: str = ""
+
+    def prepare(self, ctx: RunContext) -> None:
+        """One-off work before predicting (example pools, indexes, training)."""
+
+    @abstractmethod
+    def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
+        """One prediction per row, in order."""
+
+
+class PromptingMethod(Method):
+    """Zero-shot or few-shot prompting with a per-query example selector."""
+
+    def __init__(self, name: str, selector: str | None, k: int):
+        self.name = name
+        self.selector_name = selector
+        self.k = k
+        self.selector = None
+        kind = f"{k} examples chosen by {selector}" if selector else "no examples"
+        self.description = f"instruction and input, {kind}"
+
+    def prepare(self, ctx: RunContext) -> None:
+        if self.selector_name:
+            from experiments.selectors import make_selector
+
+            pool = [{"input": r.text, "output": r.output} for r in ctx.task.train]
+            embedder = ctx.embedder if self.selector_name in ("embedding", "mmr") else None
+            self.selector = make_selector(
+                self.selector_name, pool, k=self.k, seed=ctx.seed, embedder=embedder
+            )
+
+    def examples_for(self, ctx: RunContext, rows: list[Row]) -> list[list[Row]]:
+        """Examples per row, least relevant first so the closest sits next to the query."""
+        if self.selector is None:
+            return [[] for _ in rows]
+        picks = self.selector.select_many([r.text for r in rows])
+        return [[ctx.task.train[i] for i in reversed(p)] for p in picks]
+
+    def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
+        fmt = ctx.prompt_format
+        examples = self.examples_for(ctx, rows)
+        prompts = [fmt.build(ex, r.messages) for ex, r in zip(examples, rows)]
+        if ctx.task.kind == "classification":
+            content_free = [fmt.content_free(ex) for ex in examples]
+            return score_labels(ctx, rows, prompts, content_free, progress)
+        return generate_answers(ctx, rows, prompts, progress)
+
+
+def score_labels(
+    ctx: RunContext,
+    rows: list[Row],
+    prompts: list[Prompt],
+    content_free: list[list[Prompt]],
+    progress: Progress,
+    chunk: int = 8,
+) -> list[Prediction]:
+    """Rank labels by log-likelihood; raw and calibrated (Zhao et al. 2021) side by side.
+
+    Rows whose prompts share a prefix (zero-shot: all of them) share one prefix pass and one
+    set of content-free scores; middles are scored `chunk` at a time.
+    """
+    labels = ctx.task.labels
+    encode, scorer = ctx.encode, ctx.scorer
+    continuations = [encode(label + ctx.prompt_format.answer_end) for label in labels]
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(p.prefix, []).append(i)
+    raw = np.zeros((len(rows), len(labels)))
+    prior = np.zeros((len(rows), len(labels)))
+    for prefix_text, members in groups.items():
+        prefix = encode(prefix_text)
+        cf_middles = [encode(p.middle) for p in content_free[members[0]]]
+        cf_probs = None
+        for start in range(0, len(members), chunk):
+            part = members[start : start + chunk]
+            middles = [encode(prompts[i].middle) for i in part]
+            extra = cf_middles if cf_probs is None else []
+            scores = scorer.score(prefix, middles + extra, continuations)
+            if cf_probs is None:
+                cf_probs = _softmax(scores[len(part) :]).mean(axis=0)
+            raw[part] = scores[: len(part)]
+            prior[part] = cf_probs
+            progress(len(part))
+    probs = _softmax(raw)
+    calibrated = np.log(probs) - np.log(prior)
+    predictions = []
+    for i, (row, prompt) in enumerate(zip(rows, prompts)):
+        raw_label, cal_label = labels[int(raw[i].argmax())], labels[int(calibrated[i].argmax())]
+        predictions.append(
+            Prediction(
+                id=row.id,
+                prompt=prompt.text,
+                output=cal_label if ctx.calibrate else raw_label,
+                gold=row.output,
+                prompt_tokens=len(encode(prompt.text)),
+                generated_tokens=0,
+                extra={
+                    "output_raw": raw_label,
+                    "output_calibrated": cal_label,
+                    "label_logprobs": [round(float(x), 4) for x in raw[i]],
+                },
+            )
+        )
+    return predictions
+
+
+def generate_answers(
+    ctx: RunContext, rows: list[Row], prompts: list[Prompt], progress: Progress
+) -> list[Prediction]:
+    """Greedy answers in batches; short-answer tasks stop at the first newline."""
+    from experiments.generation import generate, stop_token_ids
+
+    fmt = ctx.prompt_format
+    short = ctx.task.kind == "qa"
+    stops = stop_token_ids(ctx.tokenizer, fmt.answer_end, stop_at_newline=short)
+    outs = generate(
+        ctx.model,
+        ctx.tokenizer,
+        [p.text for p in prompts],
+        max_new_tokens=ctx.max_new_tokens,
+        stop_ids=stops,
+        batch_size=ctx.batch_size,
+        on_batch=progress,
+    )
+    return [
+        Prediction(r.id, p.text, o.text, r.output, o.prompt_tokens, o.generated_tokens)
+        for r, p, o in zip(rows, prompts, outs)
+    ]
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# --- registry ---------------------------------------------------------------------------
+
+PROMPTING = {
+    "zero-shot": None,
+    "few-shot-random": "random",
+    "few-shot-jaccard": "jaccard",
+    "few-shot-embedding": "embedding",
+    "few-shot-mmr": "mmr",
+}
+DEFAULT_METHODS = list(PROMPTING)
+
+# Other packages append functions name -> Method | None (e.g. "rag-k3", "lora").
+RESOLVERS: list[Callable[[str, dict], Method | None]] = []
+_PLUGIN_MODULES = ("rag.methods", "finetune.methods")
+
+
+def make_method(name: str, options: dict) -> Method:
+    """Build a method from its name; `few-shot-jaccard-k8` overrides the number of examples."""
+    match = re.fullmatch(r"(.+?)-k(\d+)", name)
+    base, k = (match.group(1), int(match.group(2))) if match else (name, options.get("k", 4))
+    if base in PROMPTING:
+        if PROMPTING[base] and k < 1:
+            raise AdaptwiseError(f"method {name!r}: k must be at least 1")
+        return PromptingMethod(name, PROMPTING[base], k)
+    _load_plugins()
+    for resolve in RESOLVERS:
+        method = resolve(name, options)
+        if method is not None:
+            return method
+    known = ", ".join(list(PROMPTING) + ["<name>-k<N>"])
+    raise AdaptwiseError(f"unknown method {name!r}; available: {known}")
+
+
+def _load_plugins() -> None:
+    import importlib
+
+    for module in _PLUGIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise

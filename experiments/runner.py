@@ -1,0 +1,201 @@
+"""Run methods on a task's eval set and write results.json, predictions.jsonl and report.md.
+
+Files are rewritten (atomically) after every finished method, so Ctrl-C or a crash leaves the
+completed methods' results in place. A later run into the same folder on the same eval rows
+keeps the methods it does not rerun, so methods can be added one at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Protocol
+
+from experiments import metrics as metric_fns
+from experiments.atomic import write_text_atomic
+from experiments.context import RunContext, RunOptions
+from experiments.memory import PeakMemory
+from experiments.methods import Method, Prediction, make_method
+from experiments.report import render_report
+from experiments.task import Row, Task
+
+RESULTS_VERSION = 1
+
+
+class RunProgress(Protocol):
+    """How the runner reports progress; the CLI draws bars, tests pass a silent one."""
+
+    def start(self, label: str, total: int) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def finish(self) -> None: ...
+    def log(self, message: str) -> None: ...
+
+
+class SilentProgress:
+    def start(self, label: str, total: int) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def finish(self) -> None: ...
+    def log(self, message: str) -> None: ...
+
+
+def eval_fingerprint(rows: list[Row]) -> str:
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(json.dumps([r.id, list(r.messages), r.output], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def run_task(
+    task: Task,
+    method_names: list[str],
+    out_dir: Path,
+    options: RunOptions,
+    progress: RunProgress | None = None,
+) -> dict:
+    """Score each method on the (possibly limited) eval set; return the results dict."""
+    progress = progress or SilentProgress()
+    methods = [make_method(name, {"k": options.k, **options.extra}) for name in method_names]
+    rows = task.eval[: options.limit] if options.limit else task.eval
+    ctx = RunContext(task, options, log=progress.log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, predictions = _previous(out_dir, task, rows)
+    results["options"] = _options_record(options)
+
+    for method in methods:
+        entry, preds = run_method(ctx, method, rows, progress)
+        results["methods"][method.name] = entry
+        predictions[method.name] = preds
+        write_outputs(out_dir, results, predictions)
+    return results
+
+
+def run_method(
+    ctx: RunContext, method: Method, rows: list[Row], progress: RunProgress
+) -> tuple[dict, list[Prediction]]:
+    """Prepare and predict with one method, measuring time, tokens and peak memory."""
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        progress.log(f"{ctx.task.name}: preparing {method.name}")
+        ctx.lm  # load the model before timing: it is shared by every method  # noqa: B018
+        loaded = time.perf_counter()
+        method.prepare(ctx)
+        prepared = time.perf_counter()
+        progress.start(f"{ctx.task.name} · {method.name}", len(rows))
+        try:
+            preds = method.predict(ctx, rows, progress.advance)
+        finally:
+            progress.finish()
+        done = time.perf_counter()
+    entry = {
+        "description": method.description,
+        "n_eval": len(rows),
+        **summarise(ctx.task, preds),
+        "model_load_s": round(loaded - started, 2),
+        "prepare_s": round(prepared - loaded, 2),
+        "inference_s": round(done - prepared, 2),
+        "inference_s_per_example": round((done - prepared) / max(len(rows), 1), 4),
+        "prompt_tokens_mean": _mean(p.prompt_tokens for p in preds),
+        "generated_tokens_mean": _mean(p.generated_tokens for p in preds),
+        "peak_memory_mb": memory.peak_mb,
+        "peak_memory_kind": memory.kind,
+    }
+    return entry, preds
+
+
+def summarise(task: Task, preds: list[Prediction]) -> dict:
+    """Metric values; for label scoring also the raw and calibrated values side by side."""
+    golds = [p.gold for p in preds]
+    out = {"metrics": metric_fns.score(task.kind, [p.output for p in preds], golds, task.labels)}
+    if preds and "output_raw" in preds[0].extra:
+        for mode in ("raw", "calibrated"):
+            outputs = [p.extra[f"output_{mode}"] for p in preds]
+            out[f"metrics_{mode}"] = metric_fns.score(task.kind, outputs, golds, task.labels)
+    return out
+
+
+def prediction_record(task: Task, method: str, p: Prediction) -> dict:
+    values = metric_fns.per_example(task.kind, p.output, p.gold)
+    primary = values[task.metric] if task.metric in values else next(iter(values.values()))
+    threshold = 0.5 if task.kind == "generation" else 1.0
+    return {
+        "method": method,
+        "id": p.id,
+        "prompt": p.prompt,
+        "output": p.output,
+        "gold": p.gold,
+        "correct": primary >= threshold,
+        "scores": values,
+        **p.extra,
+    }
+
+
+def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Prediction]]) -> None:
+    task = results["_task"]
+    lines = [
+        json.dumps(prediction_record(task, name, p), ensure_ascii=False)
+        for name, preds in predictions.items()
+        for p in preds
+    ]
+    public = {k: v for k, v in results.items() if not k.startswith("_")}
+    write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
+    write_text_atomic(out_dir / "results.json", json.dumps(public, indent=2) + "\n")
+    write_text_atomic(out_dir / "report.md", render_report(public))
+
+
+def _previous(out_dir: Path, task: Task, rows: list[Row]) -> tuple[dict, dict]:
+    """Results and predictions already in `out_dir` for the same eval rows, else empty ones."""
+    fingerprint = eval_fingerprint(rows)
+    results = {
+        "version": RESULTS_VERSION,
+        "task": {
+            "name": task.name,
+            "kind": task.kind,
+            "path": str(task.path),
+            "metric": task.metric,
+            "labels": task.labels,
+            "n_train": len(task.train),
+            "n_eval": len(rows),
+            "eval_fingerprint": fingerprint,
+        },
+        "methods": {},
+        "_task": task,
+    }
+    predictions: dict[str, list[Prediction]] = {}
+    old_path = out_dir / "results.json"
+    if not old_path.is_file():
+        return results, predictions
+    try:
+        old = json.loads(old_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError):
+        return results, predictions  # replaced by this run's files
+    if old.get("task", {}).get("eval_fingerprint") != fingerprint:
+        return results, predictions
+    results["methods"] = old.get("methods", {})
+    fields = set(Prediction.__dataclass_fields__)
+    pred_path = out_dir / "predictions.jsonl"
+    if pred_path.is_file():
+        for line in pred_path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            extra = {
+                k: v for k, v in rec.items() if k not in fields | {"method", "correct", "scores"}
+            }
+            predictions.setdefault(rec["method"], []).append(
+                Prediction(rec["id"], rec["prompt"], rec["output"], rec["gold"], 0, 0, extra)
+            )
+    results["methods"] = {m: v for m, v in results["methods"].items() if m in predictions}
+    return results, predictions
+
+
+def _options_record(options: RunOptions) -> dict:
+    record = asdict(options)
+    record["model"] = options.model or "SmolLM2-135M-Instruct (embedded)"
+    record["embedder"] = options.embedder or "all-MiniLM-L6-v2 (embedded)"
+    return record
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return round(sum(values) / len(values), 1) if values else 0.0

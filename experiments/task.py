@@ -1,0 +1,260 @@
+"""The task contract: a YAML file naming the kind, the splits, the labels and the corpus.
+
+Every problem with the user's files is raised as a TaskError whose message names the file, the
+line when there is one, and what to change; the CLI prints it as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from experiments.errors import TaskError
+
+KINDS = ("classification", "qa", "generation")
+DEFAULT_METRIC = {"classification": "accuracy", "qa": "exact_match", "generation": "rouge_l"}
+METRICS = {
+    "classification": ("accuracy", "macro_f1"),
+    "qa": ("exact_match", "token_f1"),
+    "generation": ("rouge_l",),
+}
+TASK_KEYS = {"name", "kind", "instruction", "labels", "train", "eval", "corpus", "metric"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One example: the conversation to answer and the target answer.
+
+    `messages` holds the turns before the answer (user, and any earlier assistant or system
+    turns from a chat row); `text` is the user's words alone, used for example selection.
+    """
+
+    id: str
+    messages: tuple[dict, ...]
+    output: str
+    context_ids: tuple[str, ...] = ()
+    source: str = ""  # "file:line", for messages about this row
+
+    @property
+    def text(self) -> str:
+        return "\n".join(m["content"] for m in self.messages if m["role"] == "user")
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str
+    path: Path
+    train: list[Row]
+    eval: list[Row]
+    instruction: str = ""
+    labels: list[str] = field(default_factory=list)
+    corpus: Path | None = None
+    metric: str = ""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return METRICS[self.kind]
+
+
+def load_task(path: str | Path) -> Task:
+    """Read and validate a task YAML file and its data files."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"{path}: no such task file; pass the path of a task YAML file")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise TaskError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise TaskError(f"{path}: not UTF-8 text; save the task file as UTF-8") from None
+    if not isinstance(spec, dict):
+        raise TaskError(f"{path}: expected a mapping with keys such as name, kind, train, eval")
+
+    unknown = sorted(set(spec) - TASK_KEYS)
+    if unknown:
+        raise TaskError(
+            f"{path}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(TASK_KEYS))}"
+        )
+    for key in ("kind", "train", "eval"):
+        if key not in spec:
+            raise TaskError(f"{path}: missing required key {key!r}")
+    kind = spec["kind"]
+    if kind not in KINDS:
+        raise TaskError(f"{path}: kind {kind!r} is not one of {', '.join(KINDS)}")
+
+    base = path.parent
+    train = load_rows(_data_path(base, spec, "train", path))
+    eval_rows = load_rows(_data_path(base, spec, "eval", path))
+    if not train:
+        raise TaskError(f"{path}: the train file has no rows")
+    if not eval_rows:
+        raise TaskError(f"{path}: the eval file has no rows")
+
+    labels = _labels(spec, kind, train, eval_rows, path)
+    metric = spec.get("metric") or DEFAULT_METRIC[kind]
+    if metric not in METRICS[kind]:
+        raise TaskError(
+            f"{path}: metric {metric!r} does not fit kind {kind!r}; use one of "
+            f"{', '.join(METRICS[kind])}"
+        )
+    corpus = None
+    if spec.get("corpus"):
+        corpus = base / str(spec["corpus"])
+        if not corpus.exists():
+            raise TaskError(f"{path}: corpus {spec['corpus']!r} not found next to the task file")
+    _check_context_ids(eval_rows + train, corpus)
+
+    instruction = spec.get("instruction") or ""
+    if not isinstance(instruction, str):
+        raise TaskError(f"{path}: instruction must be a string")
+    return Task(
+        name=str(spec.get("name") or path.stem),
+        kind=kind,
+        path=path,
+        train=train,
+        eval=eval_rows,
+        instruction=instruction.strip(),
+        labels=labels,
+        corpus=corpus,
+        metric=metric,
+    )
+
+
+def _data_path(base: Path, spec: dict, key: str, task_path: Path) -> Path:
+    value = spec[key]
+    if not isinstance(value, str) or not value:
+        raise TaskError(f"{task_path}: {key} must be the path of a JSONL file")
+    data = base / value
+    if not data.is_file():
+        raise TaskError(f"{task_path}: {key} file {value!r} not found next to the task file")
+    return data
+
+
+def _labels(spec: dict, kind: str, train: list[Row], eval_rows: list[Row], path: Path) -> list:
+    if kind != "classification":
+        return []
+    labels = spec.get("labels")
+    if labels is None:
+        seen: dict[str, None] = {}
+        for row in train:
+            seen.setdefault(row.output.strip(), None)
+        labels = list(seen)
+    if not isinstance(labels, list) or not all(isinstance(x, str | int) for x in labels):
+        raise TaskError(f"{path}: labels must be a list of strings")
+    labels = [str(x).strip() for x in labels]
+    if len(set(labels)) < 2:
+        raise TaskError(f"{path}: a classification task needs at least two distinct labels")
+    allowed = set(labels)
+    for row in train + eval_rows:
+        if row.output.strip() not in allowed:
+            raise TaskError(
+                f"{row.source}: label {row.output!r} is not in the task's labels "
+                f"({', '.join(labels)}); fix the row or add the label to the task file"
+            )
+    return labels
+
+
+def _check_context_ids(rows: list[Row], corpus: Path | None) -> None:
+    if corpus is None or not corpus.is_dir():
+        return  # JSONL corpora are checked by the RAG loader, which reads their ids
+    known = {p.stem for p in corpus.iterdir() if p.suffix in (".txt", ".md")}
+    for row in rows:
+        for cid in row.context_ids:
+            if cid not in known:
+                raise TaskError(
+                    f"{row.source}: context id {cid!r} names no document in {corpus.name}/ "
+                    "(ids are file names without .txt/.md)"
+                )
+
+
+def load_rows(path: Path) -> list[Row]:
+    """Parse a JSONL file in any of the three row formats; errors name the file and line."""
+    rows: list[Row] = []
+    ids: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise TaskError(f"{path}: not UTF-8 text; save it as UTF-8 JSON Lines") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskError(
+                f"{where}: not valid JSON ({exc.msg}); one JSON object per line"
+            ) from None
+        row = parse_row(obj, where, default_id=f"{path.stem}-{number}")
+        if row.id in ids:
+            raise TaskError(f"{where}: duplicate id {row.id!r}; ids must be unique in a file")
+        ids.add(row.id)
+        rows.append(row)
+    return rows
+
+
+def parse_row(obj: object, where: str, default_id: str) -> Row:
+    """One row from `{"input","output"}`, Alpaca, or chat `{"messages": [...]}` form."""
+    if not isinstance(obj, dict):
+        raise TaskError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    row_id = obj.get("id", default_id)
+    if not isinstance(row_id, str | int):
+        raise TaskError(f"{where}: id must be a string or a number")
+    context_ids = obj.get("context_ids", [])
+    if not isinstance(context_ids, list) or not all(isinstance(c, str) for c in context_ids):
+        raise TaskError(f"{where}: context_ids must be a list of document ids (strings)")
+
+    if "messages" in obj:
+        messages, output = _chat_row(obj["messages"], where)
+    elif "output" in obj:
+        output = obj["output"]
+        user = _user_text(obj, where)
+        messages = ({"role": "user", "content": user},)
+    else:
+        raise TaskError(
+            f'{where}: a row needs "input" and "output", Alpaca "instruction"/"input"/"output", '
+            'or chat "messages"'
+        )
+    if not isinstance(output, str) or not output.strip():
+        raise TaskError(f"{where}: the output (target answer) must be a non-empty string")
+    return Row(str(row_id), messages, output, tuple(context_ids), where)
+
+
+def _user_text(obj: dict, where: str) -> str:
+    parts = []
+    for key in ("instruction", "input"):
+        value = obj.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TaskError(f"{where}: {key!r} must be a string")
+        if value.strip():
+            parts.append(value.strip())
+    if not parts:
+        raise TaskError(f'{where}: the row has an output but no "input" (or "instruction") text')
+    return "\n\n".join(parts)
+
+
+def _chat_row(messages: object, where: str) -> tuple[tuple[dict, ...], str]:
+    if not isinstance(messages, list) or not messages:
+        raise TaskError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
+    clean = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+            raise TaskError(f"{where}: message {i} needs a string content")
+        if m.get("role") not in ("system", "user", "assistant"):
+            raise TaskError(f"{where}: message {i} role must be system, user or assistant")
+        clean.append({"role": m["role"], "content": m["content"]})
+    last = max((i for i, m in enumerate(clean) if m["role"] == "assistant"), default=None)
+    if last is None:
+        raise TaskError(f"{where}: a chat row needs an assistant message (the target answer)")
+    before = tuple(clean[:last])
+    if not any(m["role"] == "user" for m in before):
+        raise TaskError(f"{where}: no user message before the last assistant message")
+    return before, clean[last]["content"]
