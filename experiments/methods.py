@@ -78,7 +78,7 @@ class PromptingMethod(Method):
         examples = self.examples_for(ctx, rows)
         prompts = [fmt.build(ex, r.messages) for ex, r in zip(examples, rows)]
         if ctx.task.kind == "classification":
-            content_free = [fmt.content_free(ex) for ex in examples]
+            content_free = [fmt.content_free(ex) if ctx.calibrate else [] for ex in examples]
             return score_labels(ctx, rows, prompts, content_free, progress)
         return generate_answers(ctx, rows, prompts, progress)
 
@@ -91,51 +91,63 @@ def score_labels(
     progress: Progress,
     chunk: int = 8,
 ) -> list[Prediction]:
-    """Rank labels by log-likelihood; raw and calibrated (Zhao et al. 2021) side by side.
+    """Rank labels by log-likelihood, and with calibration on also by calibrated scores.
 
     Rows whose prompts share a prefix (zero-shot: all of them) share one prefix pass and one
-    set of content-free scores; middles are scored `chunk` at a time.
+    set of content-free scores. Without calibration, prompts with their own prefix (few-shot)
+    are scored a few at a time in one batch; with it, each one is scored together with its
+    content-free inputs on top of its prefix (Zhao et al. 2021, "Calibrate Before Use").
     """
-    labels = ctx.task.labels
-    encode, scorer = ctx.encode, ctx.scorer
+    labels, encode, scorer = ctx.task.labels, ctx.encode, ctx.scorer
+    calibrate = ctx.calibrate
     continuations = [encode(label + ctx.prompt_format.answer_end) for label in labels]
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(prompts):
         groups.setdefault(p.prefix, []).append(i)
     raw = np.zeros((len(rows), len(labels)))
-    prior = np.zeros((len(rows), len(labels)))
+    prior = np.ones((len(rows), len(labels)))
+    singles: list[int] = []
     for prefix_text, members in groups.items():
+        if len(members) == 1 and not calibrate:
+            singles.extend(members)
+            continue
         prefix = encode(prefix_text)
-        cf_middles = [encode(p.middle) for p in content_free[members[0]]]
+        cf_middles = [encode(p.middle) for p in content_free[members[0]]] if calibrate else []
         cf_probs = None
         for start in range(0, len(members), chunk):
             part = members[start : start + chunk]
             middles = [encode(prompts[i].middle) for i in part]
             extra = cf_middles if cf_probs is None else []
             scores = scorer.score(prefix, middles + extra, continuations)
-            if cf_probs is None:
+            if cf_probs is None and calibrate:
                 cf_probs = _softmax(scores[len(part) :]).mean(axis=0)
             raw[part] = scores[: len(part)]
-            prior[part] = cf_probs
+            if calibrate:
+                prior[part] = cf_probs
             progress(len(part))
-    probs = _softmax(raw)
-    calibrated = np.log(probs) - np.log(prior)
+    batch = max(1, chunk // 2)
+    for start in range(0, len(singles), batch):
+        part = singles[start : start + batch]
+        raw[part] = scorer.score([], [encode(prompts[i].text) for i in part], continuations)
+        progress(len(part))
+
+    calibrated = np.log(_softmax(raw)) - np.log(prior)
     predictions = []
     for i, (row, prompt) in enumerate(zip(rows, prompts)):
-        raw_label, cal_label = labels[int(raw[i].argmax())], labels[int(calibrated[i].argmax())]
+        raw_label = labels[int(raw[i].argmax())]
+        extra = {"output_raw": raw_label}
+        if calibrate:
+            extra["output_calibrated"] = labels[int(calibrated[i].argmax())]
+        extra["label_logprobs"] = [round(float(x), 4) for x in raw[i]]
         predictions.append(
             Prediction(
                 id=row.id,
                 prompt=prompt.text,
-                output=cal_label if ctx.calibrate else raw_label,
+                output=extra.get("output_calibrated", raw_label),
                 gold=row.output,
                 prompt_tokens=len(encode(prompt.text)),
                 generated_tokens=0,
-                extra={
-                    "output_raw": raw_label,
-                    "output_calibrated": cal_label,
-                    "label_logprobs": [round(float(x), 4) for x in raw[i]],
-                },
+                extra=extra,
             )
         )
     return predictions

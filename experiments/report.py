@@ -16,12 +16,12 @@ def render_report(results: dict) -> str:
     methods = results["methods"]
     opts = results.get("options", {})
     metric_names = list(next(iter(methods.values()))["metrics"]) if methods else []
-    calibrated = any("metrics_raw" in m for m in methods.values())
+    calibrated = any("metrics_calibrated" in m for m in methods.values())
     lines = [
         f"# {task['name']} ({task['kind']})",
         "",
         (
-            f"Eval rows: {task['n_eval']} · train rows: {task['n_train']} · "
+            f"Eval rows: {task['n_eval']}{_of_total(task)} · train rows: {task['n_train']} · "
             f"model: {opts.get('model', '?')} · seed: {opts.get('seed', '?')} · "
             f"few-shot k: {opts.get('k', '?')}"
         ),
@@ -36,7 +36,7 @@ def render_report(results: dict) -> str:
     for name, m in methods.items():
         cells = [name] + [f"{m['metrics'][k]:.3f}" for k in metric_names]
         if calibrated:
-            if "metrics_raw" in m:
+            if "metrics_calibrated" in m:
                 key = task["metric"]
                 cells.append(f"{m['metrics_raw'][key]:.3f} / {m['metrics_calibrated'][key]:.3f}")
             else:
@@ -62,3 +62,12 @@ def render_report(results: dict) -> str:
         else "No method has finished yet."
     )
     return "\n".join(lines) + "\n"
+
+
+def _of_total(task: dict) -> str:
+    total = task.get("n_eval_total", task["n_eval"])
+    return (
+        f" (first {task['n_eval']} of {total}; --limit 0 scores all)"
+        if total > task["n_eval"]
+        else ""
+    )

@@ -109,8 +109,8 @@ def summarise(task: Task, preds: list[Prediction]) -> dict:
     """Metric values; for label scoring also the raw and calibrated values side by side."""
     golds = [p.gold for p in preds]
     out = {"metrics": metric_fns.score(task.kind, [p.output for p in preds], golds, task.labels)}
-    if preds and "output_raw" in preds[0].extra:
-        for mode in ("raw", "calibrated"):
+    for mode in ("raw", "calibrated"):
+        if preds and f"output_{mode}" in preds[0].extra:
             outputs = [p.extra[f"output_{mode}"] for p in preds]
             out[f"metrics_{mode}"] = metric_fns.score(task.kind, outputs, golds, task.labels)
     return out
@@ -158,6 +158,7 @@ def _previous(out_dir: Path, task: Task, rows: list[Row]) -> tuple[dict, dict]:
             "labels": task.labels,
             "n_train": len(task.train),
             "n_eval": len(rows),
+            "n_eval_total": len(task.eval),
             "eval_fingerprint": fingerprint,
         },
         "methods": {},
