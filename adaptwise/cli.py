@@ -161,10 +161,11 @@ def _run_one(task_path: Path, methods: list[str], out: Path | None, options, ui)
 
     task = load_task(task_path)
     out = out or Path("runs") / task.name
-    ui.log(
-        f"[bold]{task.name}[/] ({task.kind}): {len(task.train)} train, {len(task.eval)} eval "
-        f"rows -> {out}"
-    )
+    scored = min(options.limit or len(task.eval), len(task.eval))
+    subset = f" (scoring the first {scored}; --limit 0 for all)" if scored < len(task.eval) else ""
+    sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
+    ui.log(f"[bold]{task.name}[/] ({task.kind}): {sizes}{subset}")
+    ui.log(f"  results -> {out}")
     run_task(task, methods, out, options, progress=ui)
     return out
 

@@ -72,7 +72,9 @@ class Embedder:
             location = self.model
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # the CLI draws its own progress
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self._model = SentenceTransformer(location, device=device, trust_remote_code=False)
         return self._model
