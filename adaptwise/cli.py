@@ -4,8 +4,13 @@ so that `adaptwise --help` stays fast."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+
+# Each area's subcommands live in their own module with `register(subparsers, add_run_options)`,
+# which adds parsers and sets `handler=` on them. Those modules must import nothing heavy.
+COMMAND_MODULES: list[str] = []
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 # The demo scores 40 of each task's eval rows so that it finishes in about 5 minutes on 2 CPU
@@ -58,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="default: %(default)s")
     demo.add_argument("--methods", default=DEFAULT_METHODS, help="default: %(default)s")
     _add_run_options(demo, limit=DEMO_LIMIT)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub, _add_run_options)
     return parser
 
 
@@ -104,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.errors import AdaptwiseError
 
     try:
+        if getattr(args, "handler", None):
+            return args.handler(args)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "demo":
