@@ -44,6 +44,13 @@ class Method(ABC):
     def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
         """One prediction per row, in order."""
 
+    def extra_results(
+        self, ctx: RunContext, rows: list[Row], predictions: list[Prediction]
+    ) -> dict:
+        """Fields added to this method's entry in results.json (retrieval metrics, training
+        statistics, ...); report.md shows the ones it knows."""
+        return {}
+
 
 class PromptingMethod(Method):
     """Zero-shot or few-shot prompting with a per-query example selector."""

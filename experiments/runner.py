@@ -102,6 +102,7 @@ def run_method(
         "peak_memory_mb": memory.peak_mb,
         "peak_memory_kind": memory.kind,
     }
+    entry.update(method.extra_results(ctx, rows, preds))
     return entry, preds
 
 

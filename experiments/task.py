@@ -21,7 +21,18 @@ METRICS = {
     "qa": ("exact_match", "token_f1"),
     "generation": ("rouge_l",),
 }
-TASK_KEYS = {"name", "kind", "instruction", "labels", "train", "eval", "corpus", "metric"}
+SECTIONS = ("rag", "finetune")  # method settings, read by those packages
+TASK_KEYS = {
+    "name",
+    "kind",
+    "instruction",
+    "labels",
+    "train",
+    "eval",
+    "corpus",
+    "metric",
+    *SECTIONS,
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ class Task:
     labels: list[str] = field(default_factory=list)
     corpus: Path | None = None
     metric: str = ""
+    settings: dict = field(default_factory=dict)  # {"rag": {...}, "finetune": {...}} as written
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -110,6 +122,12 @@ def load_task(path: str | Path) -> Task:
             raise TaskError(f"{path}: corpus {spec['corpus']!r} not found next to the task file")
     _check_context_ids(eval_rows + train, corpus)
 
+    settings = {}
+    for section in SECTIONS:
+        value = spec.get(section) or {}
+        if not isinstance(value, dict):
+            raise TaskError(f"{path}: {section} must be a mapping of settings")
+        settings[section] = value
     instruction = spec.get("instruction") or ""
     if not isinstance(instruction, str):
         raise TaskError(f"{path}: instruction must be a string")
@@ -123,6 +141,7 @@ def load_task(path: str | Path) -> Task:
         labels=labels,
         corpus=corpus,
         metric=metric,
+        settings=settings,
     )
 
 
