@@ -1,0 +1,119 @@
+"""`adaptwise advise`: the recommendation without the TUI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+
+def register(sub, add_run_options) -> None:
+    advise = sub.add_parser(
+        "advise",
+        help="recommend which adaptations to try, in order, and why",
+        description="Walk Meta's decision questions (from --answers, else the defaults) and "
+        "print the ladder of methods to try, the ones ruled out, and warnings.",
+    )
+    advise.add_argument("--answers", type=Path, help="answers YAML (see --save-answers)")
+    advise.add_argument(
+        "--gpu-gb",
+        type=float,
+        help="GPU memory in GB (default: detected with nvidia-smi, else CPU only)",
+    )
+    advise.add_argument(
+        "--model", help="architecture name, config.json or model folder (default: smollm2-135m)"
+    )
+    advise.add_argument(
+        "--results",
+        type=Path,
+        help="a run's results.json: its measured zero-shot score informs the advice",
+    )
+    advise.add_argument("--save-answers", type=Path, help="write the answers used as YAML")
+    advise.add_argument("--json", action="store_true", help="machine-readable output")
+    advise.set_defaults(handler=cmd_advise)
+
+
+def detect_gpu_gb() -> float | None:
+    """Total memory of the first NVIDIA GPU, without importing torch; None when there is none."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return round(float(out.split()[0]) / 1024, 1)
+    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+        return None
+
+
+def measured_zero_shot(path: Path) -> float:
+    from experiments.errors import AdaptwiseError
+
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        metric = results["task"]["metric"]
+        return float(results["methods"]["zero-shot"]["metrics"][metric])
+    except FileNotFoundError:
+        raise AdaptwiseError(f"{path}: no such results file") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise AdaptwiseError(
+            f"{path}: not an adaptwise results.json with a zero-shot result; run "
+            "`adaptwise run TASK --methods zero-shot` first"
+        ) from None
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from advisor.questions import Answers, dump_answers, load_answers
+    from advisor.recommend import recommend
+    from experiments.atomic import write_text_atomic
+
+    answers = load_answers(args.answers) if args.answers else Answers()
+    if args.gpu_gb is not None:
+        answers = replace(answers, gpu_memory_gb=args.gpu_gb if args.gpu_gb > 0 else None)
+    elif answers.gpu_memory_gb is None and not (args.answers and _mentions_gpu(args.answers)):
+        answers = replace(answers, gpu_memory_gb=detect_gpu_gb())
+    if args.model:
+        answers = replace(answers, model=args.model)
+    if args.results:
+        answers = replace(answers, zero_shot_score=measured_zero_shot(args.results))
+    rec = recommend(answers)
+    if args.save_answers:
+        write_text_atomic(args.save_answers, dump_answers(answers))
+    if args.json:
+        print(json.dumps({"answers": answers.to_dict(), **rec.to_dict()}, indent=2))
+        return 0
+    _print(answers, rec)
+    return 0
+
+
+def _mentions_gpu(path: Path) -> bool:
+    return "gpu_memory_gb" in path.read_text(encoding="utf-8")
+
+
+def _print(answers, rec) -> None:
+    from rich.console import Console
+
+    console = Console()
+    hardware = f"GPU {answers.gpu_memory_gb:g} GB" if answers.gpu_memory_gb else "CPU only"
+    console.print(f"[bold]Recommendation[/] for {answers.model} on {hardware}\n")
+    console.print("[bold]Try, in this order:[/]")
+    for i, rung in enumerate(rec.ladder, 1):
+        console.print(f"  {i}. [bold green]{rung.method}[/]")
+        for reason in rung.reasons:
+            console.print(f"       - {reason}")
+    console.print("\n[bold]Ruled out:[/]")
+    for rung in rec.ruled_out:
+        console.print(f"  [red]{rung.method}[/]: {'; '.join(rung.reasons)}")
+    if rec.warnings:
+        console.print("\n[bold]Watch out:[/]")
+        for warning in rec.warnings:
+            console.print(f"  ! {warning}")
+    methods = ",".join(m for m in rec.methods if "+" not in m)
+    console.print(f"\nRun it: adaptwise run TASK.yaml --methods {methods}")
