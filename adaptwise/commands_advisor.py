@@ -35,6 +35,33 @@ def register(sub, add_run_options) -> None:
     advise.add_argument("--json", action="store_true", help="machine-readable output")
     advise.set_defaults(handler=cmd_advise)
 
+    tui = sub.add_parser(
+        "tui",
+        help="the guided flow in the terminal: task, questions, advice, run, results",
+        description="Open the terminal UI: choose a task, answer Meta's decision questions, "
+        "read the recommendation, run it and compare the results.",
+    )
+    tui.add_argument("task", type=Path, nargs="?", help="task YAML (default: choose on screen)")
+    tui.add_argument(
+        "--limit",
+        type=int,
+        default=8,
+        help="eval rows per method in the run "
+        "(0: all; default: %(default)s, for a quick first look)",
+    )
+    tui.add_argument("--out", type=Path, default=Path("runs"), help="default: %(default)s")
+    tui.set_defaults(handler=cmd_tui)
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from advisor.tui.app import AdaptwiseApp
+    from experiments.errors import AdaptwiseError
+
+    if args.limit < 0:
+        raise AdaptwiseError("--limit must be 0 (all rows) or more")
+    AdaptwiseApp(args.task, limit=args.limit or None, out_root=args.out).run()
+    return 0
+
 
 def detect_gpu_gb() -> float | None:
     """Total memory of the first NVIDIA GPU, without importing torch; None when there is none."""

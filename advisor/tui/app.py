@@ -1,0 +1,48 @@
+"""The adaptwise TUI: task -> questionnaire -> recommendation -> run -> results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from advisor.questions import Answers
+from advisor.recommend import Recommendation
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+
+
+@dataclass
+class Session:
+    """What the screens share: the chosen task, the answers, the advice and the run."""
+
+    limit: int | None = 8
+    out_root: Path = Path("runs")
+    task: object | None = None  # experiments.task.Task
+    answers: Answers = field(default_factory=Answers)
+    recommendation: Recommendation | None = None
+    out_dir: Path | None = None
+
+    def demo_tasks(self) -> list[Path]:
+        return sorted(DEMO_DIR.glob("*/task.yaml"))
+
+
+class AdaptwiseApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "adaptwise"
+    SUB_TITLE = "decide how to adapt an LLM, then prove it"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(
+        self, task_path: Path | None = None, limit: int | None = 8, out_root: Path = Path("runs")
+    ):
+        super().__init__()
+        self.session = Session(limit=limit, out_root=out_root)
+        self.initial_task = task_path
+
+    def on_mount(self) -> None:
+        from advisor.tui.screens.task import TaskScreen
+
+        self.push_screen(TaskScreen(self.initial_task))

@@ -1,0 +1,1 @@
+"""One module per screen, in the order the user meets them."""

@@ -1,0 +1,116 @@
+"""The results: the comparison, whether it agrees with the advice, and where methods differ."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from advisor.verdict import verdict
+from experiments.report import METRIC_TITLES
+
+
+class ResultsScreen(Screen):
+    BINDINGS = [
+        Binding("d", "toggle_disagreements", "All rows / disagreements"),
+        Binding("b", "back", "Back to the advice"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.only_disagreements = True
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="heading", classes="title")
+        yield DataTable(id="summary", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="verdict")
+        yield Static("", id="examples-title", classes="title")
+        yield DataTable(id="examples", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        session = self.app.session
+        out = session.out_dir
+        self.results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        self.predictions = [
+            json.loads(line)
+            for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        task = self.results["task"]
+        self.query_one("#heading", Static).update(
+            f"{task['name']}: {task['n_eval']} eval rows · results in {out}"
+        )
+        self.fill_summary()
+        judged = verdict(session.recommendation, self.results)
+        if judged:
+            style = "green" if judged.holds else "yellow"
+            self.query_one("#verdict", Static).update(f"[{style}]{judged.text}[/]")
+        self.fill_examples()
+        self.query_one("#examples", DataTable).focus()
+
+    def fill_summary(self) -> None:
+        table = self.query_one("#summary", DataTable)
+        methods = self.results["methods"]
+        metric_names = list(next(iter(methods.values()))["metrics"]) if methods else []
+        table.add_columns(
+            "method",
+            *[METRIC_TITLES.get(m, m) for m in metric_names],
+            "s / example",
+            "prompt tok",
+            "peak MB",
+        )
+        for name, m in methods.items():
+            table.add_row(
+                name,
+                *[f"{m['metrics'][k]:.3f}" for k in metric_names],
+                f"{m['inference_s_per_example']:.2f}",
+                f"{m['prompt_tokens_mean']:.0f}",
+                f"{m['peak_memory_mb']:.0f}",
+            )
+
+    def fill_examples(self) -> None:
+        table = self.query_one("#examples", DataTable)
+        table.clear(columns=True)
+        methods = list(self.results["methods"])
+        by_row: dict[str, dict] = {}
+        golds: dict[str, str] = {}
+        for p in self.predictions:
+            by_row.setdefault(p["id"], {})[p["method"]] = p
+            golds[p["id"]] = p["gold"]
+        table.add_columns("id", "gold", *methods)
+        shown = 0
+        for row_id, preds in by_row.items():
+            verdicts = {preds[m]["correct"] for m in methods if m in preds}
+            if self.only_disagreements and len(verdicts) < 2:
+                continue
+            cells = [
+                ("✓ " if preds[m]["correct"] else "✗ ") + _short(preds[m]["output"])
+                if m in preds
+                else "-"
+                for m in methods
+            ]
+            table.add_row(row_id, _short(golds[row_id]), *cells)
+            shown += 1
+        which = "where methods disagree" if self.only_disagreements else "all rows"
+        self.query_one("#examples-title", Static).update(
+            f"Per example, {which}: {shown} of {len(by_row)} rows (d toggles)"
+        )
+
+    def action_toggle_disagreements(self) -> None:
+        self.only_disagreements = not self.only_disagreements
+        self.fill_examples()
+
+    def action_back(self) -> None:
+        from advisor.tui.screens.recommendation import RecommendationScreen
+
+        while not isinstance(self.app.screen, RecommendationScreen):
+            self.app.pop_screen()
+
+
+def _short(text: str, width: int = 24) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
