@@ -1,0 +1,436 @@
+"""Peak-memory estimator for inference, full fine-tuning, LoRA and QLoRA (pure arithmetic).
+
+The estimate is the sum of six parts, in bytes:
+
+- weights: every parameter at the precision's width; QLoRA keeps the decoder projections in NF4
+  (0.5 byte per parameter plus double-quantised block constants) and the embeddings, lm_head,
+  norms and biases in 16 bits. LoRA adapters are float32 (peft's default).
+- gradients: one per trainable parameter, at the trained weights' width (only the largest
+  parameter's at a time with the optimizer step fused into the backward pass).
+- optimizer state: per trainable parameter (table below). Paged optimizers (bitsandbytes) keep
+  their state in unified memory that spills to the host, so on a GPU it is reported apart
+  (`offloaded`) and not counted in the total.
+- activations: what autograd keeps for the backward pass, counted tensor by tensor for a
+  Llama-style layer (below); with gradient checkpointing, each layer's input plus one layer
+  recomputed in full.
+- logits: batch x seq x vocab elements; the loss runs in float32, and at the peak of its
+  backward the logits, their log-softmax and two gradients are alive (16 bytes per element).
+- overhead: on a GPU the CUDA context (0.5 GB, outside PyTorch's allocator statistics),
+  5% allocator slack and, for QLoRA, the 16-bit copy of the largest projection that
+  dequantisation makes in the forward and backward passes. On a CPU, where the figure is
+  process RSS: the process itself (python, torch, transformers, peft and a tokenizer) and the
+  freed transients that malloc keeps (both measured on this repository's machine).
+
+Bytes per parameter ("Transformer Math 101", EleutherAI):
+
+| precision | weights | gradients | AdamW state | 8-bit AdamW state | activations |
+|---|---|---|---|---|---|
+| fp32 | 4 | 4 | 8 (m, v) | 2 | 4 |
+| bf16 (pure, as torchtune and LitGPT `bf16-true` train) | 2 | 2 | 4 (m, v in bf16) | 2 | 2 |
+| fp16 (mixed: fp32 master weights in the optimizer) | 2 | 2 | 12 (master, m, v) | 6 | 2 |
+
+Activations kept per token in one layer (elements; x is the layer input): the first norm's
+input x (h; float32 in a 16-bit run, where RMSNorm upcasts), the normed x (h) when q/k/v need
+their input, q, k, v after RoPE and the attention output (kept by SDPA's backward: 2q + 2kv),
+the o_proj input (q) when it needs it, the mid-layer residual (h, float32 in 16-bit runs), the
+second normed x (h) when gate/up need it, gate, SiLU(gate) and up (3i), and the down_proj
+input (i) when it needs it. A projection needs its input when its weight trains (full
+fine-tuning), when LoRA targets it, or under QLoRA (bitsandbytes' 4-bit matmul saves it).
+LoRA dropout keeps a dropped copy of the input plus a 1-byte mask per targeted projection.
+Eager attention adds the softmax probabilities (heads x seq x seq per sequence);
+memory-efficient SDPA (the default) keeps none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from advisor.architectures import LINEAR_MODULES, ModelShape
+from experiments.errors import AdaptwiseError
+
+METHODS = ("inference", "full-ft", "lora", "qlora")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit")
+PRECISIONS = ("bf16", "fp32", "fp16")
+DEVICES = ("gpu", "cpu")
+ATTENTION = ("sdpa", "eager")
+LORA_TARGETS = {"all-linear": LINEAR_MODULES, "qv": ("q_proj", "v_proj")}
+
+GB = 1e9
+# NF4 with double quantisation (QLoRA paper): 4 bits per weight, an 8-bit absmax per block of
+# 64 and a float32 constant per 256 blocks.
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+LOGIT_BYTES = 16  # float32 logits, log-softmax and two gradients at the loss-backward peak
+LORA_PARAM_BYTES = 4  # peft keeps adapters in float32
+CUDA_CONTEXT_BYTES = 0.5 * GB
+ALLOCATOR_SLACK = 0.05
+# RSS of `import torch, transformers, peft` plus a loaded tokenizer, measured with
+# bench/bench_estimator_calibration.py on this repository's 2-core CI machine (509-511 MB).
+CPU_PROCESS_BYTES = 0.51 * GB
+# On a CPU, glibc's malloc keeps freed blocks under its mmap threshold (up to 32 MB) in the
+# heap, so RSS also holds the forward and backward passes' transient tensors. Measured with the
+# bench script: 0.45x (full fine-tuning) to 0.64x (LoRA) of the saved activations.
+CPU_ALLOCATOR_RETENTION = 0.5
+
+_WIDTH = {"fp32": 4, "bf16": 2, "fp16": 2}
+_ADAM = {"fp32": 8, "bf16": 4, "fp16": 12}
+_ADAM_8BIT = {"fp32": 2, "bf16": 2, "fp16": 6}
+# Standard GPU memory sizes, for "a GPU of N GB" suggestions.
+GPU_SIZES_GB = (8, 12, 16, 24, 32, 40, 48, 80, 96, 141, 192)
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """Everything besides the model's shape that changes peak memory."""
+
+    method: str = "lora"
+    batch: int = 1
+    seq: int = 512
+    optimizer: str = "adamw"
+    precision: str = "bf16"
+    gradient_checkpointing: bool = False
+    lora_r: int = 16
+    lora_targets: str = "all-linear"
+    lora_dropout: float = 0.05  # peft's usual value, and our fine-tuning default
+    device: str = "gpu"
+    optimizer_in_backward: bool = False  # torchtune's optimizer_in_bwd: step per parameter
+    attention: str = "sdpa"  # "eager" materialises the attention probabilities
+
+    def validate(self) -> None:
+        """Raise AdaptwiseError (one line) for a setting the estimator does not know."""
+        choices = {
+            "method": METHODS,
+            "optimizer": OPTIMIZERS,
+            "precision": PRECISIONS,
+            "device": DEVICES,
+            "attention": ATTENTION,
+            "lora_targets": tuple(LORA_TARGETS),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise AdaptwiseError(
+                    f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}: "
+                    f"choose from {', '.join(allowed)}"
+                )
+        for name in ("batch", "seq", "lora_r"):
+            if getattr(self, name) < 1:
+                raise AdaptwiseError(f"{name.replace('_', ' ')} must be at least 1")
+        if not 0 <= self.lora_dropout < 1:
+            raise AdaptwiseError("lora dropout must be in [0, 1)")
+
+    @property
+    def trains(self) -> bool:
+        return self.method != "inference"
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.method in ("lora", "qlora")
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory of one training step (or one forward pass), by component, in bytes."""
+
+    model: str
+    setup: TrainSetup
+    total_params: int
+    trainable_params: int
+    weights: int
+    gradients: int
+    optimizer_state: int
+    activations: int
+    logits: int
+    overhead: int
+    offloaded: int = 0  # paged optimizer state that lives in host-spillable memory
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def breakdown(self) -> dict[str, int]:
+        return {
+            "weights": self.weights,
+            "gradients": self.gradients,
+            "optimizer_state": self.optimizer_state,
+            "activations": self.activations,
+            "logits": self.logits,
+            "overhead": self.overhead,
+        }
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.breakdown().values())
+
+    @property
+    def total_gb(self) -> float:
+        return self.total_bytes / GB
+
+    def as_dict(self) -> dict:
+        """A JSON-ready breakdown (bytes and GB) with the settings it assumed."""
+        return {
+            "model": self.model,
+            "settings": asdict(self.setup),
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "bytes": {**self.breakdown(), "offloaded": self.offloaded, "total": self.total_bytes},
+            "gb": {k: round(v / GB, 3) for k, v in self.breakdown().items()},
+            "offloaded_gb": round(self.offloaded / GB, 3),
+            "total_gb": round(self.total_gb, 3),
+            "notes": list(self.notes),
+        }
+
+
+def lora_params(shape: ModelShape, r: int, targets: str = "all-linear") -> int:
+    """Trainable LoRA parameters: r x (in + out) per targeted projection per layer."""
+    shapes = shape.linear_shapes()
+    return shape.num_layers * sum(r * sum(shapes[m]) for m in LORA_TARGETS[targets])
+
+
+def estimate(
+    shape: ModelShape,
+    method: str = "lora",
+    batch: int = 1,
+    seq: int = 512,
+    optimizer: str = "adamw",
+    precision: str = "bf16",
+    gradient_checkpointing: bool = False,
+    lora_r: int = 16,
+    lora_targets: str = "all-linear",
+    device: str = "gpu",
+    **options,
+) -> MemoryEstimate:
+    """Peak memory of `method` on `shape`; `options` are the other TrainSetup fields."""
+    setup = TrainSetup(
+        method=method,
+        batch=batch,
+        seq=seq,
+        optimizer=optimizer,
+        precision=precision,
+        gradient_checkpointing=gradient_checkpointing,
+        lora_r=lora_r,
+        lora_targets=lora_targets,
+        device=device,
+        **options,
+    )
+    return estimate_setup(shape, setup)
+
+
+def estimate_setup(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+    """The estimate for a ready TrainSetup (see the module docstring for the model)."""
+    setup.validate()
+    width = _WIDTH[setup.precision]
+    notes: list[str] = []
+
+    # Weights.
+    if setup.method == "qlora":
+        weights = shape.linear_params * NF4_BYTES + shape.other_params * 2
+        notes.append("NF4 base (double quantisation); embeddings, lm_head and norms in 16 bits")
+    else:
+        weights = shape.total_params * width
+    adapters = lora_params(shape, setup.lora_r, setup.lora_targets) if setup.uses_lora else 0
+    weights += adapters * LORA_PARAM_BYTES
+
+    # Gradients and optimizer state.
+    if not setup.trains:
+        trainable, grad_width, state_per_param = 0, 0, 0.0
+    elif setup.uses_lora:
+        trainable, grad_width = adapters, LORA_PARAM_BYTES
+        state_per_param = {"adamw": 8, "adamw-8bit": 2, "paged-adamw-8bit": 2}[setup.optimizer]
+    else:
+        trainable, grad_width = shape.total_params, width
+        table = _ADAM if setup.optimizer == "adamw" else _ADAM_8BIT
+        state_per_param = table[setup.precision]
+    gradients = trainable * grad_width
+    if setup.optimizer_in_backward and setup.trains:
+        gradients = _largest_trainable(shape, setup) * grad_width
+        notes.append("optimizer step fused into backward: one parameter's gradient at a time")
+    optimizer_state = trainable * state_per_param
+    offloaded = 0
+    if setup.optimizer.startswith("paged") and setup.device == "gpu" and setup.trains:
+        offloaded, optimizer_state = optimizer_state, 0
+        notes.append("paged optimizer state spills to host memory; reported as offloaded")
+
+    activations = _activations(shape, setup)
+    tokens = setup.batch * setup.seq
+    # Inference: the logits plus their float32 copy (none needed when they are float32 already).
+    logit_bytes = LOGIT_BYTES if setup.trains else width + (4 if width < 4 else 0)
+    logits = tokens * shape.vocab_size * logit_bytes
+
+    # Overhead.
+    if setup.device == "gpu":
+        dequant = 0
+        if setup.method == "qlora":
+            dequant = 2 * max(a * b for a, b in shape.linear_shapes().values()) * 2
+        subtotal = weights + gradients + optimizer_state + activations + logits
+        overhead = CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal + dequant
+    else:
+        overhead = CPU_PROCESS_BYTES + CPU_ALLOCATOR_RETENTION * activations
+        notes.append("CPU: process RSS, with python, torch and transformers themselves")
+    return MemoryEstimate(
+        model=shape.name,
+        setup=setup,
+        total_params=shape.total_params,
+        trainable_params=trainable,
+        weights=int(weights),
+        gradients=int(gradients),
+        optimizer_state=int(optimizer_state),
+        activations=int(activations),
+        logits=int(logits),
+        overhead=int(overhead),
+        offloaded=int(offloaded),
+        notes=tuple(notes),
+    )
+
+
+def _largest_trainable(shape: ModelShape, setup: TrainSetup) -> int:
+    if setup.uses_lora:
+        shapes = shape.linear_shapes()
+        return max(setup.lora_r * sum(shapes[m]) for m in LORA_TARGETS[setup.lora_targets])
+    largest_linear = max(a * b for a, b in shape.linear_shapes().values())
+    return max(shape.embedding_params, shape.lm_head_params, largest_linear)
+
+
+def layer_activation_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """Bytes autograd keeps per token in one decoder layer (see the module docstring)."""
+    width = _WIDTH[setup.precision]
+    norm_width = 4 if width < 4 else width  # RMSNorm upcasts 16-bit inputs to float32
+    h, i, q, kv = shape.hidden_size, shape.intermediate_size, shape.q_dim, shape.kv_dim
+    targets = set(LORA_TARGETS[setup.lora_targets]) if setup.uses_lora else set()
+    everything = setup.method in ("full-ft", "qlora")
+
+    def needs(*modules: str) -> bool:
+        return everything or any(m in targets for m in modules)
+
+    elements = (
+        (h if needs("q_proj", "k_proj", "v_proj") else 0)
+        + 2 * q
+        + 2 * kv
+        + (q if needs("o_proj") else 0)
+        + (h if needs("gate_proj", "up_proj") else 0)
+        + 3 * i
+        + (i if needs("down_proj") else 0)
+    )
+    total = elements * width + 2 * h * norm_width
+    if setup.uses_lora and setup.lora_dropout > 0:
+        shapes = shape.linear_shapes()
+        total += sum(shapes[m][0] * (width + 1) for m in targets)
+    return total
+
+
+def _activations(shape: ModelShape, setup: TrainSetup) -> float:
+    width = _WIDTH[setup.precision]
+    tokens = setup.batch * setup.seq
+    if not setup.trains:
+        # A forward pass keeps the KV cache and one layer's working set at a time.
+        kv_cache = 2 * shape.num_layers * tokens * shape.kv_dim * width
+        working = tokens * (4 * shape.hidden_size + 3 * shape.intermediate_size) * width
+        return kv_cache + working
+    per_layer = tokens * layer_activation_bytes(shape, setup)
+    if setup.attention == "eager":
+        probs_width = 4 + (width if width < 4 else 0)  # float32 softmax, cast back in 16-bit
+        per_layer += setup.batch * shape.num_heads * setup.seq**2 * probs_width
+    final_norm = tokens * shape.hidden_size * 4
+    if setup.gradient_checkpointing:
+        kept_inputs = shape.num_layers * tokens * shape.hidden_size * width
+        return kept_inputs + per_layer + final_norm
+    return shape.num_layers * per_layer + final_norm
+
+
+def fits(
+    shape: ModelShape, method: str, gpu_memory_gb: float, **settings
+) -> tuple[bool, MemoryEstimate]:
+    """Whether `method` fits a GPU of `gpu_memory_gb`, and the estimate it rests on."""
+    est = estimate(shape, method, device="gpu", **settings)
+    return est.total_gb <= gpu_memory_gb, est
+
+
+@dataclass(frozen=True)
+class FitSuggestion:
+    """One change that makes a method fit, with the estimate after the change."""
+
+    change: str
+    estimate: MemoryEstimate
+
+
+def suggest_fit(
+    shape: ModelShape, method: str, gpu_memory_gb: float, **settings
+) -> list[FitSuggestion]:
+    """Changes that would make `method` fit `gpu_memory_gb`, least disruptive first.
+
+    Empty when it fits already. First the single changes that fit on their own: gradient
+    checkpointing, the paged 8-bit optimizer (full fine-tuning), the largest smaller batch,
+    the longest shorter sequence, QLoRA instead of LoRA or full fine-tuning. When none does,
+    the first combination of them that fits, in that order. Last, always, the smallest common
+    GPU size the current settings fit.
+    """
+    ok, current = fits(shape, method, gpu_memory_gb, **settings)
+    if ok:
+        return []
+    setup = current.setup
+
+    def attempt(update: dict) -> MemoryEstimate | None:
+        new = {**settings, **update}
+        ok, est = fits(shape, new.pop("method", method), gpu_memory_gb, **new)
+        return est if ok else None
+
+    easy: list[tuple[str, dict]] = []
+    if method != "inference" and not setup.gradient_checkpointing:
+        easy.append(("turn on gradient checkpointing", {"gradient_checkpointing": True}))
+    if method == "full-ft" and setup.optimizer == "adamw":
+        easy.append(("use the paged 8-bit AdamW optimizer", {"optimizer": "paged-adamw-8bit"}))
+    smaller = [
+        [(f"lower the batch to {b}", {"batch": b}) for b in _halvings(setup.batch, 1)],
+        [(f"shorten sequences to {q} tokens", {"seq": q}) for q in _halvings(setup.seq, 128)],
+    ]
+    switch = []
+    if method in ("lora", "full-ft"):
+        switch.append((f"use QLoRA instead of {method}", {"method": "qlora"}))
+
+    suggestions = []
+    for change, update in easy:
+        if est := attempt(update):
+            suggestions.append(FitSuggestion(change, est))
+    for options in smaller:  # the largest batch (longest sequence) that fits on its own
+        for change, update in options:
+            if est := attempt(update):
+                suggestions.append(FitSuggestion(change, est))
+                break
+    for change, update in switch:
+        if est := attempt(update):
+            suggestions.append(FitSuggestion(change, est))
+    if not suggestions:
+        suggestions.extend(_combination(easy, smaller, switch, attempt))
+
+    need = current.total_gb
+    size = next((s for s in GPU_SIZES_GB if s >= need), None)
+    change = f"use a GPU with {size} GB" if size else f"use GPUs with {need:.0f} GB in all"
+    suggestions.append(FitSuggestion(change, current))
+    return suggestions
+
+
+def _halvings(value: int, floor: int) -> list[int]:
+    out, value = [], value // 2
+    while value >= floor:
+        out.append(value)
+        value //= 2
+    return out
+
+
+def _combination(easy, smaller, switch, attempt) -> list[FitSuggestion]:
+    """The first cumulative set of changes that fits (easy ones, then batch, then seq), found
+    once keeping the method and once with QLoRA, where that is an option."""
+    found = []
+    for use_switch in ([], switch) if switch else ([],):
+        changes, update = [], {}
+        for change, step in use_switch + easy:
+            changes.append(change)
+            update.update(step)
+        est = attempt(update) if changes else None
+        if est:
+            found.append(FitSuggestion(" and ".join(changes), est))
+            continue
+        for options in smaller:
+            hit = next(((c, e) for c, step in options if (e := attempt({**update, **step}))), None)
+            if hit:
+                found.append(FitSuggestion(" and ".join([*changes, hit[0]]), hit[1]))
+                break
+            if options:
+                changes.append(options[-1][0])
+                update.update(options[-1][1])
+    return found
