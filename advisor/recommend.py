@@ -56,7 +56,7 @@ FitCheck = Callable[[str, float | None, str], str | None]
 
 def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
     """Turn answers into a ladder; `fit` says whether a fine-tuning method fits the hardware."""
-    fit = fit or rule_of_thumb_fit
+    fit = fit or estimator_fit
     rec = Recommendation()
     a = answers
 
@@ -280,6 +280,41 @@ def _warnings(a: Answers, rec: Recommendation) -> None:
             "No search-system experience on the team: start with adaptwise's "
             "built-in FAISS pipeline and check retrieval recall before tuning it."
         )
+
+
+# The training set-up the advisor assumes when it checks fit: what a small team would run first.
+ADVISOR_SETUP = {"batch": 1, "seq": 1024, "gradient_checkpointing": True, "precision": "bf16"}
+
+
+def estimator_fit(method: str, gpu_gb: float | None, model: str) -> str | None:
+    """Fit check from the calibrated memory estimator (advisor/memory.py)."""
+    from advisor.architectures import resolve_shape
+    from advisor.memory import fits, suggest_fit
+    from experiments.errors import AdaptwiseError
+
+    try:
+        shape = resolve_shape(model)
+    except AdaptwiseError:
+        return None  # unknown architecture: let the run find out
+    params_b = shape.total_params / 1e9
+    if gpu_gb is None:
+        if method == "qlora":
+            return "QLoRA needs a CUDA GPU for its 4-bit kernels; this machine has none"
+        if params_b > CPU_TRAINABLE_B:
+            return f"{model} has {params_b:.1f}B parameters: training it on a CPU is not practical"
+        return None
+    settings = dict(ADVISOR_SETUP)
+    if method == "full-ft":
+        settings["optimizer"] = "paged-adamw-8bit"
+    ok, est = fits(shape, method, gpu_gb, **settings)
+    if ok:
+        return None
+    hint = suggest_fit(shape, method, gpu_gb, **settings)
+    fix = f"; it would fit with: {hint[0].change}" if hint else ""
+    return (
+        f"needs about {est.total_gb:.1f} GB of GPU memory at batch 1, sequence 1024 with "
+        f"gradient checkpointing; the GPU has {gpu_gb:g} GB{fix}"
+    )
 
 
 # LLaMA-Factory's rule of thumb (DOMAIN.md section 5): GB ~ k x billions of parameters.

@@ -73,7 +73,7 @@ def test_full_fine_tuning_needs_thousands_of_examples_and_budget():
     )
     assert "full-ft" in recommend(rich).methods
     assert any("forgetting" in w for w in recommend(rich).warnings)
-    for change in ({"labeled_examples": "50-499"}, {"budget": "medium"}, {"gpu_memory_gb": 6.0}):
+    for change in ({"labeled_examples": "50-499"}, {"budget": "medium"}, {"gpu_memory_gb": 4.0}):
         rec = recommend(replace(rich, **change))
         assert "full-ft" not in rec.methods
         assert rec.reasons_for("full-ft")
