@@ -1,0 +1,94 @@
+"""Write a task folder (task.yaml and JSONL files) all at once, or not at all.
+
+The folder is built in a temporary folder next to the target and renamed into place, so an
+interrupted run leaves either the old folder or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from experiments.errors import TaskError
+from experiments.task import Row
+
+
+def row_to_json(row: Row) -> dict:
+    """A row in the simplest task format that holds it: input/output, else chat messages."""
+    if len(row.messages) == 1 and row.messages[0]["role"] == "user":
+        obj = {"id": row.id, "input": row.messages[0]["content"], "output": row.output}
+    else:
+        messages = [*row.messages, {"role": "assistant", "content": row.output}]
+        obj = {"id": row.id, "messages": [dict(m) for m in messages]}
+    if row.context_ids:
+        obj["context_ids"] = list(row.context_ids)
+    return obj
+
+
+def jsonl(records: list[dict]) -> str:
+    """JSON Lines text, one object per line, non-ASCII kept as is."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def rows_jsonl(rows: list[Row]) -> str:
+    """Rows as JSONL, with ids made unique within the file (a suffix on repeats)."""
+    seen: set[str] = set()
+    records = []
+    for row in rows:
+        record = row_to_json(row)
+        base, n = str(record["id"]), 1
+        while record["id"] in seen:
+            n += 1
+            record["id"] = f"{base}-{n}"
+        seen.add(record["id"])
+        records.append(record)
+    return jsonl(records)
+
+
+def check_out(out: Path, overwrite: bool, protect: list[Path] = ()) -> None:
+    """Refuse an output folder that holds the user's input, or one not empty (unless told)."""
+    target = out.resolve()
+    for path in protect:
+        resolved = Path(path).resolve()
+        if resolved == target or target in resolved.parents:
+            raise TaskError(
+                f"{out}: this folder holds the input ({path}); choose another --out, the input "
+                "is never edited in place"
+            )
+    if out.exists() and not out.is_dir():
+        raise TaskError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise TaskError(f"{out}: folder exists and is not empty; choose another or --overwrite")
+
+
+def write_task_dir(out: Path, spec: dict, files: dict[str, str], overwrite: bool = False) -> Path:
+    """Write `task.yaml` (from `spec`) and `files` (name -> text) as the folder `out`."""
+    out = Path(out)
+    check_out(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name, text in {**files, "task.yaml": dump_spec(spec)}.items():
+            (build / name).parent.mkdir(parents=True, exist_ok=True)
+            (build / name).write_text(text, encoding="utf-8")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(build, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(build, out)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return out / "task.yaml"
+
+
+def dump_spec(spec: dict) -> str:
+    """The task YAML, keys in the order given."""
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100)
