@@ -29,6 +29,7 @@ class RunContext:
         self.task = task
         self.options = options
         self.log = log
+        self.out_dir = None  # the run's output folder, set by the runner
 
     @property
     def seed(self) -> int:

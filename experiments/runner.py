@@ -60,6 +60,7 @@ def run_task(
     methods = [make_method(name, {"k": options.k, **options.extra}) for name in method_names]
     rows = task.eval[: options.limit] if options.limit else task.eval
     ctx = RunContext(task, options, log=progress.log)
+    ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, predictions = _previous(out_dir, task, rows)
     results["options"] = _options_record(options)

@@ -1,0 +1,105 @@
+"""`adaptwise finetune` (run fine-tuning methods with settings from the command line) and
+`adaptwise chat` (talk to the base or an adapted model).
+
+Imports nothing heavy at module level: torch, transformers and peft load inside the handlers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers, add_run_options) -> None:
+    ft = subparsers.add_parser(
+        "finetune",
+        help="train and score lora / qlora / full-ft with settings from the command line",
+        description="Like `adaptwise run`, with fine-tuning settings given as --set KEY=VALUE "
+        "(rank, alpha, learning_rate, epochs, batch_size, max_length, val_fraction, patience, "
+        "merge, resume, allow_leakage, allow_fallback, ...). They override the task file's "
+        "finetune: section. Under several GPUs: accelerate launch -m adaptwise finetune ...",
+    )
+    ft.add_argument("task", type=Path, help="task YAML file")
+    ft.add_argument(
+        "--methods", default="lora", help="comma-separated methods (default: %(default)s)"
+    )
+    ft.add_argument("--out", type=Path, help="output folder (default: runs/<task name>)")
+    ft.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a fine-tuning setting, e.g. --set rank=8 --set epochs=2 (repeatable)",
+    )
+    add_run_options(ft)
+    ft.set_defaults(handler=cmd_finetune)
+
+    chat = subparsers.add_parser(
+        "chat",
+        help="chat in the terminal with the base model or an adapted one",
+        description="A terminal chat for trying a model by hand. Empty line or Ctrl-D quits; "
+        "/reset forgets the conversation.",
+    )
+    chat.add_argument("--model", help="base model (default: the embedded SmolLM2-135M-Instruct)")
+    chat.add_argument(
+        "--adapter", type=Path, help="a PEFT adapter folder (e.g. runs/x/lora/adapter)"
+    )
+    chat.add_argument("--system", default="", help="a system message")
+    chat.add_argument("--max-new-tokens", type=int, default=256, help="default: %(default)s")
+    chat.set_defaults(handler=cmd_chat)
+
+
+def parse_settings(items: list[str]) -> dict:
+    """`["rank=8", "merge=true"]` -> `{"rank": "8", "merge": "true"}` (typed by the config)."""
+    from experiments.errors import AdaptwiseError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AdaptwiseError(f"--set {item!r}: expected KEY=VALUE, e.g. --set rank=8")
+        out[key.strip()] = None if value.strip().lower() in ("none", "null") else value.strip()
+    return out
+
+
+def cmd_finetune(args) -> int:
+    from adaptwise.cli import _methods, _options, _run_one, _show_report
+    from adaptwise.progress import RichProgress
+
+    options = _options(args)
+    options.extra["finetune"] = parse_settings(args.settings)
+    methods = _methods(args.methods)
+    with RichProgress() as ui:
+        out = _run_one(args.task, methods, args.out, options, ui)
+    _show_report(out)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from rich.console import Console
+
+    from experiments.models import load_language_model
+    from finetune.adapters import load_adapter, reply
+
+    console = Console()
+    lm = load_language_model(args.model, progress=console.print)
+    model = load_adapter(lm.model, args.adapter) if args.adapter else lm.model
+    name = lm.name + (f" + {args.adapter}" if args.adapter else "")
+    console.print(f"[bold]{name}[/] · empty line or Ctrl-D quits, /reset starts over")
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    start = list(messages)
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/] ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        if text == "/reset":
+            messages = list(start)
+            continue
+        messages.append({"role": "user", "content": text})
+        answer = reply(model, lm.tokenizer, messages, args.max_new_tokens)
+        messages.append({"role": "assistant", "content": answer})
+        console.print(f"[bold green]model>[/] {answer}")
+    return 0

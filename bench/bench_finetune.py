@@ -1,0 +1,94 @@
+"""Fine-tuning throughput on the demo intents task, side by side in one run.
+
+1. LoRA with packed sequences (adaptwise's default) vs the same training with every row padded
+   to max_length (the seed's collate): tokens/s of real tokens and the final validation loss,
+   both trained on the same rows for one epoch.
+2. full-ft vs LoRA vs QLoRA on the embedded model: peak memory, s/step and tokens/s.
+
+Run: python bench/bench_finetune.py [--rows 96] [--steps 4] [--part 1|2|all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from _common import demo_context
+
+from finetune.config import build_config
+from finetune.data import split_validation
+from finetune.trainer import train_model
+
+
+def run(ctx, method: str, rows, settings: dict, folder: Path) -> dict:
+    config = build_config(method, {}, {"forgetting_probe": False, **settings}, seed=0)
+    train_rows, val_rows = split_validation(rows, config.val_fraction, 0)
+    model = None
+    if method == "qlora":
+        from finetune.qlora import load_4bit_model, probe_4bit
+
+        if probe_4bit() is not None:
+            return {"skipped": probe_4bit()}
+        model = load_4bit_model(str(ctx.lm.path))
+    result = train_model(
+        str(ctx.lm.path),
+        ctx.tokenizer,
+        ctx.prompt_format,
+        train_rows,
+        val_rows,
+        config,
+        folder,
+        log=lambda _m: None,
+        model=model,
+    )
+    return result.stats["training"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=96, help="train rows used (default 96)")
+    parser.add_argument("--steps", type=int, default=4, help="steps for part 2 (default 4)")
+    parser.add_argument("--part", default="all", choices=("1", "2", "all"))
+    args = parser.parse_args()
+    ctx = demo_context("support-intents")
+    rows = ctx.task.train[: args.rows]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ft-"))
+
+    if args.part in ("1", "all"):
+        common = {"epochs": 1, "max_length": 256, "evals_per_epoch": 1, "patience": 10}
+        packed = run(ctx, "lora", rows, {**common, "batch_size": 1}, tmp / "packed")
+        padded = run(
+            ctx,
+            "lora",
+            rows,
+            {**common, "packing": False, "pad_to_multiple_of": 256, "batch_size": 4},
+            tmp / "padded",
+        )
+        ratio = packed["tokens_per_s"] / padded["tokens_per_s"]
+        val_gap = abs(packed["best_val_loss"] - padded["best_val_loss"]) / padded["best_val_loss"]
+        print(f"LoRA, {len(rows)} rows, 1 epoch, max_length 256")
+        for name, s in (("packed", packed), ("padded to max", padded)):
+            print(
+                f"  {name:14s} {s['tokens_per_s']:7.1f} real tokens/s  {s['train_wall_s']:7.1f} s"
+                f"  val loss {s['best_val_loss']:.4f}"
+            )
+        print(f"  ratio {ratio:.2f}x (target >= 3x); val loss differs by {100 * val_gap:.1f}%")
+
+    if args.part in ("2", "all"):
+        settings = {"max_steps": args.steps, "batch_size": 4, "val_fraction": 0.0}
+        print(f"{args.steps} steps of 4 x 256 packed tokens")
+        for method in ("full-ft", "lora", "qlora"):
+            s = run(ctx, method, rows, settings, tmp / method)
+            if "skipped" in s:
+                print(f"  {method:8s} skipped: {s['skipped']}")
+                continue
+            print(
+                f"  {method:8s} peak {s['peak_memory_mb']:7.0f} MB ({s['peak_memory_kind']})"
+                f"  {s['s_per_step']:6.2f} s/step  {s['tokens_per_s']:7.1f} tokens/s"
+                f"  trainable {s['trainable_params']:,}"
+            )
+
+
+if __name__ == "__main__":
+    main()
