@@ -10,7 +10,13 @@ from pathlib import Path
 
 # Each area's subcommands live in their own module with `register(subparsers, add_run_options)`,
 # which adds parsers and sets `handler=` on them. Those modules must import nothing heavy.
-COMMAND_MODULES: list[str] = ["adaptwise.commands_advisor"]
+COMMAND_MODULES: list[str] = [
+    "adaptwise.commands_advisor",
+    "adaptwise.commands_estimate",
+    "adaptwise.commands_data",
+    "adaptwise.commands_rag",
+    "adaptwise.commands_finetune",
+]
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 # The demo scores 40 of each task's eval rows so that it finishes in about 5 minutes on 2 CPU
