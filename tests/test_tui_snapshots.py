@@ -3,6 +3,7 @@
 Update after an intended change with: python -m pytest tests/test_tui_snapshots.py --snapshot-update
 """
 
+import os
 from pathlib import Path
 
 from advisor.questions import Answers
@@ -28,14 +29,16 @@ def test_recommendation_screen(snap_compare):
     assert snap_compare(AdaptwiseApp(), press=keys, terminal_size=SIZE)
 
 
-def test_results_screen(snap_compare):
+def test_results_screen(snap_compare, monkeypatch):
+    monkeypatch.chdir(ROOT)
     app = AdaptwiseApp()
 
     async def show_results(pilot):
         session = pilot.app.session
         session.task = load_task(ROOT / "demo/support-intents/task.yaml")
         session.recommendation = recommend(Answers())
-        session.out_dir = ROOT / "tests/fixtures/run"
+        # relative, so that the snapshot does not depend on where the repository is checked out
+        session.out_dir = Path(os.path.relpath(ROOT / "tests/fixtures/run"))
         await pilot.app.push_screen(ResultsScreen())
         await pilot.pause()
 
