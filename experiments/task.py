@@ -72,9 +72,8 @@ class Task:
         return METRICS[self.kind]
 
 
-def load_task(path: str | Path) -> Task:
-    """Read and validate a task YAML file and its data files."""
-    path = Path(path)
+def read_task_yaml(path: Path) -> dict:
+    """The task file as a mapping; a file that cannot be read as one is a TaskError."""
     if not path.is_file():
         raise TaskError(f"{path}: no such task file; pass the path of a task YAML file")
     try:
@@ -87,6 +86,13 @@ def load_task(path: str | Path) -> Task:
         raise TaskError(f"{path}: not UTF-8 text; save the task file as UTF-8") from None
     if not isinstance(spec, dict):
         raise TaskError(f"{path}: expected a mapping with keys such as name, kind, train, eval")
+    return spec
+
+
+def load_task(path: str | Path) -> Task:
+    """Read and validate a task YAML file and its data files."""
+    path = Path(path)
+    spec = read_task_yaml(path)
 
     unknown = sorted(set(spec) - TASK_KEYS)
     if unknown:

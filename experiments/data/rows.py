@@ -12,10 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from experiments.errors import TaskError
-from experiments.task import KINDS, Row, parse_row
+from experiments.task import KINDS, Row, parse_row, read_task_yaml
 
 SPLITS = ("train", "eval")
 
@@ -55,18 +53,7 @@ def full_text(row: Row) -> str:
 
 def read_spec(path: Path) -> dict:
     """The task YAML as a mapping; a file that cannot be read at all is a TaskError."""
-    if not path.is_file():
-        raise TaskError(f"{path}: no such task file; pass the path of a task YAML file")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise TaskError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise TaskError(f"{path}: not UTF-8 text; save the task file as UTF-8") from None
-    if not isinstance(spec, dict):
-        raise TaskError(f"{path}: expected a mapping with keys such as name, kind, train, eval")
+    spec = read_task_yaml(path)
     for key in ("kind", *SPLITS):
         if not isinstance(spec.get(key), str) or not spec[key]:
             raise TaskError(f"{path}: missing required key {key!r}")
