@@ -16,7 +16,7 @@ class RunOptions:
     embedder: str | None = None  # None: the embedded all-MiniLM-L6-v2
     seed: int = 0
     k: int = 4  # few-shot examples per query
-    calibrate: bool = False  # contextual calibration; off: it lost on 3 of 4 demo methods
+    calibrate: bool = False  # contextual calibration; off: it lost on 2 of 3 methods measured
     batch_size: int = 16  # generation batch
     max_new_tokens: int | None = None  # None: 20 for qa, 128 for generation
     limit: int | None = None  # score only the first N eval rows (None or 0: all)
