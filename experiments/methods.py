@@ -113,6 +113,7 @@ def score_labels(
         groups.setdefault(p.prefix, []).append(i)
     raw = np.zeros((len(rows), len(labels)))
     prior = np.ones((len(rows), len(labels)))
+    n_tokens = [0] * len(rows)  # counted as the prompts are encoded, not encoded again
     singles: list[int] = []
     for prefix_text, members in groups.items():
         if len(members) == 1 and not calibrate:
@@ -124,6 +125,8 @@ def score_labels(
         for start in range(0, len(members), chunk):
             part = members[start : start + chunk]
             middles = [encode(prompts[i].middle) for i in part]
+            for i, middle in zip(part, middles):
+                n_tokens[i] = len(prefix) + len(middle)
             extra = cf_middles if cf_probs is None else []
             scores = scorer.score(prefix, middles + extra, continuations)
             if cf_probs is None and calibrate:
@@ -135,7 +138,10 @@ def score_labels(
     batch = max(1, chunk // 2)
     for start in range(0, len(singles), batch):
         part = singles[start : start + batch]
-        raw[part] = scorer.score([], [encode(prompts[i].text) for i in part], continuations)
+        encoded = [encode(prompts[i].text) for i in part]
+        for i, ids in zip(part, encoded):
+            n_tokens[i] = len(ids)
+        raw[part] = scorer.score([], encoded, continuations)
         progress(len(part))
 
     calibrated = np.log(_softmax(raw)) - np.log(prior)
@@ -152,7 +158,7 @@ def score_labels(
                 prompt=prompt.text,
                 output=extra.get("output_calibrated", raw_label),
                 gold=row.output,
-                prompt_tokens=len(encode(prompt.text)),
+                prompt_tokens=n_tokens[i],
                 generated_tokens=0,
                 extra=extra,
             )
