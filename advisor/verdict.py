@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from advisor.questions import Answers
 from advisor.recommend import Recommendation
 
 TIE = 0.02  # differences under 2 points on a small eval set are not a win (see the report's CIs)
+ALPHA = 0.05  # significance level of the report's paired tests
 
 
 @dataclass(frozen=True)
@@ -28,16 +30,40 @@ def answers_from_task(task, answers: Answers | None = None) -> Answers:
     return replace(answers, labeled_examples=size, external_knowledge=knowledge)
 
 
-def verdict(rec: Recommendation, results: dict) -> Verdict | None:
+def answers_from_results(results: dict, answers: Answers | None = None) -> Answers:
+    """Pre-fill what a run's results.json tells: the data size from its train rows, external
+    knowledge when the task has a corpus (or a method retrieved from one), and the measured
+    zero-shot score (Meta: under 50%, a few hundred fine-tuning examples tend to help a lot)."""
+    answers = answers or Answers()
+    task, methods = results.get("task") or {}, results.get("methods") or {}
+    n = task.get("n_train")
+    if isinstance(n, int):
+        size = "0-49" if n < 50 else "50-499" if n < 500 else "500-4999" if n < 5000 else "5000+"
+        answers = replace(answers, labeled_examples=size)
+    retrieves = any("retrieval" in m or "rag" in m for m in methods.values())
+    if task.get("has_corpus") or retrieves:
+        answers = replace(answers, external_knowledge="yes")
+    zero = (methods.get("zero-shot") or {}).get("metrics", {}).get(task.get("metric"))
+    if isinstance(zero, int | float) and 0 <= zero <= 1:
+        answers = replace(answers, zero_shot_score=float(zero))
+    return answers
+
+
+def verdict(
+    rec: Recommendation, results: dict, p_vs_zero: dict[str, float] | None = None
+) -> Verdict | None:
     """Whether the best measured method is one the advisor put on the ladder (beyond the
-    zero-shot baseline), and what that means for the next step."""
+    zero-shot baseline), and what that means for the next step. With `p_vs_zero` (method ->
+    p-value of its paired test against zero-shot, from the report) the text also says whether
+    the winner's lead over zero-shot is statistically significant."""
     metric = results["task"]["metric"]
     scores = {m: e["metrics"][metric] for m, e in results["methods"].items() if "metrics" in e}
     if not scores:
         return None
     best = max(scores, key=scores.get)
     top = scores[best]
-    cheaper = [m for m in rec.methods if m in scores and top - scores[m] < TIE]
+    cheaper = [m for m in scores if _on_ladder(m, rec) and top - scores[m] < TIE]
+    cheaper.sort(key=lambda m: _rung_index(m, rec))
     cheapest = cheaper[0] if cheaper else best
     zero = scores.get("zero-shot")
     if best == "zero-shot" or (zero is not None and top - zero < TIE):
@@ -48,10 +74,20 @@ def verdict(rec: Recommendation, results: dict) -> Verdict | None:
             f"Contradicts the advice: no adaptation beat zero-shot ({top:.3f}) by "
             f"{TIE:.2f} or more on {metric}. Check the data and the eval set before climbing.",
         )
-    if best in rec.methods:
-        text = (
-            f"The advice held: {best}, on the recommended ladder, scored best ({top:.3f} {metric})."
-        )
+    if _on_ladder(best, rec):
+        where = "on the recommended ladder"
+        if best not in rec.methods:
+            where = f"a variant of the ladder's {_family(best)} rung"
+        text = f"The advice held: {best}, {where}, scored best ({top:.3f} {metric})."
+        p = (p_vs_zero or {}).get(best)
+        if p is not None:
+            shown = "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
+            text += (
+                f" Its lead over zero-shot is significant ({shown})."
+                if p < ALPHA
+                else f" Its lead over zero-shot is not significant yet ({shown}): score "
+                "more eval rows before relying on it."
+            )
         if cheapest != best:
             text += (
                 f" {cheapest} is within {TIE:.2f} and cheaper: prefer it unless the gap matters."
@@ -70,4 +106,25 @@ def verdict(rec: Recommendation, results: dict) -> Verdict | None:
 
 
 def _next_rung(rec: Recommendation, scores: dict) -> str | None:
-    return next((m for m in rec.methods if m not in scores), None)
+    measured = {_family(m) for m in scores} | set(scores)
+    return next((m for m in rec.methods if m not in measured and _family(m) not in measured), None)
+
+
+def _family(method: str) -> str:
+    """The rung a method variant belongs to: few-shot-jaccard-k8 -> few-shot, rag-dense -> rag."""
+    base = re.sub(r"-k\d+$", "", method)
+    for family in ("few-shot", "rag"):
+        if base == family or base.startswith(family + "-"):
+            return family
+    return base
+
+
+def _on_ladder(method: str, rec: Recommendation) -> bool:
+    return method in rec.methods or _family(method) in {_family(m) for m in rec.methods}
+
+
+def _rung_index(method: str, rec: Recommendation) -> int:
+    families = [_family(m) for m in rec.methods]
+    if method in rec.methods:
+        return rec.methods.index(method)
+    return families.index(_family(method)) if _family(method) in families else len(families)

@@ -1,6 +1,14 @@
-"""report.md: one table, methods as rows, for terminals and pull requests."""
+"""report.md (for terminals and pull requests) and report.html (one self-contained file).
+
+Both are rendered from results.json and the prediction records by `write_reports`, which the
+runner calls after every method and `adaptwise report DIR` calls to re-render a run.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from experiments.atomic import write_text_atomic
 
 METRIC_TITLES = {
     "accuracy": "accuracy",
@@ -9,14 +17,45 @@ METRIC_TITLES = {
     "token_f1": "token F1",
     "rouge_l": "ROUGE-L",
 }
+TEST_SHORT = {
+    "McNemar exact binomial": "McNemar exact",
+    "McNemar chi2 (continuity-corrected)": "McNemar chi2",
+    "paired bootstrap": "paired bootstrap",
+    "unpaired bootstrap": "unpaired bootstrap",
+}
 
 
-def render_report(results: dict) -> str:
+def write_reports(
+    out_dir: Path,
+    results: dict,
+    records: list[dict],
+    prices: dict | None = None,
+    seed: int | None = None,
+    resamples: int | None = None,
+) -> None:
+    """Write report.md and report.html into `out_dir`, each atomically."""
+    from experiments.analysis import analyse
+    from experiments.report_html import render_html
+    from experiments.stats import RESAMPLES
+
+    analysis = analyse(results, records, prices, seed, resamples or RESAMPLES)
+    write_text_atomic(Path(out_dir) / "report.md", render_report(results, analysis))
+    html = render_html(results, analysis, Path(out_dir))
+    write_text_atomic(Path(out_dir) / "report.html", html)
+
+
+def render_report(results: dict, analysis: dict | None = None) -> str:
+    if analysis is None:
+        from experiments.analysis import analyse
+
+        analysis = analyse(results, [])
     task = results["task"]
     methods = results["methods"]
     opts = results.get("options", {})
     metric_names = list(next(iter(methods.values()))["metrics"]) if methods else []
     calibrated = any("metrics_calibrated" in m for m in methods.values())
+    costs, tests, intervals = analysis["costs"], analysis["tests"], analysis["intervals"]
+    cur = analysis["prices"].get("currency", "USD")
     lines = [
         f"# {task['name']} ({task['kind']})",
         "",
@@ -27,26 +66,34 @@ def render_report(results: dict) -> str:
         ),
         "",
     ]
-    header = ["method"] + [METRIC_TITLES.get(m, m) for m in metric_names]
+    header = ["method"] + [f"{METRIC_TITLES.get(m, m)} [95% CI]" for m in metric_names]
     if calibrated:
         header += [f"{METRIC_TITLES.get(task['metric'], task['metric'])} raw / calibrated"]
-    header += ["prep s", "s / example", "prompt tok", "gen tok", "peak MB"]
+    header += ["p vs zero-shot", "p vs best", "prep s", "s / example", "p50 / p95 s"]
+    header += ["prompt tok", "gen tok", "peak MB", f"{cur} / 1k queries", f"{cur} / prep"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
     for name, m in methods.items():
-        cells = [name] + [f"{m['metrics'][k]:.3f}" for k in metric_names]
+        cells = [name]
+        cells += [_ci_cell(m["metrics"].get(k), intervals[name].get(k)) for k in metric_names]
         if calibrated:
             if "metrics_calibrated" in m:
                 key = task["metric"]
                 cells.append(f"{m['metrics_raw'][key]:.3f} / {m['metrics_calibrated'][key]:.3f}")
             else:
                 cells.append("-")
+        c = costs[name]
         cells += [
-            f"{m['prepare_s']:.1f}",
-            f"{m['inference_s_per_example']:.3f}",
-            f"{m['prompt_tokens_mean']:.0f}",
-            f"{m['generated_tokens_mean']:.1f}",
-            f"{m['peak_memory_mb']:.0f}",
+            _p_cell(tests[name].get("zero-shot")),
+            _p_cell(tests[name].get("best")),
+            _num(c["prepare_s"], ".1f"),
+            _num(c["latency_mean_s"], ".3f"),
+            f"{_num(c['latency_p50_s'], '.3f')} / {_num(c['latency_p95_s'], '.3f')}",
+            _num(c["prompt_tokens"], ".0f"),
+            _num(c["generated_tokens"], ".1f"),
+            _num(c["peak_memory_mb"], ".0f"),
+            _money(c["per_1k_queries"]),
+            _money(c["per_preparation"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -57,13 +104,166 @@ def render_report(results: dict) -> str:
             "(contextual calibration: Zhao et al. 2021)."
         )
     lines.append(
-        "Peak memory is " + next(iter(methods.values()))["peak_memory_kind"] + "."
+        "Peak memory is " + next(iter(methods.values())).get("peak_memory_kind", "n/a") + "."
         if methods
         else "No method has finished yet."
     )
+    if methods:
+        lines += _stats_notes(analysis)
+        lines += _significance_section(analysis)
+        lines += _cost_section(analysis)
+        lines += _verdict_section(analysis)
     lines += _retrieval_section(methods)
     lines += _training_section(methods)
     return "\n".join(lines) + "\n"
+
+
+def _ci_cell(value, ci: dict | None) -> str:
+    if value is None:
+        return "n/a"
+    if not ci:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
+def _p_cell(test: dict | None) -> str:
+    if not test:
+        return "-"
+    star = "*" if test["significant"] else ""
+    return f"{_p(test['p'])}{star}"
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_is(p: float) -> str:
+    """'p < 0.001' or 'p = 0.070', for sentences."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _num(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _money(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if value < 1 else f"{value:,.2f}"
+
+
+def _stats_notes(analysis: dict) -> list[str]:
+    metric = METRIC_TITLES.get(analysis["metric"], analysis["metric"])
+    return [
+        "",
+        f"95% CIs: percentile bootstrap over eval rows ({analysis['resamples']} resamples, "
+        f"seed {analysis['seed']}). p-values on {metric}, each method against zero-shot and "
+        "against the best method on the same rows: "
+        + (
+            "McNemar's test (exact binomial below 25 discordant rows, else chi-squared with "
+            "continuity correction)"
+            if analysis["metric"] in ("accuracy", "exact_match")
+            else "paired bootstrap"
+        )
+        + "; * marks p < 0.05 (not corrected for multiple comparisons). Latency p50 / p95 is "
+        "batch time / batch size, per row.",
+    ]
+
+
+def _significance_section(analysis: dict) -> list[str]:
+    lines = ["", "## Significance", ""]
+    metric = METRIC_TITLES.get(analysis["metric"], analysis["metric"])
+    done = set()
+    for name in analysis["methods"]:
+        for label in ("zero-shot", "best"):
+            test = analysis["tests"][name].get(label)
+            if not test:
+                continue
+            key = frozenset((name, test["against"]))
+            if key in done:
+                continue
+            done.add(key)
+            lines.append("- " + significance_sentence(name, test, metric))
+    if len(lines) == 3:
+        lines.append("- Nothing to compare yet (one method, or no prediction records).")
+    return lines
+
+
+def significance_sentence(name: str, test: dict, metric: str) -> str:
+    other = test["against"]
+    text = (
+        f"{name} vs {other}: {test['diff']:+.3f} {metric} (95% CI {test['low']:+.3f} to "
+        f"{test['high']:+.3f}), {test['test']}"
+    )
+    if test.get("discordant"):
+        b, c = test["discordant"]
+        text += f" ({b} rows only {name} got right, {c} only {other})"
+    text += f", {_p_is(test['p'])}: "
+    if test["significant"]:
+        return text + "significant."
+    needed = test.get("rows_needed")
+    if needed is None:
+        return text + "no difference on these rows."
+    return (
+        text + f"not significant; about {needed:,} eval rows would resolve a difference this "
+        f"size at 80% power (this run has {test['n']})."
+    )
+
+
+def _cost_section(analysis: dict) -> list[str]:
+    from experiments.costs import describe
+
+    front = analysis["pareto"]
+    lines = ["", "## Quality vs cost", ""]
+    lines.append(
+        "Pareto front (no other method is both better and cheaper per 1,000 queries): "
+        + (", ".join(front) if front else "n/a")
+        + "."
+    )
+    lines += ["", describe(analysis["prices"])]
+    return lines
+
+
+def _verdict_section(analysis: dict) -> list[str]:
+    lines = ["", "## Verdict", ""]
+    lines += ["- " + t for t in verdict_sentences(analysis)]
+    return lines
+
+
+def verdict_sentences(analysis: dict) -> list[str]:
+    w = analysis["winners"]
+    out = []
+    if not w:
+        return ["No method has a score yet."]
+    metric = METRIC_TITLES.get(analysis["metric"], analysis["metric"])
+    quality = f"Quality: {w['quality']} ({w['quality_score']:.3f} {metric})"
+    if w["runner_up"] is None:
+        quality += "."
+    elif w["lead_significant"]:
+        quality += f", significantly ahead of {w['runner_up']} ({_p_is(w['lead_p'])})."
+    else:
+        tied = ", ".join(w["tied_with_best"])
+        quality += (
+            f"; its lead over {w['runner_up']} is not significant"
+            + (f" ({_p_is(w['lead_p'])})" if w["lead_p"] is not None else "")
+            + (f"; not significantly worse: {tied}." if tied else ".")
+        )
+    out.append(quality)
+    if w["cost"] == w["quality"] and w["cheapest"] not in (None, w["cost"]):
+        out.append(
+            f"Cost: {w['cost']} as well: the cheaper methods (cheapest: {w['cheapest']}) are "
+            "significantly worse."
+        )
+    elif w["cost"]:
+        out.append(
+            f"Cost: {w['cost']}, the cheapest per 1,000 queries of the methods not "
+            f"significantly worse than {w['quality']}"
+            + (f" (cheapest overall: {w['cheapest']})." if w["cheapest"] != w["cost"] else ".")
+        )
+    v = analysis.get("verdict")
+    if v and v.get("text"):
+        out.append(f"Advisor (ladder: {', '.join(v['ladder'])}): {v['text']}")
+    return out
 
 
 def _retrieval_section(methods: dict) -> list[str]:

@@ -1,4 +1,5 @@
-"""Run methods on a task's eval set and write results.json, predictions.jsonl and report.md.
+"""Run methods on a task's eval set and write results.json, predictions.jsonl, report.md and
+report.html.
 
 Files are rewritten (atomically) after every finished method, so Ctrl-C or a crash leaves the
 completed methods' results in place. A later run into the same folder on the same eval rows
@@ -17,9 +18,10 @@ from typing import Protocol
 from experiments import metrics as metric_fns
 from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
+from experiments.costs import parse_prices
 from experiments.memory import PeakMemory
 from experiments.methods import Method, Prediction, make_method
-from experiments.report import render_report
+from experiments.report import write_reports
 from experiments.task import Row, Task
 
 RESULTS_VERSION = 1
@@ -62,8 +64,11 @@ def run_task(
     ctx = RunContext(task, options, log=progress.log)
     ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
     out_dir.mkdir(parents=True, exist_ok=True)
+    costs = parse_prices(task.settings.get("costs"), f"{task.path}")
     results, predictions = _previous(out_dir, task, rows)
     results["options"] = _options_record(options)
+    if costs:
+        results["costs"] = costs
 
     for method in methods:
         entry, preds = run_method(ctx, method, rows, progress)
@@ -85,8 +90,9 @@ def run_method(
         method.prepare(ctx)
         prepared = time.perf_counter()
         progress.start(f"{ctx.task.name} · {method.name}", len(rows))
+        clock = _BatchClock(progress.advance)
         try:
-            preds = method.predict(ctx, rows, progress.advance)
+            preds = method.predict(ctx, rows, clock)
         finally:
             progress.finish()
         done = time.perf_counter()
@@ -102,9 +108,39 @@ def run_method(
         "generated_tokens_mean": _mean(p.generated_tokens for p in preds),
         "peak_memory_mb": memory.peak_mb,
         "peak_memory_kind": memory.kind,
+        "latency": clock.summary(),
     }
     entry.update(method.extra_results(ctx, rows, preds))
     return entry, preds
+
+
+class _BatchClock:
+    """The progress callback, timed: each call reports rows finished since the previous call, so
+    each of them is given the elapsed time divided by their number (batch time / batch size)."""
+
+    def __init__(self, advance):
+        self.advance = advance
+        self.last = time.perf_counter()
+        self.samples: list[float] = []
+
+    def __call__(self, n: int) -> None:
+        now = time.perf_counter()
+        if n > 0:
+            self.samples += [(now - self.last) / n] * n
+        self.last = now
+        self.advance(n)
+
+    def summary(self) -> dict | None:
+        if not self.samples:
+            return None
+        p50, p95 = (float(x) for x in _percentiles(self.samples, (50, 95)))
+        return {"p50_s": round(p50, 4), "p95_s": round(p95, 4), "per": "batch"}
+
+
+def _percentiles(values: list[float], qs: tuple[int, ...]) -> list[float]:
+    import numpy as np
+
+    return list(np.percentile(values, qs))
 
 
 def summarise(task: Task, preds: list[Prediction]) -> dict:
@@ -136,15 +172,14 @@ def prediction_record(task: Task, method: str, p: Prediction) -> dict:
 
 def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Prediction]]) -> None:
     task = results["_task"]
-    lines = [
-        json.dumps(prediction_record(task, name, p), ensure_ascii=False)
-        for name, preds in predictions.items()
-        for p in preds
+    records = [
+        prediction_record(task, name, p) for name, preds in predictions.items() for p in preds
     ]
+    lines = [json.dumps(rec, ensure_ascii=False) for rec in records]
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
     write_text_atomic(out_dir / "results.json", json.dumps(public, indent=2) + "\n")
-    write_text_atomic(out_dir / "report.md", render_report(public))
+    write_reports(out_dir, public, records)
 
 
 def _previous(out_dir: Path, task: Task, rows: list[Row]) -> tuple[dict, dict]:
@@ -162,6 +197,7 @@ def _previous(out_dir: Path, task: Task, rows: list[Row]) -> tuple[dict, dict]:
             "n_eval": len(rows),
             "n_eval_total": len(task.eval),
             "eval_fingerprint": fingerprint,
+            "has_corpus": task.corpus is not None,
         },
         "methods": {},
         "_task": task,

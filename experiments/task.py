@@ -21,7 +21,7 @@ METRICS = {
     "qa": ("exact_match", "token_f1"),
     "generation": ("rouge_l",),
 }
-SECTIONS = ("rag", "finetune")  # method settings, read by those packages
+SECTIONS = ("rag", "finetune", "costs")  # settings read by those packages (costs: the report)
 TASK_KEYS = {
     "name",
     "kind",

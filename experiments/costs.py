@@ -1,0 +1,107 @@
+"""What a method costs: per 1,000 queries and per preparation (index build, training) run.
+
+Prices come from the task file's `costs:` section (recorded in results.json by the runner), then
+from the command line of `adaptwise report` / `compare`, which wins. The defaults are
+illustrative on-demand cloud prices, not quotes: set your own.
+
+- Compute: seconds x the hour price of the hardware the run used (GPU when its peak memory was
+  measured on a GPU, else CPU).
+- Tokens: mean prompt and generated tokens per query x the price per 1,000 tokens (0 by default:
+  a self-hosted model pays for compute; set these, and the hour prices to 0, to price a hosted
+  API instead).
+"""
+
+from __future__ import annotations
+
+from experiments.errors import AdaptwiseError
+
+DEFAULT_PRICES: dict[str, float] = {
+    "gpu_hour": 2.00,  # about one on-demand datacenter GPU hour (A100/H100 class), USD
+    "cpu_hour": 0.10,  # about a 2-vCPU on-demand cloud VM hour, USD
+    "prompt_per_1k_tokens": 0.0,
+    "generated_per_1k_tokens": 0.0,
+}
+CURRENCY = "USD"
+FLAGS = {  # command-line flag -> price key
+    "gpu_hour_price": "gpu_hour",
+    "cpu_hour_price": "cpu_hour",
+    "prompt_token_price": "prompt_per_1k_tokens",
+    "generated_token_price": "generated_per_1k_tokens",
+}
+
+
+def parse_prices(section: object, source: str = "costs") -> dict:
+    """Validate a `costs:` mapping; returns only the keys it sets (one clear error otherwise)."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise AdaptwiseError(f"{source}: costs must be a mapping of prices")
+    out: dict = {}
+    for key, value in section.items():
+        if key == "currency":
+            if not isinstance(value, str) or not value.strip():
+                raise AdaptwiseError(f"{source}: costs currency must be a name such as USD")
+            out[key] = value.strip()
+            continue
+        if key not in DEFAULT_PRICES:
+            raise AdaptwiseError(
+                f"{source}: unknown costs key {key!r}; known: "
+                f"{', '.join([*DEFAULT_PRICES, 'currency'])}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise AdaptwiseError(f"{source}: costs {key} must be a number of 0 or more")
+        out[key] = float(value)
+    return out
+
+
+def prices_for(results: dict, overrides: dict | None = None) -> dict:
+    """Defaults, then the run's recorded `costs`, then `overrides` (from the command line)."""
+    prices = {**DEFAULT_PRICES, "currency": CURRENCY}
+    prices.update(parse_prices(results.get("costs") or {}, "results.json"))
+    prices.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return prices
+
+
+def _num(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def method_costs(entry: dict, prices: dict) -> dict:
+    """Cost figures of one results.json method entry; None where the run did not measure it."""
+    on_gpu = entry.get("peak_memory_kind") == "GPU memory"
+    hour = prices["gpu_hour"] if on_gpu else prices["cpu_hour"]
+    per_query_s = _num(entry.get("inference_s_per_example"))
+    prompt = _num(entry.get("prompt_tokens_mean"))
+    generated = _num(entry.get("generated_tokens_mean"))
+    prepare = _num(entry.get("prepare_s"))
+    latency = entry.get("latency") or {}
+    per_1k = None
+    if per_query_s is not None:
+        per_1k = 1000 * per_query_s / 3600 * hour
+        per_1k += (prompt or 0) * prices["prompt_per_1k_tokens"]
+        per_1k += (generated or 0) * prices["generated_per_1k_tokens"]
+    training = entry.get("training") if isinstance(entry.get("training"), dict) else None
+    return {
+        "hardware": "GPU" if on_gpu else "CPU",
+        "prepare_s": prepare,
+        "train_s": _num(training.get("train_wall_s")) if training else None,
+        "latency_p50_s": _num(latency.get("p50_s")),
+        "latency_p95_s": _num(latency.get("p95_s")),
+        "latency_mean_s": per_query_s,
+        "prompt_tokens": prompt,
+        "generated_tokens": generated,
+        "peak_memory_mb": _num(entry.get("peak_memory_mb")),
+        "per_1k_queries": per_1k,
+        "per_preparation": None if prepare is None else prepare / 3600 * hour,
+    }
+
+
+def describe(prices: dict) -> str:
+    cur = prices.get("currency", CURRENCY)
+    return (
+        f"Prices ({cur}): GPU hour {prices['gpu_hour']:g}, CPU hour {prices['cpu_hour']:g}, "
+        f"per 1k prompt tokens {prices['prompt_per_1k_tokens']:g}, per 1k generated tokens "
+        f"{prices['generated_per_1k_tokens']:g}. Cost per 1,000 queries = 1,000 x (seconds per "
+        "query x hour price / 3600 + tokens per query x token price / 1000); preparation cost = "
+        "preparation seconds (index build, example embedding, training) x hour price / 3600."
+    )

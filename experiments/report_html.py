@@ -1,0 +1,507 @@
+"""report.html: the comparison as one self-contained page.
+
+No network: styles and the small disagreement filter are inline, plots are matplotlib SVGs and
+loss-curve PNGs embedded as data: URIs, and a Content-Security-Policy forbids any fetch.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from html import escape
+from pathlib import Path
+
+from experiments.report import (
+    METRIC_TITLES,
+    _money,
+    _num,
+    _p,
+    significance_sentence,
+    verdict_sentences,
+)
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+MAX_CELL = 300  # characters of an output shown in the matrix; the full text is in its title
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;
+padding:0 1rem;color:#222;line-height:1.4}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top}
+th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{background:#e8f5e9}.bad{background:#ffebee}.best{font-weight:bold}
+.muted{color:#666;font-size:.85rem}.figure img{max-width:100%;height:auto}
+.front{color:#1b5e20;font-weight:bold}.ids{color:#555;font-size:.8rem}
+#matrix-table td{max-width:320px;word-wrap:break-word}
+"""
+
+SCRIPT = """
+(function(){
+  var box=document.getElementById('disagree-only');
+  var count=document.getElementById('matrix-count');
+  function apply(){
+    var rows=document.querySelectorAll('#matrix-table tbody tr');var shown=0;
+    rows.forEach(function(r){
+      var hide=box.checked&&r.dataset.disagree!=='1';
+      r.hidden=hide;if(!hide){shown++;}
+    });
+    count.textContent=shown+' of '+rows.length+' rows shown';
+  }
+  box.addEventListener('change',apply);apply();
+})();
+"""
+
+
+def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> str:
+    task, methods = results["task"], results["methods"]
+    opts = results.get("options") or {}
+    title = f"{task['name']} ({task['kind']}): adaptwise comparison"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        '<p class="muted">'
+        + escape(
+            f"Eval rows: {task['n_eval']} of {task.get('n_eval_total', task['n_eval'])} · "
+            f"train rows: {task['n_train']} · model: {opts.get('model', '?')} · "
+            f"seed: {opts.get('seed', '?')} · few-shot k: {opts.get('k', '?')} · primary metric: "
+            f"{METRIC_TITLES.get(task['metric'], task['metric'])}"
+        )
+        + "</p>",
+    ]
+    if not methods:
+        parts.append("<p>No method has finished yet.</p></body></html>")
+        return "\n".join(parts) + "\n"
+    _setup_matplotlib()
+    parts += _verdict(analysis)
+    parts += _summary(results, analysis)
+    parts += _ci_plot(analysis)
+    parts += _pareto(analysis)
+    parts += _significance(analysis)
+    parts += _retrieval(methods)
+    parts += _training(methods, out_dir)
+    parts += _matrix(analysis)
+    parts.append(f"<script>{SCRIPT}</script></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _verdict(analysis: dict) -> list[str]:
+    items = "".join(f"<li>{escape(t)}</li>" for t in verdict_sentences(analysis))
+    out = ['<section id="verdict"><h2>Verdict</h2>', f"<ul>{items}</ul>"]
+    v = analysis.get("verdict")
+    if v and v.get("warnings"):
+        warn = "".join(f"<li>{escape(w)}</li>" for w in v["warnings"])
+        out.append(f'<p class="muted">Advisor warnings:</p><ul class="muted">{warn}</ul>')
+    out.append("</section>")
+    return out
+
+
+def _summary(results: dict, analysis: dict) -> list[str]:
+    methods = results["methods"]
+    names = analysis["metric_names"]
+    cur = analysis["prices"].get("currency", "USD")
+    head = ["method", *(f"{METRIC_TITLES.get(m, m)} [95% CI]" for m in names)]
+    head += ["p vs zero-shot", "p vs best", "prep s", "s / example", "p50 s", "p95 s"]
+    head += ["prompt tok", "gen tok", "peak MB", f"{cur} / 1k queries", f"{cur} / prep", "Pareto"]
+    rows = []
+    for name in analysis["methods"]:
+        m, c = methods[name], analysis["costs"][name]
+        best = " best" if name == analysis["best"] else ""
+        cells = [f'<td class="name{best}">{escape(name)}</td>']
+        for metric in names:
+            ci = analysis["intervals"][name].get(metric)
+            value = m.get("metrics", {}).get(metric)
+            text = "n/a" if value is None else f"{value:.3f}"
+            if ci:
+                text += f' <span class="muted">[{ci["low"]:.3f}, {ci["high"]:.3f}]</span>'
+            cells.append(f'<td class="num">{text}</td>')
+        for label in ("zero-shot", "best"):
+            test = analysis["tests"][name].get(label)
+            if test:
+                sig = "*" if test["significant"] else ""
+                cells.append(
+                    f'<td class="num" title="{escape(test["test"])}">{_p(test["p"])}{sig}</td>'
+                )
+            else:
+                cells.append('<td class="num">-</td>')
+        for value in (
+            _num(c["prepare_s"], ".1f"),
+            _num(c["latency_mean_s"], ".3f"),
+            _num(c["latency_p50_s"], ".3f"),
+            _num(c["latency_p95_s"], ".3f"),
+            _num(c["prompt_tokens"], ".0f"),
+            _num(c["generated_tokens"], ".1f"),
+            _num(c["peak_memory_mb"], ".0f"),
+            _money(c["per_1k_queries"]),
+            _money(c["per_preparation"]),
+        ):
+            cells.append(f'<td class="num">{value}</td>')
+        front = name in analysis["pareto"]
+        cells.append(f'<td class="{"front" if front else ""}">{"yes" if front else ""}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    metric = analysis["metric"]
+    test_name = (
+        "McNemar's test (exact binomial below 25 discordant rows, else chi-squared with "
+        "continuity correction)"
+        if metric in ("accuracy", "exact_match")
+        else "a paired bootstrap test"
+    )
+    kind = next(iter(methods.values())).get("peak_memory_kind", "n/a")
+    return [
+        '<section id="summary"><h2>Summary</h2>',
+        _table(head, rows, "summary-table"),
+        f'<p class="muted">95% CIs: percentile bootstrap over eval rows '
+        f"({analysis['resamples']} resamples, seed {analysis['seed']}). p-values on "
+        f"{escape(METRIC_TITLES.get(metric, metric))} by {test_name}, on the same rows; "
+        "* marks p &lt; 0.05 (not corrected for multiple comparisons). Latency p50/p95: batch "
+        f"time / batch size per row. Peak memory: {escape(kind)}.</p>",
+        "</section>",
+    ]
+
+
+def _ci_plot(analysis: dict) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    names = analysis["methods"]
+    metrics = analysis["metric_names"]
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(4.2 * len(metrics), 0.5 * len(names) + 1.4), squeeze=False
+    )
+    for ax, metric in zip(axes[0], metrics):
+        ys = list(range(len(names)))[::-1]
+        for y, name in zip(ys, names):
+            ci = analysis["intervals"][name].get(metric)
+            if not ci:
+                continue
+            est = ci["estimate"]
+            err = [[max(est - ci["low"], 0)], [max(ci["high"] - est, 0)]]
+            color = "#2e7d32" if name == analysis["best"] else "#1565c0"
+            ax.errorbar(est, y, xerr=err, fmt="o", color=color, capsize=4)
+        ax.set_yticks(ys, names)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_xlabel(METRIC_TITLES.get(metric, metric))
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Metric with 95% bootstrap CI", fontsize=10)
+    fig.tight_layout()
+    return [
+        '<section id="ci"><h2>Confidence intervals</h2>',
+        _figure(fig, "Each metric per method with its 95% bootstrap confidence interval"),
+        "</section>",
+    ]
+
+
+def _pareto(analysis: dict) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    metric = analysis["metric"]
+    cur = analysis["prices"].get("currency", "USD")
+    points = {
+        n: (analysis["intervals"][n].get(metric) or {}, analysis["costs"][n]["per_1k_queries"])
+        for n in analysis["methods"]
+    }
+    points = {n: (ci, c) for n, (ci, c) in points.items() if ci and c is not None}
+    out = ['<section id="pareto"><h2>Quality vs cost</h2>']
+    if not points:
+        out += ["<p>n/a: no method has both a score and a measured inference time.</p>"]
+        return out + ["</section>"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    front = analysis["pareto"]
+    for name, (ci, cost) in points.items():
+        on = name in front
+        ax.errorbar(
+            cost,
+            ci["estimate"],
+            yerr=[[max(ci["estimate"] - ci["low"], 0)], [max(ci["high"] - ci["estimate"], 0)]],
+            fmt="o" if on else "s",
+            color="#2e7d32" if on else "#9e9e9e",
+            capsize=3,
+        )
+        ax.annotate(name, (cost, ci["estimate"]), textcoords="offset points", xytext=(6, 4))
+    ordered = sorted((points[n][1], points[n][0]["estimate"]) for n in front if n in points)
+    if len(ordered) > 1:
+        ax.plot([c for c, _ in ordered], [q for _, q in ordered], "--", color="#2e7d32", lw=1)
+    ax.set_xlabel(f"{cur} per 1,000 queries")
+    ax.set_ylabel(METRIC_TITLES.get(metric, metric))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    from experiments.costs import describe
+
+    out += [
+        _figure(fig, "Quality against cost per 1,000 queries; the Pareto front in green"),
+        "<p>Pareto front (no other method is both better and cheaper): "
+        + (", ".join(f'<span class="front">{escape(n)}</span>' for n in front) or "n/a")
+        + "</p>",
+        f'<p class="muted">{escape(describe(analysis["prices"]))} Set prices in the task '
+        "file's <code>costs:</code> section or with <code>adaptwise report DIR "
+        "--gpu-hour-price ...</code>.</p>",
+        "</section>",
+    ]
+    return out
+
+
+def _significance(analysis: dict) -> list[str]:
+    metric = METRIC_TITLES.get(analysis["metric"], analysis["metric"])
+    head = ["method", "against", "difference", "95% CI", "test", "p", "significant", "rows needed"]
+    rows = []
+    sentences = []
+    done = set()
+    for name in analysis["methods"]:
+        for label in ("zero-shot", "best"):
+            t = analysis["tests"][name].get(label)
+            if not t or frozenset((name, t["against"])) in done:
+                continue
+            done.add(frozenset((name, t["against"])))
+            needed = "-" if t["significant"] else _num(t.get("rows_needed"), ",")
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{escape(str(x))}</td>"
+                    for x in (
+                        name,
+                        t["against"],
+                        f"{t['diff']:+.3f}",
+                        f"{t['low']:+.3f} to {t['high']:+.3f}",
+                        t["test"],
+                        _p(t["p"]),
+                        "yes" if t["significant"] else "no",
+                        needed,
+                    )
+                )
+                + "</tr>"
+            )
+            sentences.append(significance_sentence(name, t, metric))
+    out = ['<section id="significance"><h2>Significance</h2>']
+    if not rows:
+        out.append("<p>Nothing to compare yet.</p></section>")
+        return out
+    out.append(_table(head, rows, "significance-table"))
+    out.append("<ul>" + "".join(f"<li>{escape(s)}</li>" for s in sentences) + "</ul>")
+    out.append(
+        '<p class="muted">Rows needed: eval rows at which a difference of the observed size '
+        "would be significant at alpha 0.05 with 80% power. McNemar: Connor (1987), from the "
+        "discordant share and the difference; other metrics: normal approximation on the "
+        "bootstrap standard error of the difference, which shrinks as 1/sqrt(rows).</p>"
+    )
+    out.append("</section>")
+    return out
+
+
+def _retrieval(methods: dict) -> list[str]:
+    rows = {n: m for n, m in methods.items() if "retrieval" in m or "grounding" in m}
+    if not rows:
+        return []
+    keys: list[str] = []
+    for m in rows.values():
+        for key in m.get("retrieval", {}):
+            if key != "n_queries" and key not in keys:
+                keys.append(key)
+    head = ["method", *keys, "answer tokens in retrieved", "in gold passages"]
+    body = []
+    for name, m in rows.items():
+        r, g = m.get("retrieval", {}), m.get("grounding", {})
+        cells = [f"<td>{escape(name)}</td>"]
+        cells += [f'<td class="num">{_num(r.get(k), ".3f")}</td>' for k in keys]
+        cells += [
+            f'<td class="num">{_num(g.get("answer_tokens_in_retrieved"), ".3f")}</td>',
+            f'<td class="num">{_num(g.get("answer_tokens_in_gold"), ".3f")}</td>',
+        ]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return [
+        '<section id="retrieval"><h2>Retrieval</h2>',
+        _table(head, body, "retrieval-table"),
+        '<p class="muted">recall@k and MRR@10 over the documents of the retrieved chunks, '
+        "against each eval row's context_ids (BEIR definitions); the last two columns are the "
+        "share of answer tokens found in the retrieved passages and in the gold documents.</p>",
+        "</section>",
+    ]
+
+
+def _training(methods: dict, out_dir: Path | None) -> list[str]:
+    tuned = {n: m["training"] for n, m in methods.items() if isinstance(m.get("training"), dict)}
+    if not tuned:
+        return []
+    head = ["method", "trainable / total params", "train tokens", "epochs", "steps", "train s"]
+    head += ["tokens / s", "peak MB", "first / final train loss", "best val loss"]
+    body = []
+    for name, t in tuned.items():
+        values = [
+            name + (f" ({t['fallback']})" if t.get("fallback") else ""),
+            f"{t.get('trainable_params', 0):,} / {t.get('total_params', 0):,}",
+            f"{t.get('train_tokens', 0):,}",
+            f"{t.get('epochs', 0):.2f}" + (" (stopped early)" if t.get("stopped_early") else ""),
+            str(t.get("steps", "n/a")),
+            _num(t.get("train_wall_s"), ".1f"),
+            _num(t.get("tokens_per_s"), ".0f"),
+            _num(t.get("peak_memory_mb"), ".0f"),
+            f"{_num(t.get('first_train_loss'), '.3f')} / {_num(t.get('final_train_loss'), '.3f')}",
+            _num(t.get("best_val_loss"), ".3f"),
+        ]
+        body.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in values) + "</tr>")
+    out = ['<section id="training"><h2>Fine-tuning</h2>', _table(head, body, "training-table")]
+    for name, t in tuned.items():
+        image = _loss_image(name, t, out_dir)
+        if image:
+            out.append(
+                f'<div class="figure loss-curve"><h3>{escape(name)} loss</h3>'
+                f'<img alt="{escape(name)} loss curve" src="{image}"></div>'
+            )
+        else:
+            out.append(f"<p>{escape(name)}: no loss curve recorded (n/a).</p>")
+    probes = {
+        n: m["forgetting"] for n, m in methods.items() if isinstance(m.get("forgetting"), dict)
+    }
+    out.append('<h3 id="forgetting">Forgetting check</h3>')
+    if probes:
+        fb = []
+        for name, f in probes.items():
+            change = f.get("change")
+            warn = change is not None and change <= -0.1
+            values = [
+                name,
+                str(f.get("n_questions", "n/a")),
+                _num(f.get("accuracy_before"), ".3f"),
+                _num(f.get("accuracy_after"), ".3f"),
+                _num(change, "+.3f") + (" (forgot)" if warn else ""),
+                str(f.get("answers_changed", "n/a")),
+            ]
+            fb.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in values) + "</tr>")
+        out.append(
+            _table(
+                ["method", "questions", "before", "after", "change", "answers changed"],
+                fb,
+                "forgetting-table",
+            )
+        )
+        out.append(
+            '<p class="muted">General-knowledge multiple-choice probe scored by log-likelihood '
+            "before and after training; a drop of 0.1 or more is a warning.</p>"
+        )
+    else:
+        out.append("<p>n/a: no forgetting probe was recorded.</p>")
+    out.append("</section>")
+    return out
+
+
+def _loss_image(name: str, training: dict, out_dir: Path | None) -> str | None:
+    """A data: URI of the loss curve: the run's loss.png, else a plot of its loss.csv."""
+    candidates = []
+    if out_dir is not None:
+        candidates.append(Path(out_dir) / name / "loss.png")
+    if training.get("loss_png"):
+        candidates.append(Path(training["loss_png"]))
+    for path in candidates:
+        if path.is_file():
+            return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    csvs = []
+    if out_dir is not None:
+        csvs.append(Path(out_dir) / name / "loss.csv")
+    if training.get("loss_csv"):
+        csvs.append(Path(training["loss_csv"]))
+    for path in csvs:
+        if path.is_file():
+            return _loss_plot_from_csv(path, name)
+    return None
+
+
+def _loss_plot_from_csv(path: Path, name: str) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    plotted = False
+    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+        if pts:
+            ax.plot(*zip(*pts), marker="o" if key == "val_loss" else None, ms=3, label=label)
+            plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{name} loss")
+    ax.legend()
+    fig.tight_layout()
+    return _svg_uri(fig)
+
+
+def _matrix(analysis: dict) -> list[str]:
+    names = analysis["methods"]
+    rows = analysis["matrix"]
+    out = ['<section id="matrix"><h2>Per-example results</h2>']
+    if not rows:
+        out.append("<p>n/a: no prediction records (predictions.jsonl) for this run.</p>")
+        return out + ["</section>"]
+    n_dis = sum(r["disagree"] for r in rows)
+    out.append(
+        '<p><label><input type="checkbox" id="disagree-only"> only rows where methods disagree '
+        f"(one right, another wrong): {n_dis} of {len(rows)}</label> · "
+        '<span id="matrix-count"></span></p>'
+    )
+    head = ["id", "gold", *names]
+    body = []
+    for r in rows:
+        cells = [f"<td>{escape(r['id'])}</td>", f"<td>{_short(r['gold'])}</td>"]
+        for name in names:
+            c = r["cells"].get(name)
+            if c is None:
+                cells.append("<td>n/a</td>")
+                continue
+            mark = "&#10003;" if c["correct"] else "&#10007;"
+            text = f"{mark} {_short(c['output'])}"
+            if c.get("retrieved"):
+                text += f'<div class="ids">passages: {escape(", ".join(c["retrieved"]))}</div>'
+            cls = "ok" if c["correct"] else "bad"
+            cells.append(f'<td class="{cls}" data-method="{escape(name)}">{text}</td>')
+        flag = "1" if r["disagree"] else "0"
+        body.append(f'<tr data-disagree="{flag}">' + "".join(cells) + "</tr>")
+    out.append(_table(head, body, "matrix-table"))
+    out.append("</section>")
+    return out
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _table(head: list[str], rows: list[str], table_id: str) -> str:
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
+    return (
+        f'<table id="{table_id}"><thead><tr>{th}</tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _short(text) -> str:
+    text = "" if text is None else str(text)
+    if len(text) <= MAX_CELL:
+        return escape(text)
+    return f'<span title="{escape(text)}">{escape(text[:MAX_CELL])}…</span>'
+
+
+def _svg_uri(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure(fig, alt: str) -> str:
+    return f'<div class="figure"><img alt="{escape(alt)}" src="{_svg_uri(fig)}"></div>'
+
+
+def _setup_matplotlib() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "adaptwise"  # the same run renders the same file
