@@ -5,16 +5,23 @@
    both trained on the same rows for one epoch.
 2. full-ft vs LoRA vs QLoRA on the embedded model: peak memory, s/step and tokens/s.
 
+Each method of part 2 trains in a fresh process, so one's memory does not inflate the next's
+process-RSS peak.
+
 Run: python bench/bench_finetune.py [--rows 96] [--steps 4] [--part 1|2|all]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
-from _common import demo_context
+from _common import ROOT
 
 from finetune.config import build_config
 from finetune.data import split_validation
@@ -22,6 +29,7 @@ from finetune.trainer import train_model
 
 
 def run(ctx, method: str, rows, settings: dict, folder: Path) -> dict:
+    """Train `method` on `rows`; ctx needs .checkpoint, .tokenizer and .prompt_format."""
     config = build_config(method, {}, {"forgetting_probe": False, **settings}, seed=0)
     train_rows, val_rows = split_validation(rows, config.val_fraction, 0)
     model = None
@@ -30,9 +38,9 @@ def run(ctx, method: str, rows, settings: dict, folder: Path) -> dict:
 
         if probe_4bit() is not None:
             return {"skipped": probe_4bit()}
-        model = load_4bit_model(str(ctx.lm.path))
+        model = load_4bit_model(ctx.checkpoint)
     result = train_model(
-        str(ctx.lm.path),
+        ctx.checkpoint,
         ctx.tokenizer,
         ctx.prompt_format,
         train_rows,
@@ -50,12 +58,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=96, help="train rows used (default 96)")
     parser.add_argument("--steps", type=int, default=4, help="steps for part 2 (default 4)")
     parser.add_argument("--part", default="all", choices=("1", "2", "all"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: train one method
     args = parser.parse_args()
-    ctx = demo_context("support-intents")
-    rows = ctx.task.train[: args.rows]
+    if args.one:
+        one(args)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench-ft-"))
 
     if args.part in ("1", "all"):
+        ctx = training_context()
+        rows = ctx.task.train[: args.rows]
         common = {"epochs": 1, "max_length": 256, "evals_per_epoch": 1, "patience": 10}
         packed = run(ctx, "lora", rows, {**common, "batch_size": 1}, tmp / "packed")
         padded = run(
@@ -76,10 +88,12 @@ def main() -> None:
         print(f"  ratio {ratio:.2f}x (target >= 3x); val loss differs by {100 * val_gap:.1f}%")
 
     if args.part in ("2", "all"):
-        settings = {"max_steps": args.steps, "batch_size": 4, "val_fraction": 0.0}
-        print(f"{args.steps} steps of 4 x 256 packed tokens")
+        print(f"{args.steps} steps of 4 x 256 packed tokens, each method in a fresh process")
         for method in ("full-ft", "lora", "qlora"):
-            s = run(ctx, method, rows, settings, tmp / method)
+            child = [sys.executable, __file__, "--one", method, "--rows", str(args.rows)]
+            child += ["--steps", str(args.steps)]
+            done = subprocess.run(child, capture_output=True, text=True, check=True)
+            s = json.loads(done.stdout.strip().splitlines()[-1])
             if "skipped" in s:
                 print(f"  {method:8s} skipped: {s['skipped']}")
                 continue
@@ -88,6 +102,34 @@ def main() -> None:
                 f"  {s['s_per_step']:6.2f} s/step  {s['tokens_per_s']:7.1f} tokens/s"
                 f"  trainable {s['trainable_params']:,}"
             )
+
+
+def training_context() -> SimpleNamespace:
+    """The demo task, the model's checkpoint folder, tokenizer and prompts, without loading the
+    inference model (its 0.5 GB would sit in every measured process's RSS)."""
+    from experiments.models import resolve_checkpoint
+    from experiments.prompts import PromptFormat, system_text
+    from experiments.task import load_task
+    from finetune.methods import _fresh_tokenizer
+
+    task = load_task(ROOT / "demo" / "support-intents" / "task.yaml")
+    checkpoint, _ = resolve_checkpoint(None, progress=lambda _m: None)
+    tokenizer = _fresh_tokenizer(checkpoint, False)
+    return SimpleNamespace(
+        task=task,
+        checkpoint=str(checkpoint),
+        tokenizer=tokenizer,
+        prompt_format=PromptFormat(tokenizer, system_text(task)),
+    )
+
+
+def one(args) -> None:
+    ctx = training_context()
+    rows = ctx.task.train[: args.rows]
+    settings = {"max_steps": args.steps, "batch_size": 4, "val_fraction": 0.0}
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-ft-{args.one}-"))
+    stats = run(ctx, args.one, rows, settings, folder)
+    print(json.dumps(stats, default=str))
 
 
 if __name__ == "__main__":

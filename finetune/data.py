@@ -8,8 +8,10 @@ completion-only loss: the labels of prompt and padding tokens are -100.
 
 from __future__ import annotations
 
+import json
 import random
 import re
+from pathlib import Path
 
 from experiments.errors import TaskError
 from experiments.prompts import PromptFormat
@@ -80,3 +82,41 @@ def count_too_long(examples: list[dict], tokenizer, max_length: int) -> int:
     texts = [e["prompt"] + e["completion"] for e in examples]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return sum(n > max_length for n in lengths)
+
+
+def load_raw_text(path: Path) -> list[str]:
+    """The texts of a raw-text JSONL file (`{"id", "text"}` rows); errors name file and line."""
+    if not path.is_file():
+        raise TaskError(
+            f"{path}: raw-text file not found; fix finetune raw_text in the task file "
+            "(a path relative to it)"
+        )
+    texts = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise TaskError(f"{path}: not UTF-8 text; save it as UTF-8 JSON Lines") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskError(
+                f"{path}:{number}: not valid JSON ({exc.msg}); one object per line"
+            ) from None
+        text = obj.get("text") if isinstance(obj, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise TaskError(
+                f'{path}:{number}: expected {{"id": ..., "text": "..."}} with a non-empty text'
+            )
+        texts.append(text)
+    if not texts:
+        raise TaskError(f"{path}: the raw-text file has no rows")
+    return texts
+
+
+def raw_examples(texts: list[str]) -> list[dict]:
+    """Raw text as examples with an empty prompt: completion-only loss then covers every token,
+    so raw rows train next to prompt/completion rows in one dataset (and one packed batch)."""
+    return [{"prompt": "", "completion": text} for text in texts]

@@ -22,7 +22,7 @@ from experiments.errors import AdaptwiseError, TaskError
 from experiments.memory import PeakMemory
 from finetune.config import FinetuneConfig
 from finetune.curves import loss_points, write_loss_csv, write_loss_png
-from finetune.data import count_too_long, to_examples
+from finetune.data import count_too_long, raw_examples, to_examples
 
 RUN_FILE = "run.json"  # in the checkpoints folder: what the checkpoints were trained with
 
@@ -87,17 +87,19 @@ def train_model(
     log=print,
     model=None,
     callbacks=(),
+    raw_texts: list[str] = (),
 ) -> TrainResult:
     """Train on `train_rows`, validate on `val_rows`, save into `folder`; see module docstring.
 
     `model` may be passed already loaded (QLoRA loads its 4-bit base itself); otherwise a fresh
-    float32 copy is loaded from `checkpoint`.
+    float32 copy is loaded from `checkpoint`. `raw_texts` train with the loss on every token,
+    mixed into the same packed batches as the prompt/completion rows (never validated on).
     """
     import torch
     from transformers.trainer_utils import get_last_checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
-    train_examples = to_examples(train_rows, prompt_format)
+    train_examples = to_examples(train_rows, prompt_format) + raw_examples(list(raw_texts))
     val_examples = to_examples(val_rows, prompt_format)
     too_long = count_too_long(train_examples + val_examples, tokenizer, config.max_length)
     if too_long:
@@ -108,7 +110,7 @@ def train_model(
         )
 
     ckpt_dir = folder / "checkpoints"
-    fingerprint = _fingerprint(checkpoint, config, train_rows, val_rows)
+    fingerprint = _fingerprint(checkpoint, config, train_rows, val_rows, raw_texts)
     resume_from = _resume_point(ckpt_dir, fingerprint, config, log, get_last_checkpoint)
 
     if model is None:
@@ -141,7 +143,9 @@ def train_model(
 
     log(
         f"{config.method}: training {trainable:,} of {total:,} parameters on "
-        f"{len(train_examples)} rows ({len(val_examples)} for validation), "
+        f"{len(train_examples)} rows"
+        + (f" ({len(raw_texts)} of them raw text)" if raw_texts else "")
+        + f" ({len(val_examples)} for validation), "
         f"~{steps_per_epoch} steps per epoch"
     )
     start_step = 0
@@ -201,6 +205,7 @@ def train_model(
             "total_params": total,
             "trainable_percent": round(100 * trainable / max(total, 1), 3),
             "train_rows": len(train_examples),
+            "raw_text_rows": len(raw_texts),
             "val_rows": len(val_examples),
             "rows_truncated": too_long,
             "epochs": round(float(state.epoch or 0), 3),
@@ -252,7 +257,7 @@ def make_trainer(
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback
     from transformers.utils import logging as hf_logging
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
@@ -292,10 +297,11 @@ def make_trainer(
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        prediction_loss_only=True,  # otherwise TRL runs a second forward per eval batch for logits
     )
     if has_val:
         callbacks = [EarlyStoppingCallback(early_stopping_patience=config.patience), *callbacks]
-    trainer = SFTTrainer(
+    trainer = completion_loss_trainer_class()(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_examples),
@@ -305,6 +311,64 @@ def make_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # it prints dicts; LogCallback says it in a line
     return trainer
+
+
+def completion_loss_trainer_class():
+    """SFTTrainer whose loss projects only the completion positions through the LM head.
+
+    TRL's fused LM head scores only the positions with a label on Triton devices (CUDA, XPU);
+    elsewhere it projects every position through the whole vocabulary, in Python-folded tiles,
+    and also computes entropy and top-1 accuracy for its logs. For prompt/completion rows where
+    the completion is a few tokens of ~75, that is most of a CPU step's time. In one process
+    without Triton this computes the same loss from the completion positions only; otherwise
+    (GPUs, several processes, models with scaled or soft-capped logits) TRL's own path runs.
+    """
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class CompletionLossTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            base = _plain_causal_lm(self.accelerator.unwrap_model(model))
+            if (
+                return_outputs
+                or base is None
+                or self.accelerator.num_processes != 1
+                or inputs["input_ids"].device.type in ("cuda", "xpu")
+            ):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            forward = {k: v for k, v in inputs.items() if k != "labels"}
+            forward["use_cache"] = False
+            hidden = base.base_model(**forward).last_hidden_state[:, :-1]
+            targets = labels[:, 1:]
+            mask = targets != -100
+            logits = base.get_output_embeddings()(hidden[mask]).float()
+            total = F.cross_entropy(logits, targets[mask], reduction="sum")
+            count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+            return total / torch.as_tensor(count, device=total.device).clamp(min=1)
+
+    return CompletionLossTrainer
+
+
+def _plain_causal_lm(model):
+    """The causal LM under a PEFT wrapper, or None when its logits are scaled or soft-capped."""
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    config = model.config.get_text_config()
+    scaled = any(
+        getattr(config, name, None) is not None
+        for name in (
+            "final_logit_softcapping",
+            "logit_scale",
+            "output_multiplier",
+            "lm_head_multiplier",
+            "logits_scaling",
+        )
+    )
+    if scaled or model.get_output_embeddings() is None or model.base_model is model:
+        return None
+    return model
 
 
 def log_callback(method: str, log):
@@ -342,13 +406,14 @@ def _estimate_steps(examples: list[dict], tokenizer, config: FinetuneConfig) -> 
     return max(1, math.ceil(sequences / config.batch_size))
 
 
-def _fingerprint(checkpoint: str, config: FinetuneConfig, train_rows, val_rows) -> str:
+def _fingerprint(checkpoint: str, config: FinetuneConfig, train_rows, val_rows, raw_texts) -> str:
     digest = hashlib.sha256()
     payload = {
         "base": str(checkpoint),
         "config": config.fingerprint_fields(),
         "train": [[r.id, list(r.messages), r.output] for r in train_rows],
         "val": [r.id for r in val_rows],
+        "raw": hashlib.sha256("\x00".join(raw_texts).encode()).hexdigest(),
     }
     digest.update(json.dumps(payload, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]

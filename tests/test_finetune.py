@@ -47,36 +47,6 @@ def make_task(n_train: int = 12, n_eval: int = 3, settings: dict | None = None) 
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A random 2-layer Llama with the embedded model's tokenizer and chat template."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from experiments.models import resolve_checkpoint
-
-    checkpoint, _ = resolve_checkpoint(None, progress=lambda _m: None)
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-model")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
 def tokenizer(tiny_model):
     from transformers import AutoTokenizer
 
@@ -548,3 +518,89 @@ def test_padded_baseline_pads_every_row_to_max_length(tiny_model, tokenizer, tmp
     assert batch["input_ids"].shape == (3, 128)
     real = sum(len(trainer.train_dataset[i]["input_ids"]) for i in range(3))
     assert int((batch["labels"] != -100).sum()) < real < 3 * 128
+
+
+# --- raw-text rows and the completion-only loss ------------------------------------------------
+
+
+def test_raw_text_rows_learn_every_token_next_to_masked_prompt_rows(
+    tiny_model, tokenizer, tmp_path
+):
+    from finetune.data import raw_examples
+    from finetune.trainer import load_model, make_trainer
+
+    task = make_task(n_train=6)
+    chat = to_examples(task.train, fmt_for(tokenizer, task))
+    raw = raw_examples(["- File: a.py\nContent:\nprint('hello')\n", "# Notes\nThe hub is blue."])
+    config = quick("full-ft", packing=False, max_length=256)
+    trainer = make_trainer(
+        load_model(str(tiny_model), config), tokenizer, chat + raw, [], config, tmp_path
+    )
+    data = trainer.train_dataset
+    for i, example in enumerate(raw, start=len(chat)):
+        ids, labels = data[i]["input_ids"], data[i]["labels"]
+        expected = tokenizer(example["completion"], add_special_tokens=False)["input_ids"]
+        assert ids[: len(expected)] == expected  # no prompt: the text starts the sequence
+        assert labels == ids  # every raw token is learned (the end-of-text token too)
+    for i in range(len(chat)):  # the chat rows keep their prompt masked
+        assert data[i]["labels"][0] == -100
+
+
+def test_raw_text_file_errors_name_file_and_line(tmp_path):
+    from finetune.data import load_raw_text
+
+    path = tmp_path / "raw.jsonl"
+    path.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "txt": "typo"}\n', encoding="utf-8")
+    with pytest.raises(TaskError, match=r"raw\.jsonl:2: expected"):
+        load_raw_text(path)
+    with pytest.raises(TaskError, match="raw-text file not found"):
+        load_raw_text(tmp_path / "missing.jsonl")
+    path.write_text('{"id": "a", "text": "fine"}\n\n', encoding="utf-8")
+    assert load_raw_text(path) == ["fine"]
+
+
+def test_runner_trains_on_raw_text_mixed_with_question_rows(tiny_model, tmp_path):
+    from experiments.context import RunOptions
+    from experiments.runner import run_task
+
+    (tmp_path / "raw.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "text": f"- File: src/m{i}.py\nContent:\nx = {i}\n"}) + "\n"
+            for i in range(4)
+        ),
+        encoding="utf-8",
+    )
+    task = make_task(n_train=12, n_eval=2, settings={"raw_text": "raw.jsonl"})
+    task.path = tmp_path / "task.yaml"
+    options = RunOptions(model=str(tiny_model), extra={"finetune": {"max_steps": 2, "rank": 4}})
+    results = run_task(task, ["lora"], tmp_path / "out", options)
+    training = results["methods"]["lora"]["training"]
+    assert training["raw_text_rows"] == 4
+    assert training["train_rows"] == 4 + len(split_validation(task.train, 0.1, 0)[0])
+
+
+def test_completion_loss_matches_trls_fused_loss(tiny_model, tokenizer, tmp_path):
+    """The CPU path that projects only completion positions gives TRL's loss and gradients."""
+    import torch
+    from trl import SFTTrainer
+
+    from finetune.trainer import load_model, make_trainer
+
+    task = make_task(n_train=8)
+    config = quick("full-ft", max_length=128)
+    model = load_model(str(tiny_model), config)
+    trainer = make_trainer(
+        model, tokenizer, to_examples(task.train, fmt_for(tokenizer, task)), [], config, tmp_path
+    )
+    assert type(trainer).compute_loss is not SFTTrainer.compute_loss
+    batch = next(iter(trainer.get_train_dataloader()))
+    results = []
+    for compute in (SFTTrainer.compute_loss, type(trainer).compute_loss):
+        model.zero_grad(set_to_none=True)
+        loss = compute(trainer, model, dict(batch))
+        loss.backward()
+        grad = model.get_output_embeddings().weight.grad.clone()
+        results.append((loss.detach(), grad))
+    (loss_trl, grad_trl), (loss_ours, grad_ours) = results
+    assert torch.allclose(loss_trl, loss_ours, atol=1e-5)
+    assert torch.allclose(grad_trl, grad_ours, atol=1e-6)

@@ -231,4 +231,12 @@ def _new_spec(task: RawTask, labels: dict[str, str], out: Path) -> dict:
     if task.corpus is not None:
         # The corpus is not changed by fixing, so it is referenced rather than copied.
         spec["corpus"] = Path(os.path.relpath(task.corpus.resolve(), out.resolve())).as_posix()
+    finetune = spec.get("finetune")
+    if isinstance(finetune, dict) and isinstance(finetune.get("raw_text"), str):
+        # Raw-text rows are not fixed either; point at them from the new folder.
+        raw = (task.path.parent / finetune["raw_text"]).resolve()
+        spec["finetune"] = {
+            **finetune,
+            "raw_text": Path(os.path.relpath(raw, out.resolve())).as_posix(),
+        }
     return spec

@@ -127,7 +127,8 @@ def build_from_repo(
         "train": "train.jsonl",
         "eval": "eval.jsonl",
         "corpus": "corpus.jsonl",
-        "finetune": {"max_length": max_tokens + QUESTION_OVERHEAD},
+        # The seed's best setting: raw text mixed with the question rows in one training run.
+        "finetune": {"max_length": max_tokens + QUESTION_OVERHEAD, "raw_text": "raw.jsonl"},
     }
     files = {
         "train.jsonl": jsonl(questions["train"]),
