@@ -47,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--methods",
         default=DEFAULT_METHODS,
-        help="comma-separated methods (default: %(default)s); append -kN to a few-shot "
-        "method to set its number of examples, e.g. few-shot-jaccard-k8",
+        help="comma-separated methods (default: %(default)s). Prompting: zero-shot, "
+        "few-shot-random, few-shot-jaccard, few-shot-embedding, few-shot-mmr; retrieval: rag, "
+        "rag-hybrid, rag-dense; fine-tuning: lora, qlora, full-ft; both: rag+lora, "
+        "rag+qlora, rag+full-ft, raft. Append -kN to a few-shot or rag method to set its "
+        "number of examples or passages, e.g. few-shot-jaccard-k8",
     )
     run.add_argument("--out", type=Path, help="output folder (default: runs/<task name>)")
     _add_run_options(run)

@@ -209,7 +209,20 @@ DEFAULT_METHODS = list(PROMPTING)
 
 # Other packages append functions name -> Method | None (e.g. "rag-k3", "lora").
 RESOLVERS: list[Callable[[str, dict], Method | None]] = []
-_PLUGIN_MODULES = ("rag.methods", "finetune.methods")
+_PLUGIN_MODULES = ("rag.methods", "finetune.methods", "finetune.hybrid")
+ALL_METHOD_NAMES = (
+    *PROMPTING,
+    "rag",
+    "rag-hybrid",
+    "rag-dense",
+    "lora",
+    "qlora",
+    "full-ft",
+    "rag+lora",
+    "rag+qlora",
+    "rag+full-ft",
+    "raft",
+)
 
 
 def make_method(name: str, options: dict) -> Method:
@@ -225,7 +238,7 @@ def make_method(name: str, options: dict) -> Method:
         method = resolve(name, options)
         if method is not None:
             return method
-    known = ", ".join(list(PROMPTING) + ["<name>-k<N>"])
+    known = ", ".join([*ALL_METHOD_NAMES, "<few-shot or rag name>-k<N>"])
     raise AdaptwiseError(f"unknown method {name!r}; available: {known}")
 
 

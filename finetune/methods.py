@@ -26,8 +26,9 @@ DESCRIPTIONS = {
 class FinetuneMethod(Method):
     """Fine-tune a fresh copy of the run's model in `prepare`, predict with it in `predict`."""
 
-    def __init__(self, name: str, options: dict):
+    def __init__(self, name: str, options: dict, folder_name: str | None = None):
         self.name = name
+        self.folder_name = folder_name or name  # hybrids train into their own folder
         self.description = DESCRIPTIONS[name]
         self.cli_settings = dict(options.get("finetune") or {})
         self.config: FinetuneConfig | None = None
@@ -35,7 +36,7 @@ class FinetuneMethod(Method):
         self.stats: dict = {}
 
     def prepare(self, ctx: RunContext) -> None:
-        from finetune.data import check_leakage, split_validation
+        from finetune.data import check_leakage, load_raw_text, split_validation
         from finetune.trainer import train_model
 
         config = build_config(
@@ -44,10 +45,12 @@ class FinetuneMethod(Method):
         self.config = config
         check_leakage(ctx.task.train, ctx.task.eval, config.allow_leakage, ctx.log)
         train_rows, val_rows = split_validation(ctx.task.train, config.val_fraction, config.seed)
+        train_rows, val_rows = self.training_rows(train_rows), self.training_rows(val_rows)
+        raw_texts = load_raw_text(ctx.task.path.parent / config.raw_text) if config.raw_text else []
         checkpoint = str(ctx.lm.path) if ctx.lm.path else ctx.options.model
         if not checkpoint:
             raise SetupError("the run's model has no checkpoint folder to fine-tune from")
-        folder = Path(ctx.out_dir or Path("runs") / ctx.task.name) / self.name
+        folder = Path(ctx.out_dir or Path("runs") / ctx.task.name) / self.folder_name
         tokenizer = _fresh_tokenizer(checkpoint, ctx.options.trust_remote_code)
         model = None
         if config.method == "qlora":
@@ -62,11 +65,16 @@ class FinetuneMethod(Method):
             folder,
             log=ctx.log,
             model=model,
+            raw_texts=raw_texts,
         )
         self.stats = result.stats
         self.trained = trained_context(ctx, result.model, f"{ctx.lm.name}+{self.name}")
         if config.forgetting_probe:
             self.stats["forgetting"] = self._forgetting(ctx, self.trained)
+
+    def training_rows(self, rows: list[Row]) -> list[Row]:
+        """The rows as trained on; RAFT puts retrieved passages into them."""
+        return rows
 
     def _forgetting(self, ctx: RunContext, trained: RunContext) -> dict:
         """Probe accuracy before (the shared base model, scored once per run) and after."""
