@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "adaptwise.commands_rag",
     "adaptwise.commands_finetune",
     "adaptwise.commands_report",
+    "adaptwise.commands_plan",
 ]
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
@@ -55,6 +56,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, help="output folder (default: runs/<task name>)")
     _add_run_options(run)
+    climb = run.add_argument_group(
+        "ladder, sweeps and learning curves (README: Climbing the ladder, sweeps and learning "
+        "curves)"
+    )
+    climb.add_argument(
+        "--finetune",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a fine-tuning setting for lora / qlora / full-ft, e.g. --finetune max_steps=3 "
+        "(repeatable; as `adaptwise finetune --set`)",
+    )
+    climb.add_argument(
+        "--ladder",
+        action="store_true",
+        help="climb the plan's ladder (adaptwise plan) in order instead of --methods; stop at "
+        "the first method whose 95%% CI lower bound meets --target, or on --budget",
+    )
+    climb.add_argument("--target", help="with --ladder: METRIC=VALUE, e.g. accuracy=0.8")
+    climb.add_argument(
+        "--budget", help="with --ladder or --sweep: a time budget, e.g. 30m, 2h, 1h30m"
+    )
+    climb.add_argument(
+        "--data-fractions",
+        metavar="F1,F2,...",
+        help="learning curve: score --methods on nested seeded subsets of train of these "
+        "fractions, e.g. 0.25,0.5,1.0",
+    )
+    climb.add_argument(
+        "--sweep",
+        nargs="+",
+        metavar="METHOD.SETTING=V1,V2",
+        help="grid over fine-tuning settings, e.g. --sweep lora.rank=8,16 "
+        "lora.learning_rate=1e-4,2e-4; ranked on validation loss, the winner scored on eval",
+    )
 
     setup = sub.add_parser(
         "setup",
@@ -190,14 +226,121 @@ def _run_one(task_path: Path, methods: list[str], out: Path | None, options, ui)
 
 
 def cmd_run(args) -> int:
+    from adaptwise.commands_finetune import parse_settings
     from adaptwise.progress import RichProgress
 
     options = _options(args)
+    settings = parse_settings(args.finetune)
+    if settings:
+        options.extra["finetune"] = settings
+    if args.ladder or args.sweep or args.data_fractions:
+        return _cmd_climb(args, options)
+    for flag in ("target", "budget"):
+        if getattr(args, flag):
+            from experiments.errors import AdaptwiseError
+
+            raise AdaptwiseError(f"--{flag} needs --ladder (or, for --budget, --sweep)")
     methods = _methods(args.methods)
     with RichProgress() as ui:
         out = _run_one(args.task, methods, args.out, options, ui)
     _show_report(out)
     return 0
+
+
+def _cmd_climb(args, options) -> int:
+    """`run --ladder`, `run --sweep` and `run --data-fractions` (experiments/ladder.py, sweep.py,
+    learning_curve.py)."""
+    from advisor.plan import parse_budget, parse_target
+    from experiments.errors import AdaptwiseError
+    from experiments.task import load_task
+
+    modes = [
+        f
+        for f, on in (
+            ("--ladder", args.ladder),
+            ("--sweep", args.sweep),
+            ("--data-fractions", args.data_fractions),
+        )
+        if on
+    ]
+    if len(modes) > 1:
+        raise AdaptwiseError(f"{' and '.join(modes)}: give one of them per run")
+    if args.target and not args.ladder:
+        raise AdaptwiseError("--target needs --ladder")
+    if args.budget and args.data_fractions:
+        raise AdaptwiseError("--budget applies to --ladder and --sweep, not --data-fractions")
+    if args.ladder and args.methods != DEFAULT_METHODS:
+        raise AdaptwiseError("--methods and --ladder: the ladder's methods come from the plan")
+    budget_s = parse_budget(args.budget) if args.budget else None
+    fractions = None
+    if args.data_fractions:
+        from experiments.learning_curve import parse_fractions
+
+        fractions = parse_fractions(args.data_fractions)
+    sweep = None
+    if args.sweep:
+        from experiments.sweep import parse_sweep
+
+        sweep = parse_sweep(args.sweep)
+    task = load_task(args.task)
+    target = parse_target(args.target, task.kind) if args.target else None
+    out = args.out or Path("runs") / task.name
+    from adaptwise.progress import RichProgress
+
+    with RichProgress() as ui:
+        ui.log(f"[bold]{task.name}[/] ({task.kind}): results -> {out}")
+        if args.ladder:
+            from advisor.planner import make_plan
+            from experiments.ladder import run_ladder
+
+            plan = make_plan(
+                task,
+                limit=options.limit,
+                target=target,
+                budget_s=budget_s,
+                model=options.model,
+                log=ui.log,
+            )
+            record = run_ladder(task, plan, out, options, target, budget_s, progress=ui)
+        elif sweep:
+            from experiments.sweep import run_sweep
+
+            method, grid = sweep
+            record = run_sweep(task, method, grid, out, options, budget_s, progress=ui)
+        else:
+            from experiments.learning_curve import run_learning_curve
+
+            methods = _methods(args.methods)
+            record = run_learning_curve(task, methods, fractions, out, options, progress=ui)
+    from experiments.stored import read_results
+
+    if (read_results(out) or {}).get("methods"):
+        _show_report(out)
+    _print_climb(record)
+    print(f"Written: {out}/results.json, report.md, report.html")
+    return 0
+
+
+def _print_climb(record: dict) -> None:
+    if "rungs" in record:
+        from experiments.report import estimate_cell, interval_text
+
+        for r in record["rungs"]:
+            print(
+                f"  {r['method']:<22} {r.get('reason') or r['status']:<48} "
+                f"{interval_text(r.get('interval')):<24} "
+                f"est/measured {estimate_cell(r.get('estimate_s'), r.get('measured_s'))}"
+            )
+    elif "trials" in record:
+        for t in record["trials"]:
+            loss = t.get("best_val_loss")
+            shown = "-" if loss is None else f"{loss:.4f}"
+            print(f"  #{t.get('rank') or '-'} {t['name']:<40} val loss {shown}  {t['reason']}")
+    else:
+        for m, v in record.get("verdicts", {}).items():
+            print(f"  {m}: {v.get('message')}")
+    if record.get("message"):
+        print(record["message"])
 
 
 def cmd_demo(args) -> int:

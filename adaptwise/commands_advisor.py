@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,7 +39,12 @@ def register(sub, add_run_options) -> None:
         description="Open the terminal UI: choose a task, answer Meta's decision questions, "
         "read the recommendation, run it and compare the results.",
     )
-    tui.add_argument("task", type=Path, nargs="?", help="task YAML (default: choose on screen)")
+    tui.add_argument(
+        "task",
+        type=Path,
+        nargs="?",
+        help="task YAML or its folder, e.g. demo/support-intents (default: choose on screen)",
+    )
     tui.add_argument(
         "--limit",
         type=int,
@@ -65,19 +68,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 def detect_gpu_gb() -> float | None:
     """Total memory of the first NVIDIA GPU, without importing torch; None when there is none."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-        return round(float(out.split()[0]) / 1024, 1)
-    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
-        return None
+    from advisor.machine import detect_gpu_gb as detect
+
+    return detect()
 
 
 def measured_zero_shot(path: Path) -> float:

@@ -78,14 +78,11 @@ def cmd_finetune(args) -> int:
 def cmd_chat(args) -> int:
     from rich.console import Console
 
-    from experiments.models import load_language_model
-    from finetune.adapters import load_adapter, reply
+    from experiments.chat import load_chat_model
 
     console = Console()
-    lm = load_language_model(args.model, progress=console.print)
-    model = load_adapter(lm.model, args.adapter) if args.adapter else lm.model
-    name = lm.name + (f" + {args.adapter}" if args.adapter else "")
-    console.print(f"[bold]{name}[/] · empty line or Ctrl-D quits, /reset starts over")
+    chat = load_chat_model(args.model, args.adapter, progress=console.print)
+    console.print(f"[bold]{chat.name}[/] · empty line or Ctrl-D quits, /reset starts over")
     messages = [{"role": "system", "content": args.system}] if args.system else []
     start = list(messages)
     while True:
@@ -99,7 +96,7 @@ def cmd_chat(args) -> int:
             messages = list(start)
             continue
         messages.append({"role": "user", "content": text})
-        answer = reply(model, lm.tokenizer, messages, args.max_new_tokens)
+        answer = chat.reply(messages, args.max_new_tokens)
         messages.append({"role": "assistant", "content": answer})
         console.print(f"[bold green]model>[/] {answer}")
     return 0

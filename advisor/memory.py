@@ -43,6 +43,7 @@ memory-efficient SDPA (the default) keeps none.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from advisor.architectures import LINEAR_MODULES, ModelShape
@@ -335,8 +336,9 @@ def _activations(shape: ModelShape, setup: TrainSetup) -> float:
 def fits(
     shape: ModelShape, method: str, gpu_memory_gb: float, **settings
 ) -> tuple[bool, MemoryEstimate]:
-    """Whether `method` fits a GPU of `gpu_memory_gb`, and the estimate it rests on."""
-    est = estimate(shape, method, device="gpu", **settings)
+    """Whether `method` fits a GPU of `gpu_memory_gb` (or, with `device="cpu"`, a machine with
+    that much RAM), and the estimate it rests on."""
+    est = estimate(shape, method, **{"device": "gpu", **settings})
     return est.total_gb <= gpu_memory_gb, est
 
 
@@ -399,7 +401,10 @@ def suggest_fit(
 
     need = current.total_gb
     size = next((s for s in GPU_SIZES_GB if s >= need), None)
-    change = f"use a GPU with {size} GB" if size else f"use GPUs with {need:.0f} GB in all"
+    if setup.device == "cpu":
+        change = f"use a machine with {math.ceil(need)} GB of memory"
+    else:
+        change = f"use a GPU with {size} GB" if size else f"use GPUs with {need:.0f} GB in all"
     suggestions.append(FitSuggestion(change, current))
     return suggestions
 

@@ -23,6 +23,7 @@ async def wait_for_screen(pilot, kind, timeout: float = 300.0) -> None:
         await pilot.pause(0.2)
         waited += 0.2
     assert isinstance(pilot.app.screen, kind), f"still on {type(pilot.app.screen).__name__}"
+    await pilot.pause()  # let the new screen compose and mount
 
 
 def test_whole_flow_by_keyboard(tmp_path):
@@ -78,3 +79,72 @@ def test_bad_task_path_shows_one_clear_error(tmp_path):
             assert "kind 'nonsense' is not one of" in text_of(app, "#error")
 
     asyncio.run(flow())
+
+
+def test_tui_opens_on_a_demo_task_folder():
+    """`adaptwise tui demo/support-intents` (the README's first command) goes straight to the
+    questions with the task loaded."""
+    from tui_fakes import FakeBackends
+
+    async def flow():
+        app = AdaptwiseApp(ROOT / "demo/support-intents", backends=FakeBackends())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            assert isinstance(app.screen, QuestionnaireScreen)
+            assert app.session.task.name == "support-intents"
+
+    asyncio.run(flow())
+
+
+def test_run_screen_reads_training_steps_and_cancels(tmp_path):
+    from tui_fakes import PLAN, FakeBackends, FakeClock, FakeJob
+
+    from advisor.tui.screens.run import RunScreen
+    from experiments.task import load_task
+
+    clock = FakeClock()
+    job = FakeJob(
+        [
+            {"event": "log", "message": "support-intents: preparing lora"},
+            {"event": "_tick", "s": 60},
+            {"event": "log", "message": "lora: step 6/24 validation loss 1.5000"},
+        ],
+        clock,
+    )
+
+    async def flow():
+        app = AdaptwiseApp(out_root=tmp_path, backends=FakeBackends(run_job=job))
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.session.task = load_task(ROOT / "demo/support-intents/task.yaml")
+            app.session.plan = PLAN
+            await app.push_screen(RunScreen(["zero-shot", "lora"], clock=clock))
+            job.exhausted.wait(10)
+            await pilot.pause()
+            await pilot.pause()
+            status = text_of(app, "#status-lora")
+            # 60 s for 6 of 24 steps: 180 s left, plus the plan's 9.6 s of scoring
+            assert "step 6/24" in status and "val 1.500" in status and "ETA 3m10s" in status
+            assert "est. 10s" in text_of(app, "#status-zero-shot")
+            await pilot.press("c")
+            assert job.closed.is_set()  # the child was interrupted
+
+    asyncio.run(flow())
+
+
+def test_chat_target_for_each_kind_of_method(tmp_path):
+    import pytest
+
+    from experiments.chat import target_for_method
+    from experiments.errors import AdaptwiseError
+
+    (tmp_path / "results.json").write_text(json.dumps({"options": {"model": "x (embedded)"}}))
+    assert target_for_method(tmp_path, "few-shot-embedding").model is None  # the base model
+    (tmp_path / "lora/adapter").mkdir(parents=True)
+    (tmp_path / "lora/adapter/adapter_config.json").write_text("{}")
+    lora = target_for_method(tmp_path, "lora")
+    assert lora.adapter == tmp_path / "lora/adapter" and lora.model is None
+    (tmp_path / "full-ft/model").mkdir(parents=True)
+    (tmp_path / "full-ft/model/config.json").write_text("{}")
+    assert target_for_method(tmp_path, "full-ft").model == str(tmp_path / "full-ft/model")
+    with pytest.raises(AdaptwiseError, match="no adapter/ or model/ folder"):
+        target_for_method(tmp_path, "qlora")

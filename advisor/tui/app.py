@@ -8,6 +8,7 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from advisor.jobclient import Backends
 from advisor.questions import Answers
 from advisor.recommend import Recommendation
 
@@ -23,6 +24,7 @@ class Session:
     task: object | None = None  # experiments.task.Task
     answers: Answers = field(default_factory=Answers)
     recommendation: Recommendation | None = None
+    plan: dict | None = None  # advisor.plan.Plan.to_dict() for the current answers
     out_dir: Path | None = None
 
     def demo_tasks(self) -> list[Path]:
@@ -36,11 +38,16 @@ class AdaptwiseApp(App):
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(
-        self, task_path: Path | None = None, limit: int | None = 8, out_root: Path = Path("runs")
+        self,
+        task_path: Path | None = None,
+        limit: int | None = 8,
+        out_root: Path = Path("runs"),
+        backends: Backends | None = None,
     ):
         super().__init__()
         self.session = Session(limit=limit, out_root=out_root)
         self.initial_task = task_path
+        self.backends = backends or Backends()
 
     def on_mount(self) -> None:
         from advisor.tui.screens.task import TaskScreen

@@ -17,6 +17,7 @@ class ResultsScreen(Screen):
     BINDINGS = [
         Binding("d", "toggle_disagreements", "All rows / disagreements"),
         Binding("b", "back", "Back to the advice"),
+        Binding("c", "chat", "Chat with a model"),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -103,6 +104,15 @@ class ResultsScreen(Screen):
     def action_toggle_disagreements(self) -> None:
         self.only_disagreements = not self.only_disagreements
         self.fill_examples()
+
+    def action_chat(self) -> None:
+        from advisor.tui.screens.chat import ChatScreen
+
+        methods = list(self.results["methods"])
+        summary = self.query_one("#summary", DataTable)
+        row = summary.cursor_row if summary.row_count else 0
+        chosen = methods[row] if 0 <= row < len(methods) else None
+        self.app.push_screen(ChatScreen(methods, chosen if summary.has_focus else None))
 
     def action_back(self) -> None:
         from advisor.tui.screens.recommendation import RecommendationScreen

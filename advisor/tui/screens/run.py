@@ -1,8 +1,12 @@
-"""The run: each method's progress, in a worker thread so the UI stays responsive."""
+"""The run: each method's progress (training steps and loss for fine-tuning, scored rows,
+ETA). The runner works in a child process (advisor/jobs.py), so importing torch and running
+the model never hold this process's GIL; a worker thread here only waits for its events."""
 
 from __future__ import annotations
 
-import threading
+import re
+import time
+from dataclasses import dataclass
 
 from textual import work
 from textual.app import ComposeResult
@@ -11,40 +15,24 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
-from experiments.errors import AdaptwiseError
+from advisor.plan import format_short
+
+PREPARING = re.compile(r": preparing (\S+)$")
+# finetune/trainer.py's log lines: "lora: step 12/48 validation loss 1.2345" (and train loss)
+STEP = re.compile(r"^(\S+): step (\d+)/(\d+) (train|validation) loss ([0-9.]+)")
 
 
-class RunCancelled(Exception):
-    """Raised inside the runner's progress callback when the user cancels."""
-
-
-class ScreenProgress:
-    """The runner's progress protocol, forwarded to the screen on the UI thread."""
-
-    def __init__(self, screen: RunScreen):
-        self.screen = screen
-        self.cancelled = threading.Event()
-
-    def _call(self, fn, *args) -> None:
-        self.screen.app.call_from_thread(fn, *args)
-
-    def start(self, label: str, total: int) -> None:
-        self._check()
-        self._call(self.screen.method_started, label.split(" · ")[-1], total)
-
-    def advance(self, n: int) -> None:
-        self._check()
-        self._call(self.screen.method_advanced, n)
-
-    def finish(self) -> None:
-        self._call(self.screen.method_finished)
-
-    def log(self, message: str) -> None:
-        self._call(self.screen.log_line, message)
-
-    def _check(self) -> None:
-        if self.cancelled.is_set():
-            raise RunCancelled
+@dataclass
+class MethodState:
+    phase: str = "waiting"  # waiting | preparing | scoring | done
+    started: float = 0.0  # when preparation began
+    scoring_started: float = 0.0
+    step: int = 0
+    steps: int = 0
+    train_loss: float | None = None
+    val_loss: float | None = None
+    done_rows: int = 0
+    rows: int = 0
 
 
 class RunScreen(Screen):
@@ -53,12 +41,14 @@ class RunScreen(Screen):
         Binding("enter", "results", "Results", show=False),
     ]
 
-    def __init__(self, methods: list[str]):
+    def __init__(self, methods: list[str], clock=time.monotonic):
         super().__init__()
         self.methods = methods
+        self.clock = clock
         self.current: str | None = None
-        self.progress = ScreenProgress(self)
+        self.states = {m: MethodState() for m in methods}
         self.finished = False
+        self.job = None
 
     def compose(self) -> ComposeResult:
         task = self.app.session.task
@@ -66,76 +56,187 @@ class RunScreen(Screen):
         for method in self.methods:
             with Horizontal(classes="method-row"):
                 yield Label(method)
-                yield ProgressBar(id=f"bar-{_key(method)}", show_eta=True)
-                yield Static("waiting", id=f"status-{_key(method)}", classes="status")
-        yield RichLog(id="log", markup=True)
+                # a total from the start: an empty bar, not the animated "unknown" pulse
+                yield ProgressBar(total=1, id=f"bar-{_key(method)}", show_eta=False)
+                yield Static("", id=f"status-{_key(method)}", classes="status")
+        yield RichLog(id="log", markup=True, wrap=True)
         yield Static("c: cancel (finished methods are kept)", id="hint", classes="hint")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_methods()
-
-    @work(thread=True, exclusive=True)
-    def run_methods(self) -> None:
-        from experiments.context import RunOptions
-        from experiments.runner import run_task
-
+        for method in self.methods:
+            self.show_status(method)
         session = self.app.session
-        out = session.out_root / session.task.name
-        session.out_dir = out
+        session.out_dir = session.out_root / session.task.name
+        self.run_methods(
+            {
+                "task": str(session.task.path),
+                "methods": self.methods,
+                "out": str(session.out_dir),
+                "limit": session.limit,
+            }
+        )
+
+    def on_unmount(self) -> None:
+        if self.job is not None and not self.finished:
+            self.job.interrupt()
+
+    @work(thread=True, exclusive=True, group="run")
+    def run_methods(self, request: dict) -> None:
+        self.job = self.app.backends.run(request)
         try:
-            run_task(
-                session.task,
-                self.methods,
-                out,
-                RunOptions(limit=session.limit),
-                progress=self.progress,
-            )
-        except RunCancelled:
-            self.app.call_from_thread(self.done, "Cancelled: finished methods are kept.")
-            return
-        except AdaptwiseError as exc:
-            self.app.call_from_thread(self.done, f"[red]Error:[/] {exc}")
-            return
-        self.app.call_from_thread(self.done, None)
+            for event in self.job.events():
+                self.app.call_from_thread(self.handle, event)
+        finally:
+            self.job.close()
 
-    def method_started(self, method: str, total: int) -> None:
-        self.current = method
-        self.query_one(f"#bar-{_key(method)}", ProgressBar).update(total=total, progress=0)
-        self.query_one(f"#status-{_key(method)}", Static).update("running")
-
-    def method_advanced(self, n: int) -> None:
-        if self.current:
-            self.query_one(f"#bar-{_key(self.current)}", ProgressBar).advance(n)
-
-    def method_finished(self) -> None:
-        if self.current:
-            self.query_one(f"#status-{_key(self.current)}", Static).update("[green]done[/]")
+    # Events from the child process, on the UI thread.
+    def handle(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "log":
+            self.log_line(event["message"])
+        elif kind == "start":
+            self.method_started(event["label"].split(" · ")[-1], event["total"])
+        elif kind == "advance":
+            self.method_advanced(event["n"])
+        elif kind == "finish":
+            self.method_finished()
+        elif kind == "done":
+            self.done(None)
+        elif kind == "cancelled":
+            self.done("Cancelled: finished methods are kept.")
+        elif kind == "error":
+            self.done(f"[red]Error:[/] {event['message']}")
 
     def log_line(self, message: str) -> None:
         self.query_one("#log", RichLog).write(message)
+        if match := PREPARING.search(message):
+            self.method_preparing(match.group(1))
+        elif match := STEP.match(message):
+            self.training_step(match.group(1), *match.groups()[1:])
+
+    def method_preparing(self, method: str) -> None:
+        if method not in self.states:
+            return
+        self.current = method
+        state = self.states[method]
+        state.phase, state.started = "preparing", self.clock()
+        self.show_status(method)
+
+    def training_step(self, method: str, step: str, steps: str, which: str, loss: str) -> None:
+        method = method if method in self.states else self.current
+        if method is None:
+            return
+        state = self.states[method]
+        state.step, state.steps = int(step), int(steps)
+        if which == "train":
+            state.train_loss = float(loss)
+        else:
+            state.val_loss = float(loss)
+        self.bar(method).update(total=state.steps, progress=state.step)
+        self.show_status(method)
+
+    def method_started(self, method: str, total: int) -> None:
+        if method not in self.states:
+            return
+        self.current = method
+        state = self.states[method]
+        if state.phase == "waiting":
+            state.started = self.clock()
+        state.phase, state.scoring_started = "scoring", self.clock()
+        state.rows, state.done_rows = total, 0
+        self.bar(method).update(total=total, progress=0)
+        self.show_status(method)
+
+    def method_advanced(self, n: int) -> None:
+        if self.current:
+            state = self.states[self.current]
+            state.done_rows += n
+            self.bar(self.current).advance(n)
+            self.show_status(self.current)
+
+    def method_finished(self) -> None:
+        if self.current:
+            state = self.states[self.current]
+            state.phase = "done"
+            self.show_status(self.current)
+
+    def show_status(self, method: str) -> None:
+        self.query_one(f"#status-{_key(method)}", Static).update(self.status_text(method))
+
+    def status_text(self, method: str) -> str:
+        state = self.states[method]
+        estimate = self.estimate(method)
+        loss = _loss_text(state)
+        if state.phase == "waiting":
+            return f"waiting · est. {format_short(estimate['total'])}" if estimate else "waiting"
+        if state.phase == "done":
+            took = format_short(self.clock() - state.started)
+            return f"[green]done[/] in {took}" + (f" · {loss}" if loss else "")
+        now = self.clock()
+        if state.phase == "preparing":
+            if state.steps:
+                elapsed = now - state.started
+                left = elapsed / max(state.step, 1) * (state.steps - state.step)
+                if estimate:
+                    left += estimate["score"] or 0.0
+                parts = [f"step {state.step}/{state.steps}", loss, f"ETA {format_short(left)}"]
+                return " · ".join(p for p in parts if p)
+            if estimate and estimate["total"] is not None:
+                left = max(estimate["total"] - (now - state.started), 0.0)
+                return f"preparing · ETA {format_short(left)} (est.)"
+            return "preparing"
+        elapsed = now - state.scoring_started
+        text = f"scoring {state.done_rows}/{state.rows}"
+        if state.done_rows:
+            left = elapsed / state.done_rows * (state.rows - state.done_rows)
+            text += f" · ETA {format_short(left)}"
+        elif estimate and estimate["score"] is not None:
+            text += f" · ETA {format_short(estimate['score'])} (est.)"
+        return text + (f" · {loss}" if loss else "")
+
+    def estimate(self, method: str) -> dict | None:
+        plan = self.app.session.plan or {}
+        step = next((s for s in plan.get("steps", []) if s["method"] == method), None)
+        return step["estimate_s"] if step else None
+
+    def bar(self, method: str) -> ProgressBar:
+        return self.query_one(f"#bar-{_key(method)}", ProgressBar)
 
     def done(self, problem: str | None) -> None:
+        if self.finished:
+            return
         self.finished = True
         if problem:
-            self.log_line(problem)
+            self.query_one("#log", RichLog).write(problem)
             self.query_one("#hint", Static).update("Enter: results so far · Esc: back")
             return
-        self.log_line(f"Finished. Results in {self.app.session.out_dir}")
+        self.query_one("#log", RichLog).write(f"Finished. Results in {self.app.session.out_dir}")
         self.action_results()
 
     def action_cancel(self) -> None:
         if self.finished:
             self.app.pop_screen()
             return
-        self.progress.cancelled.set()
-        self.log_line("Cancelling after the current step...")
+        if self.job is not None:
+            self.job.interrupt()
+        self.query_one("#log", RichLog).write("Cancelling after the current step...")
 
     def action_results(self) -> None:
         from advisor.tui.screens.results import ResultsScreen
 
-        if self.finished:
+        out = self.app.session.out_dir
+        if self.finished and out is not None and (out / "results.json").is_file():
             self.app.push_screen(ResultsScreen())
+
+
+def _loss_text(state: MethodState) -> str:
+    parts = []
+    if state.train_loss is not None:
+        parts.append(f"loss {state.train_loss:.3f}")
+    if state.val_loss is not None:
+        parts.append(f"val {state.val_loss:.3f}")
+    return " ".join(parts)
 
 
 def _key(method: str) -> str:

@@ -49,6 +49,8 @@ class TaskScreen(Screen):
         from advisor.verdict import answers_from_task
         from experiments.task import load_task
 
+        if path.is_dir():
+            path = path / "task.yaml"
         try:
             task = load_task(path)
         except AdaptwiseError as exc:

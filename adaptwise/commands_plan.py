@@ -1,0 +1,151 @@
+"""`adaptwise plan`: the advisor's ladder for a task as runs on this machine, with estimated
+time and peak memory per method, what does not fit, and what a budget allows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+
+def register(sub, add_run_options) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="the experiments to run for a task, with estimated time and memory here",
+        description="Order the advisor's methods for TASK (answers pre-filled from the task, or "
+        "--answers), and estimate each one's wall time (preparation and scoring) and peak memory "
+        "on this machine from a short timing probe of the model (cached) and the memory "
+        "estimator; mark what does not fit and what fits in --budget.",
+    )
+    plan.add_argument("task", type=Path, help="task YAML file")
+    plan.add_argument("--target", help="stop climbing at this score, e.g. accuracy=0.8")
+    plan.add_argument("--budget", help="time budget for the whole climb, e.g. 30m, 2h, 90s")
+    plan.add_argument("--answers", type=Path, help="answers YAML (see adaptwise advise)")
+    plan.add_argument(
+        "--model", help="model folder, .gguf or hub id (default: the embedded SmolLM2-135M)"
+    )
+    plan.add_argument(
+        "--limit", type=int, default=0, help="eval rows each method scores (0: all; default)"
+    )
+    plan.add_argument(
+        "--gpu-gb",
+        type=float,
+        help="check memory against a GPU of this many GB (0: CPU; default: detected); the "
+        "timings stay this machine's",
+    )
+    plan.add_argument(
+        "--refresh-probe", action="store_true", help="re-measure the model's speed here"
+    )
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.set_defaults(handler=cmd_plan)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from advisor.machine import this_machine
+    from advisor.plan import parse_budget, parse_target
+    from advisor.questions import Answers, load_answers
+    from experiments.errors import AdaptwiseError
+    from experiments.task import load_task
+
+    if args.limit < 0:
+        raise AdaptwiseError("--limit must be 0 (all rows) or more")
+    budget = parse_budget(args.budget) if args.budget is not None else None
+    target = parse_target(args.target) if args.target is not None else None
+    task = load_task(args.task)
+    if target:
+        target = parse_target(args.target, task.kind)
+    answers = load_answers(args.answers) if args.answers else Answers()
+    if args.gpu_gb is not None:
+        if args.gpu_gb < 0:
+            raise AdaptwiseError("--gpu-gb must be 0 (CPU) or more")
+        machine = this_machine(args.gpu_gb or None)
+        answers = replace(answers, gpu_memory_gb=args.gpu_gb or None)
+    else:
+        machine = this_machine()
+    from advisor.planner import make_plan
+
+    log = (lambda message: None) if args.json else _stderr
+    plan = make_plan(
+        task,
+        answers,
+        limit=args.limit or None,
+        target=target,
+        budget_s=budget,
+        model=args.model,
+        machine=machine,
+        refresh=args.refresh_probe,
+        log=log,
+    )
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        _print(plan)
+    return 0
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+def _print(plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from advisor.plan import format_short
+
+    console = Console()
+    table = Table(
+        title=f"Plan for {plan.task}: {plan.model}, {plan.machine.describe()}, "
+        f"{plan.rows_scored} eval rows"
+    )
+    for column, justify in (
+        ("method", "left"),
+        ("prepare", "right"),
+        ("score", "right"),
+        ("total", "right"),
+        ("so far", "right"),
+        ("peak", "right"),
+        ("fits", "left"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=True)
+    if plan.budget_s is not None:
+        table.add_column("budget", no_wrap=True, min_width=6)
+    for step in plan.steps:
+        fits = "yes" if step.fits else "no"
+        if not step.runnable:
+            fits += " *"
+        cells = [
+            step.method,
+            format_short(step.prepare_s),
+            format_short(step.score_s),
+            format_short(step.total_s),
+            format_short(step.cumulative_s),
+            f"{step.peak_memory_gb:.1f} GB",
+            fits,
+        ]
+        if plan.budget_s is not None:
+            cells.append("within" if step.in_budget else "over")
+        table.add_row(*cells, style=None if step.fits else "red")
+    console.print(table)
+    for step in plan.steps:
+        if not step.fits:
+            console.print(
+                f"{step.method} does not fit in {plan.machine.memory_gb:g} GB: "
+                f"{step.fit_change or 'no setting found that fits'}"
+            )
+    if any(not s.runnable for s in plan.steps):
+        console.print("* not runnable in this build")
+    if plan.rates:
+        r = plan.rates
+        where = "cached" if plan.probe_cached else f"measured now in {r.probe_s:.0f} s"
+        console.print(
+            f"Timing probe ({where}, {r.measured_at}): {1 / r.forward_s_per_token:.0f} prompt "
+            f"tokens/s, {1 / r.train_s_per_token['lora']:.1f} LoRA training tokens/s. "
+            "Estimates scale these by the task's token counts; see README, 'Planning'."
+        )
+    summary = plan.summary()
+    if summary:
+        console.print(summary)

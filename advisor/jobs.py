@@ -1,0 +1,138 @@
+"""Work the TUI hands to a child process, so that importing torch and running models never
+holds the UI process's GIL: `python -m advisor.jobs` reads one JSON request on stdin and
+writes JSON-lines events on stdout.
+
+- {"job": "plan", "task", "answers", "limit"} -> log..., {"event": "plan", "plan": {...}}
+- {"job": "run", "task", "methods", "out", "limit"} -> start / advance / finish / log events,
+  then done; SIGINT stops it between two Python steps ({"event": "cancelled"}), keeping the
+  methods that finished (the runner writes its files after each one).
+- {"job": "chat"}, then one request per line: {"load": {"run_dir", "method"}} -> ready;
+  {"messages": [...], "max_new_tokens": N} -> reply.
+
+Every job ends with an {"event": "error", "message"} line on an AdaptwiseError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+class Events:
+    """JSON lines on the process's original stdout; fd 1 is pointed at stderr so that
+    libraries printing to stdout cannot break the stream."""
+
+    def __init__(self):
+        self.stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+
+    def emit(self, event: str, **fields) -> None:
+        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+        self.stream.flush()
+
+
+class EventProgress:
+    """The runner's RunProgress protocol, as events."""
+
+    def __init__(self, events: Events):
+        self.events = events
+
+    def start(self, label: str, total: int) -> None:
+        self.events.emit("start", label=label, total=total)
+
+    def advance(self, n: int) -> None:
+        self.events.emit("advance", n=n)
+
+    def finish(self) -> None:
+        self.events.emit("finish")
+
+    def log(self, message: str) -> None:
+        self.events.emit("log", message=str(message))
+
+
+def plan_job(request: dict, events: Events) -> None:
+    from advisor.planner import make_plan
+    from advisor.questions import parse_answers
+    from experiments.task import load_task
+
+    task = load_task(Path(request["task"]))
+    answers = parse_answers(request.get("answers") or {})
+    plan = make_plan(
+        task,
+        answers,
+        limit=request.get("limit"),
+        log=lambda m: events.emit("log", message=str(m)),
+    )
+    events.emit("plan", plan=plan.to_dict())
+
+
+def run_job(request: dict, events: Events) -> None:
+    from experiments.context import RunOptions
+    from experiments.runner import run_task
+    from experiments.task import load_task
+
+    task = load_task(Path(request["task"]))
+    run_task(
+        task,
+        list(request["methods"]),
+        Path(request["out"]),
+        RunOptions(limit=request.get("limit")),
+        progress=EventProgress(events),
+    )
+    events.emit("done")
+
+
+def chat_job(request: dict, events: Events) -> None:
+    from experiments.chat import load_for_method
+
+    model = None
+    for line in sys.stdin:
+        message = json.loads(line)
+        try:
+            if "load" in message:
+                spec = message["load"]
+                model = load_for_method(Path(spec["run_dir"]), spec["method"], progress=_quiet)
+                events.emit("ready", name=model.name)
+            elif model is None:
+                events.emit("error", message="choose a method first")
+            else:
+                text = model.reply(message["messages"], message.get("max_new_tokens", 128))
+                events.emit("reply", text=text)
+        except _errors() as exc:
+            events.emit("error", message=str(exc))
+
+
+JOBS = {"plan": plan_job, "run": run_job, "chat": chat_job}
+
+
+def main() -> int:
+    events = Events()
+    from experiments.errors import AdaptwiseError
+
+    request = json.loads(sys.stdin.readline())
+    try:
+        JOBS[request["job"]](request, events)
+    except KeyboardInterrupt:
+        events.emit("cancelled")
+        return 130
+    except AdaptwiseError as exc:
+        events.emit("error", message=str(exc))
+        return 2
+    return 0
+
+
+def _quiet(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _errors():
+    from experiments.errors import AdaptwiseError
+
+    return (AdaptwiseError, OSError, ValueError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Put a plan together for a task: the advisor's ladder, the task's token counts, the cached (or
+freshly measured) timing probe, and the memory estimator. Used by `adaptwise plan` and, in a
+child process, by the TUI's recommendation screen."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from advisor.machine import Machine, this_machine
+from advisor.plan import Plan, RunSettings, Target, build_plan
+from advisor.questions import Answers
+from advisor.recommend import recommend
+
+
+def run_settings(task, k: int = 4, batch_size: int = 16) -> RunSettings:
+    """The settings the run will use for `task`: its finetune: and rag: sections."""
+    from finetune.config import build_config
+
+    ft = build_config("lora", task.settings.get("finetune", {}) or {}, {}, 0)
+    values = dict(
+        k=k,
+        batch_size=batch_size,
+        ft_batch=ft.batch_size,
+        ft_max_length=ft.max_length,
+        ft_epochs=ft.epochs,
+        ft_max_steps=ft.max_steps,
+        ft_rank=ft.rank,
+        ft_val_fraction=ft.val_fraction,
+        ft_evals_per_epoch=ft.evals_per_epoch,
+        ft_forgetting_probe=ft.forgetting_probe,
+    )
+    if task.corpus is not None:
+        from rag.settings import rag_settings
+
+        rag = rag_settings(task)
+        values.update(
+            rag_k=rag.k,
+            rag_chunk_tokens=rag.chunk_tokens,
+            rag_overlap_tokens=rag.overlap_tokens,
+            rag_shots=rag.shots,
+        )
+    return RunSettings(**values)
+
+
+def runnable(method: str) -> bool:
+    """Whether this build's runner knows the method."""
+    from experiments.errors import AdaptwiseError
+    from experiments.methods import make_method
+
+    try:
+        make_method(method, {})
+    except AdaptwiseError:
+        return False
+    return True
+
+
+def make_plan(
+    task,
+    answers: Answers | None = None,
+    limit: int | None = None,
+    target: Target | None = None,
+    budget_s: float | None = None,
+    model: str | None = None,
+    machine: Machine | None = None,
+    refresh: bool = False,
+    log=print,
+) -> Plan:
+    """The plan for `task` on this machine (see advisor/plan.py and advisor/probe.py)."""
+    from advisor.architectures import resolve_shape
+    from advisor.probe import cached_rates, measure_rates, store_rates, task_stats
+    from advisor.verdict import answers_from_task
+    from experiments.context import RunContext, RunOptions
+    from experiments.errors import AdaptwiseError
+    from experiments.models import resolve_checkpoint
+
+    machine = machine or this_machine()
+    answers = answers_from_task(task, answers)
+    if answers.gpu_memory_gb is None and machine.gpu_memory_gb:
+        answers = replace(answers, gpu_memory_gb=machine.gpu_memory_gb)
+    rec = recommend(answers)
+    checkpoint, name = resolve_checkpoint(model, progress=log)
+    try:
+        shape = resolve_shape(checkpoint)
+    except AdaptwiseError:
+        shape = resolve_shape(answers.model)
+    ctx = RunContext(task, RunOptions(model=model, limit=limit), log=log)
+    n_eval = min(limit or len(task.eval), len(task.eval))
+
+    rates = None if refresh else cached_rates(checkpoint, machine)
+    cached = rates is not None
+    if rates is None:
+        import torch  # noqa: F401 - imported before timing the load, as a run has it already
+        import transformers  # noqa: F401
+
+        started = time.perf_counter()
+        lm = ctx.lm
+        load_s = time.perf_counter() - started
+        tokenizer, fmt = lm.tokenizer, ctx.prompt_format
+    else:  # the token counts need only the tokenizer
+        from transformers import AutoTokenizer
+
+        from experiments.prompts import PromptFormat, system_text
+
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        fmt = PromptFormat(tokenizer, system_text(task))
+    stats = task_stats(task, tokenizer, fmt, n_eval, ctx.max_new_tokens)
+    if rates is None:
+        log(f"Timing {name} on this machine (once; cached)...")
+        rates = measure_rates(lm, task, fmt, machine)
+        rates = replace(rates, load_s=round(load_s, 2), model=name)
+        store_rates(checkpoint, machine, rates)
+    plan = build_plan(
+        rec.methods,
+        stats,
+        shape,
+        machine,
+        settings=run_settings(task),
+        rates=rates,
+        target=target,
+        budget_s=budget_s,
+        runnable=runnable,
+        model=name,
+        ruled_out=[{"method": r.method, "reasons": r.reasons} for r in rec.ruled_out],
+    )
+    plan.probe_cached = cached
+    return plan

@@ -1,0 +1,211 @@
+"""The timing probe: how fast the actual model runs on this machine, measured in a few seconds
+and cached per model and machine; and the task's token counts under the model's tokenizer.
+
+The probe times, on the task's own rows: one forward pass over a batch of real zero-shot
+prompts (seconds per prompt token), a few greedy generation steps for the same batch (seconds
+per step), and one training step (forward, backward, AdamW) on a packed sequence of real
+training text, for every weight (full-ft) and for a LoRA adapter on every linear layer. Each
+timed call follows a small warm-up call, so allocation and kernel selection are not counted.
+torch, transformers and peft are imported here, inside the functions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from advisor.machine import Machine
+from advisor.plan import Rates, TaskStats
+
+PROBE_VERSION = 1
+PROBE_ROWS = 2  # prompts in the forward / generation batch
+DECODE_STEPS = 4
+TRAIN_TOKENS = 64  # tokens in the timed training step (batch 1)
+WARMUP_TOKENS = 8
+# Past this many seconds the probe stops measuring and reuses LoRA's step rate for full-ft
+# (on a loaded 2-core machine the whole probe takes 15-25 s; an idle one, a few seconds).
+PROBE_DEADLINE_S = 20.0
+
+
+def cache_path(checkpoint: str, machine: Machine) -> Path:
+    from experiments.models import cache_dir
+
+    key = f"{PROBE_VERSION}|{checkpoint}|{_mtime(checkpoint)}|{machine.key()}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / "probe" / f"{digest}.json"
+
+
+def cached_rates(checkpoint: str, machine: Machine) -> Rates | None:
+    path = cache_path(checkpoint, machine)
+    try:
+        return Rates(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def store_rates(checkpoint: str, machine: Machine, rates: Rates) -> None:
+    from experiments.atomic import write_text_atomic
+
+    write_text_atomic(cache_path(checkpoint, machine), json.dumps(rates.to_dict(), indent=2))
+
+
+def task_stats(task, tokenizer, fmt, n_eval: int, max_new_tokens: int) -> TaskStats:
+    """Mean token counts of the task's rows as the run will render them."""
+
+    def count(texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def mean(values: list[int]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    rows = task.eval[:n_eval] or task.eval
+    prompts = count([fmt.build([], r.messages).text for r in rows])
+    examples = count(
+        ["\n".join(m["content"] for m in r.messages) + "\n" + r.output for r in task.train]
+    )
+    # A shown example also carries its two turns' template tokens (about 10 with ChatML).
+    turn_overhead = 10 if fmt.chat else 6
+    train = count([fmt.build([], r.messages).text + r.output + fmt.answer_end for r in task.train])
+    labels = count([label + fmt.answer_end for label in task.labels])
+    return TaskStats(
+        name=task.name,
+        kind=task.kind,
+        n_train=len(task.train),
+        n_eval=len(rows),
+        n_labels=len(task.labels),
+        prompt_tokens=mean(prompts),
+        example_tokens=mean(examples) + turn_overhead,
+        answer_tokens=mean(count([r.output for r in task.train[:200]])),
+        label_tokens=mean(labels),
+        train_tokens=sum(train),
+        corpus_tokens=_corpus_tokens(task, tokenizer),
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def _corpus_tokens(task, tokenizer) -> int:
+    if task.corpus is None:
+        return 0
+    try:
+        from rag.corpus import load_corpus
+    except ImportError:
+        return 0
+    try:
+        docs = load_corpus(task.corpus)
+    except Exception:  # noqa: BLE001 - the run reports a bad corpus; the plan just skips it
+        return 0
+    texts = [getattr(d, "text", str(d)) for d in docs]
+    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+
+def measure_rates(lm, task, fmt, machine: Machine) -> Rates:
+    """Time the forward pass, generation steps and a training step of `lm` (see module doc)."""
+    import torch
+
+    started = time.perf_counter()
+    model, tokenizer = lm.model, lm.tokenizer
+    device = model.device
+    rows = (task.eval or task.train)[:PROBE_ROWS]
+    prompts = [fmt.build([], r.messages).text for r in rows]
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, add_special_tokens=False, return_tensors="pt", padding=True).to(
+        device
+    )
+    n_tokens = int(batch["attention_mask"].sum())
+
+    with torch.inference_mode():
+        model(**_slice(batch, 1))  # warm-up
+        forward_s = _timed(lambda: model(**batch), device)
+
+        def generate(inputs, steps):
+            return model.generate(
+                **inputs,
+                max_new_tokens=steps,
+                min_new_tokens=steps,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+
+        generate(_slice(batch, 1), 2)  # warm-up: the first generate call sets up its caches
+        generate_s = _timed(lambda: generate(batch, DECODE_STEPS), device)
+    forward_per_token = forward_s / max(n_tokens, 1)
+    decode_step = max(generate_s - forward_s, 0.0) / DECODE_STEPS
+
+    text = "".join(fmt.build([], r.messages).text + r.output + fmt.answer_end for r in task.train)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    ids = ids[:, :TRAIN_TOKENS].to(device)
+    tokens = ids.shape[1]
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    lora_model = get_peft_model(model, config)
+    train = {"lora": _train_step_seconds(lora_model, ids, device) / tokens}
+    if time.perf_counter() - started < PROBE_DEADLINE_S:
+        full_model = lora_model.unload()  # the plain model again, every weight trainable
+        for param in full_model.parameters():
+            param.requires_grad_(True)
+        train["full-ft"] = _train_step_seconds(full_model, ids, device) / tokens
+    else:
+        train["full-ft"] = train["lora"]
+    return Rates(
+        model=lm.name,
+        machine=machine.key(),
+        device=machine.device,
+        forward_s_per_token=forward_per_token,
+        decode_s_per_step=decode_step,
+        decode_batch=len(prompts),
+        train_s_per_token=train,
+        load_s=0.0,
+        probe_s=round(time.perf_counter() - started, 2),
+        measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _train_step_seconds(model, ids, device) -> float:
+    import torch
+
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-6)
+
+    def step(batch):
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(ids[:, :WARMUP_TOKENS])
+    seconds = _timed(lambda: step(ids), device)
+    model.eval()
+    return seconds
+
+
+def _timed(fn, device) -> float:
+    import torch
+
+    cuda = getattr(device, "type", str(device)) == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _slice(batch, n: int) -> dict:
+    return {k: v[:n] for k, v in batch.items()}
+
+
+def _mtime(checkpoint: str) -> int:
+    try:
+        return int(Path(checkpoint).stat().st_mtime)
+    except OSError:
+        return 0

@@ -1,0 +1,210 @@
+"""The experiment plan: parsing --target and --budget, ladder order, fit marking, the budget
+cut-off, the JSON shape, the command's one-line errors, and the timing probe on the real model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor.architectures import resolve_shape
+from advisor.machine import Machine
+from advisor.plan import (
+    Rates,
+    TaskStats,
+    build_plan,
+    format_short,
+    parse_budget,
+    parse_target,
+)
+from experiments.errors import AdaptwiseError
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAPE = resolve_shape("smollm2-135m")
+STATS = TaskStats(
+    name="t",
+    kind="classification",
+    n_train=360,
+    n_eval=40,
+    n_labels=8,
+    prompt_tokens=70,
+    example_tokens=35,
+    answer_tokens=3,
+    label_tokens=3,
+    train_tokens=24000,
+)
+RATES = Rates(
+    model="m",
+    machine="x",
+    device="cpu",
+    forward_s_per_token=0.003,
+    decode_s_per_step=0.05,
+    decode_batch=2,
+    train_s_per_token={"lora": 0.03, "full-ft": 0.05},
+    load_s=0.5,
+    probe_s=5.0,
+)
+BIG = Machine(cpus=2, ram_gb=64.0)
+LADDER = ["zero-shot", "few-shot-embedding", "lora", "full-ft"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30m", 1800), ("2h", 7200), ("90s", 90), ("1h30m", 5400), ("1.5h", 5400), ("45 min", 2700)],
+)
+def test_budget_parses(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "30", "30x", "m30", "0m", "-5m", "1h-30m", "abc"])
+def test_bad_budget_is_one_clear_error(text):
+    with pytest.raises(AdaptwiseError, match="--budget"):
+        parse_budget(text)
+
+
+def test_target_parses_and_checks_the_metric():
+    assert parse_target("accuracy=0.8").value == 0.8
+    assert parse_target("macro-f1=75%").metric == "macro_f1"
+    assert parse_target("macro-f1=75%").value == pytest.approx(0.75)
+    with pytest.raises(AdaptwiseError, match="classification task is scored by accuracy"):
+        parse_target("exact_match=0.5", "classification")
+    for bad in ("accuracy", "accuracy=", "accuracy=high", "accuracy=1.5", "accuracy=0", "x=0.5"):
+        with pytest.raises(AdaptwiseError, match="--target"):
+            parse_target(bad)
+
+
+def test_plan_keeps_the_ladder_order_and_adds_up():
+    plan = build_plan(LADDER, STATS, SHAPE, BIG, rates=RATES)
+    assert [s.method for s in plan.steps] == LADDER
+    assert [s.order for s in plan.steps] == [1, 2, 3, 4]
+    zero, few, lora, full = plan.steps
+    assert zero.prepare_s == 0 and zero.score_s > 0
+    assert few.prompt_tokens > zero.prompt_tokens and few.score_s > zero.score_s
+    assert few.prepare_s > 0  # embedding the train rows
+    assert lora.prepare_s > few.prepare_s  # training
+    assert full.prepare_s > lora.prepare_s  # a slower step per token
+    assert lora.score_s == zero.score_s  # same zero-shot prompt after training
+    assert full.peak_memory_gb > lora.peak_memory_gb > zero.peak_memory_gb
+    running = 0.0
+    for step in plan.steps:
+        running += step.total_s
+        assert step.cumulative_s == pytest.approx(running)
+    assert plan.total_s == pytest.approx(running)
+
+
+def test_training_time_scales_with_epochs_and_tokens():
+    from advisor.plan import RunSettings
+
+    one = build_plan(["lora"], STATS, SHAPE, BIG, rates=RATES).steps[0].prepare_s
+    two = build_plan(["lora"], STATS, SHAPE, BIG, RunSettings(ft_epochs=2), RATES)
+    assert two.steps[0].prepare_s == pytest.approx(2 * one, rel=0.1)
+
+
+def test_fit_marking_and_the_change_that_makes_it_fit():
+    small = Machine(cpus=2, ram_gb=3.0)
+    plan = build_plan(LADDER, STATS, SHAPE, small, rates=RATES)
+    fits = {s.method: s.fits for s in plan.steps}
+    assert fits == {"zero-shot": True, "few-shot-embedding": True, "lora": False, "full-ft": False}
+    lora = plan.steps[2]
+    assert lora.fit_change and lora.cumulative_s is None
+    # a rung that does not fit is not counted in the climb
+    assert plan.total_s == pytest.approx(plan.steps[0].total_s + plan.steps[1].total_s)
+    gpu = Machine(cpus=8, ram_gb=64, gpu_name="T", gpu_memory_gb=0.6)
+    full = build_plan(["full-ft"], STATS, SHAPE, gpu, rates=RATES).steps[0]
+    assert not full.fits and "batch" in full.fit_change or "GPU" in full.fit_change
+
+
+def test_budget_cuts_the_ladder_off():
+    costs = [s.total_s for s in build_plan(LADDER, STATS, SHAPE, BIG, rates=RATES).steps]
+    budget = costs[0] + costs[1] + 1
+    plan = build_plan(LADDER, STATS, SHAPE, BIG, rates=RATES, budget_s=budget)
+    assert [s.in_budget for s in plan.steps] == [True, True, False, False]
+    assert "zero-shot, few-shot-embedding" in plan.summary()
+    none = build_plan(LADDER, STATS, SHAPE, BIG, rates=RATES, budget_s=1)
+    assert not any(s.in_budget for s in none.steps)
+    assert "no method" in none.summary()
+
+
+def test_without_a_probe_times_are_unknown():
+    plan = build_plan(LADDER, STATS, SHAPE, BIG)
+    assert all(s.total_s is None and s.cumulative_s is None for s in plan.steps)
+    assert all(s.peak_memory_gb > 0 for s in plan.steps)
+
+
+def test_json_shape():
+    from advisor.plan import Target
+
+    plan = build_plan(
+        LADDER, STATS, SHAPE, BIG, rates=RATES, budget_s=600, target=Target("accuracy", 0.8)
+    )
+    data = json.loads(json.dumps(plan.to_dict()))
+    assert set(data) >= {"task", "model", "machine", "rows_scored", "target", "budget_s"}
+    assert data["target"] == {"metric": "accuracy", "value": 0.8}
+    step = data["steps"][0]
+    assert set(step["estimate_s"]) == {"prepare", "score", "total"}
+    assert set(step) >= {"method", "order", "peak_memory_gb", "fits", "fit_change", "in_budget"}
+    assert data["probe"]["train_s_per_token"]["lora"] == 0.03
+    assert data["machine"]["device"] == "cpu"
+
+
+def test_qa_scoring_counts_generation_steps():
+    qa = TaskStats(**{**STATS.__dict__, "kind": "qa", "n_labels": 0, "max_new_tokens": 20})
+    rag = build_plan(["zero-shot", "rag"], qa, SHAPE, BIG, rates=RATES)
+    zero, with_rag = rag.steps
+    assert with_rag.prompt_tokens > zero.prompt_tokens and with_rag.score_s > zero.score_s
+
+
+def test_format_short():
+    assert [format_short(s) for s in (None, 5, 65, 3600 + 300)] == ["-", "5s", "1m05s", "1h05m"]
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "adaptwise", "plan", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "soon"], "--budget 'soon': expected a duration"),
+        (["--target", "accuracy=2"], "--target 'accuracy=2': the value must be in (0, 1]"),
+        (["--target", "rouge_l=0.5"], "a classification task is scored by accuracy, macro_f1"),
+        (["--limit", "-1"], "--limit must be 0"),
+    ],
+)
+def test_plan_command_bad_values_exit_2(args, message):
+    proc = run_cli("demo/support-intents/task.yaml", *args)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert message in proc.stderr
+
+
+def test_probe_and_plan_on_the_real_model(tmp_path, monkeypatch):
+    """The timing probe once, on the real embedded model and a tiny task; then cached."""
+    from advisor.machine import this_machine
+    from advisor.planner import make_plan
+    from experiments.models import resolve_checkpoint
+    from experiments.task import load_task
+
+    real = resolve_checkpoint(None, progress=lambda m: None)[0]  # the converted model
+    monkeypatch.setenv("ADAPTWISE_CACHE", str(tmp_path / "cache"))  # a fresh probe cache
+    monkeypatch.setattr(
+        "experiments.models.resolve_checkpoint",
+        lambda spec, progress=print: (real, "SmolLM2-135M-Instruct"),
+    )
+    task = load_task(ROOT / "demo/support-intents/task.yaml")
+    machine = this_machine(None)
+    plan = make_plan(task, limit=4, machine=machine, budget_s=3600, log=lambda m: None)
+    rates = plan.rates
+    assert rates.forward_s_per_token > 0 and rates.train_s_per_token["lora"] > 0
+    assert rates.probe_s < 60 and not plan.probe_cached
+    assert [s.method for s in plan.steps][:2] == ["zero-shot", "few-shot-embedding"]
+    assert all(s.total_s and s.total_s > 0 for s in plan.steps)
+    again = make_plan(task, limit=4, machine=machine, log=lambda m: None)
+    assert again.probe_cached and again.rates == rates
