@@ -372,10 +372,18 @@ def _plain_causal_lm(model):
 
 
 def log_callback(method: str, log):
-    """A callback that reports each validation and the end of training in one line each."""
+    """A callback that reports each logged train loss and each validation in one line each
+    (the TUI's run screen parses these lines)."""
     from transformers import TrainerCallback
 
     class LogCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                log(
+                    f"{method}: step {state.global_step}/{state.max_steps} "
+                    f"train loss {logs['loss']:.4f}"
+                )
+
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if metrics and "eval_loss" in metrics:
                 log(
