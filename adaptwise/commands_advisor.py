@@ -27,7 +27,8 @@ def register(sub, add_run_options) -> None:
     advise.add_argument(
         "--results",
         type=Path,
-        help="a run's results.json: its measured zero-shot score informs the advice",
+        help="a run's results.json: its measured zero-shot score (and, without --answers, its "
+        "train size and corpus) inform the advice",
     )
     advise.add_argument("--save-answers", type=Path, help="write the answers used as YAML")
     advise.add_argument("--json", action="store_true", help="machine-readable output")
@@ -73,16 +74,18 @@ def detect_gpu_gb() -> float | None:
     return detect()
 
 
-def measured_zero_shot(path: Path) -> float:
+def read_results(path: Path) -> dict:
+    """A run's results.json with a zero-shot score, or one clear error."""
     from experiments.errors import AdaptwiseError
 
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
         metric = results["task"]["metric"]
-        return float(results["methods"]["zero-shot"]["metrics"][metric])
+        float(results["methods"]["zero-shot"]["metrics"][metric])
+        return results
     except FileNotFoundError:
         raise AdaptwiseError(f"{path}: no such results file") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
         raise AdaptwiseError(
             f"{path}: not an adaptwise results.json with a zero-shot result; run "
             "`adaptwise run TASK --methods zero-shot` first"
@@ -102,7 +105,18 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if args.model:
         answers = replace(answers, model=args.model)
     if args.results:
-        answers = replace(answers, zero_shot_score=measured_zero_shot(args.results))
+        from advisor.verdict import answers_from_results
+
+        measured = answers_from_results(read_results(args.results))
+        if args.answers:  # the user's answers stand; the run adds its measured score
+            answers = replace(answers, zero_shot_score=measured.zero_shot_score)
+        else:  # the run also tells the data size and whether the task has a corpus
+            answers = replace(
+                answers,
+                zero_shot_score=measured.zero_shot_score,
+                labeled_examples=measured.labeled_examples,
+                external_knowledge=measured.external_knowledge,
+            )
     rec = recommend(answers)
     if args.save_answers:
         write_text_atomic(args.save_answers, dump_answers(answers))

@@ -179,6 +179,33 @@ def test_advise_reads_the_measured_zero_shot_score(tmp_path):
     assert any("0.12" in reason for r in out["ladder"] for reason in r["reasons"])
 
 
+def test_advise_takes_data_size_and_corpus_from_results_unless_answers_are_given(tmp_path):
+    import json
+
+    results = tmp_path / "results.json"
+    task = {"metric": "exact_match", "n_train": 120, "has_corpus": True}
+    results.write_text(
+        json.dumps({"task": task, "methods": {"zero-shot": {"metrics": {"exact_match": 0.0}}}})
+    )
+    proc = run_advise("--results", str(results), "--json", "--gpu-gb", "0", cwd=tmp_path)
+    answers = json.loads(proc.stdout)["answers"]
+    assert answers["labeled_examples"] == "50-499" and answers["external_knowledge"] == "yes"
+    (tmp_path / "mine.yaml").write_text("labeled_examples: 5000+\nexternal_knowledge: 'no'\n")
+    proc = run_advise(
+        "--answers",
+        "mine.yaml",
+        "--results",
+        str(results),
+        "--json",
+        "--gpu-gb",
+        "0",
+        cwd=tmp_path,
+    )
+    answers = json.loads(proc.stdout)["answers"]
+    assert answers["labeled_examples"] == "5000+" and answers["external_knowledge"] == "no"
+    assert answers["zero_shot_score"] == 0.0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
