@@ -230,15 +230,18 @@ def cmd_run(args) -> int:
     from adaptwise.progress import RichProgress
 
     options = _options(args)
-    settings = parse_settings(args.finetune)
+    from experiments.errors import AdaptwiseError
+
+    try:
+        settings = parse_settings(args.finetune)
+    except AdaptwiseError as exc:
+        raise AdaptwiseError(str(exc).replace("--set", "--finetune")) from None
     if settings:
         options.extra["finetune"] = settings
     if args.ladder or args.sweep or args.data_fractions:
         return _cmd_climb(args, options)
     for flag in ("target", "budget"):
         if getattr(args, flag):
-            from experiments.errors import AdaptwiseError
-
             raise AdaptwiseError(f"--{flag} needs --ladder (or, for --budget, --sweep)")
     methods = _methods(args.methods)
     with RichProgress() as ui:

@@ -115,6 +115,9 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
         lines += _verdict_section(analysis)
     lines += _retrieval_section(methods)
     lines += _training_section(methods)
+    lines += ladder_section(results)
+    lines += sweep_section(results)
+    lines += curve_section(results)
     return "\n".join(lines) + "\n"
 
 
@@ -365,3 +368,187 @@ def _of_total(task: dict) -> str:
         if total > task["n_eval"]
         else ""
     )
+
+
+# --- ladder, sweep and learning curve (experiments/ladder.py, sweep.py, learning_curve.py) ------
+
+
+def estimate_cell(estimate_s, measured_s) -> str:
+    """ "2m06s / 1m40s (0.79x)": the plan's estimate, the measured time and their ratio."""
+    from advisor.plan import format_short
+
+    ratio = f" ({measured_s / estimate_s:.2f}x)" if estimate_s and measured_s is not None else ""
+    return f"{format_short(estimate_s)} / {format_short(measured_s)}{ratio}"
+
+
+def interval_text(interval: dict | None) -> str:
+    if not interval or interval.get("estimate") is None:
+        return "-"
+    if interval.get("low") is None:
+        return f"{interval['estimate']:.3f}"
+    return f"{interval['estimate']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
+
+
+def ladder_rows(ladder: dict) -> list[list[str]]:
+    target = ladder.get("target")
+    rows = []
+    for r in ladder["rungs"]:
+        meets = "-" if r.get("meets_target") is None else ("yes" if r["meets_target"] else "no")
+        rows.append(
+            [
+                r["method"],
+                r.get("reason") or r["status"],
+                interval_text(r.get("interval")),
+                meets if target is not None else "-",
+                estimate_cell(r.get("estimate_s"), r.get("measured_s")),
+            ]
+        )
+    return rows
+
+
+def estimate_error(ladder: dict) -> str | None:
+    """One line on how far the plan's estimates were from the measured times."""
+    pairs = [
+        (r["estimate_s"], r["measured_s"])
+        for r in ladder["rungs"]
+        if r.get("status") == "run" and r.get("estimate_s") and r.get("measured_s") is not None
+    ]
+    if not pairs:
+        return None
+    ratios = [m / e for e, m in pairs]
+    return (
+        f"Measured / estimated time over the {len(pairs)} rung(s) run now: "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x (1.00x is a perfect estimate)."
+    )
+
+
+def ladder_section(results: dict) -> list[str]:
+    ladder = results.get("ladder")
+    if not isinstance(ladder, dict) or not ladder.get("rungs"):
+        return []
+    metric = METRIC_TITLES.get(ladder["metric"], ladder["metric"])
+    goal = f"{metric} >= {ladder['target']:g}" if ladder.get("target") is not None else "none"
+    from advisor.plan import format_duration
+
+    budget = format_duration(ladder["budget_s"]) if ladder.get("budget_s") else "none"
+    header = ["rung", "status", f"{metric} [95% CI]", "CI lower bound meets target"]
+    header += ["estimated / measured"]
+    lines = [
+        "",
+        "## Ladder",
+        "",
+        f"Target: {goal} (met when the 95% interval's lower bound reaches it) · budget: {budget}"
+        f" · time spent: {format_duration(ladder.get('elapsed_s'))}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in ladder_rows(ladder)]
+    lines += ["", f"**{ladder.get('message') or 'The climb is under way.'}**"]
+    error = estimate_error(ladder)
+    lines += [
+        "",
+        "Estimated times are the plan's (`adaptwise plan`: preparation + scoring); measured is "
+        "preparation + scoring in this run (prepare_s + inference_s)."
+        + (f" {error}" if error else ""),
+    ]
+    return lines
+
+
+def sweep_rows(sweep: dict) -> list[list[str]]:
+    rows = []
+    for t in sorted(sweep["trials"], key=lambda t: t.get("rank") or 10**6):
+        rows.append(
+            [
+                str(t.get("rank") or "-"),
+                t["name"],
+                ", ".join(f"{k}={v}" for k, v in t["settings"].items()),
+                t.get("reason") or t.get("status") or "-",
+                _fmt(t.get("best_val_loss")),
+                _fmt(t.get("final_train_loss")),
+                str(t.get("steps") if t.get("steps") is not None else "-"),
+                _num(t.get("train_s"), ".1f"),
+            ]
+        )
+    return rows
+
+
+SWEEP_HEADER = [
+    "rank",
+    "trial",
+    "settings",
+    "status",
+    "best val loss",
+    "final train loss",
+    "steps",
+    "train s",
+]
+
+
+def sweep_section(results: dict) -> list[str]:
+    sweep = results.get("sweep")
+    if not isinstance(sweep, dict) or not sweep.get("trials"):
+        return []
+    lines = [
+        "",
+        f"## Sweep ({sweep['method']})",
+        "",
+        "Trials are ranked on the validation split (the trainer's best validation loss); the "
+        "eval set is never used to choose. Only the winner is scored on eval, as "
+        f"`{sweep['method']}` in the table above.",
+        "",
+        "| " + " | ".join(SWEEP_HEADER) + " |",
+        "|" + "|".join(["---:", "---", "---", "---"] + ["---:"] * 4) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in sweep_rows(sweep)]
+    if sweep.get("message"):
+        lines += ["", f"**{sweep['message']}**"]
+    return lines
+
+
+def curve_rows(curve: dict) -> list[list[str]]:
+    return [
+        [
+            p["method"],
+            f"{p['fraction']:g}",
+            str(p["n_train"]),
+            interval_text(p.get("interval")),
+            "kept" if p.get("kept") else "run",
+            p["folder"],
+        ]
+        for p in curve["points"]
+    ]
+
+
+CURVE_HEADER = ["method", "fraction", "train rows", "metric [95% CI]", "status", "folder"]
+
+
+def curve_section(results: dict) -> list[str]:
+    curve = results.get("learning_curve")
+    if not isinstance(curve, dict) or not curve.get("points"):
+        return []
+    metric = METRIC_TITLES.get(curve["metric"], curve["metric"])
+    header = [metric + " [95% CI]" if h == "metric [95% CI]" else h for h in CURVE_HEADER]
+    lines = [
+        "",
+        "## Learning curve",
+        "",
+        "Each point trains (or, for few-shot, draws its examples from) a nested seeded subset of "
+        "train and is scored on the same eval rows.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---:", "---:", "---:", "---", "---"]) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in curve_rows(curve)]
+    lines.append("")
+    for m, v in (curve.get("verdicts") or {}).items():
+        lines.append(f"- **{m}**: {v.get('message', 'n/a')}")
+    lines += [
+        "",
+        "Rule: the paired 95% bootstrap interval of the last step's gain (the two largest "
+        "subsets, same eval rows): above 0 rising (collect more data), below 0 falling, "
+        "containing 0 flat (change the method or the model).",
+    ]
+    if curve.get("png"):
+        lines += ["", f"![learning curve]({curve['png']})"]
+    return lines

@@ -75,7 +75,9 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
         + "</p>",
     ]
     if not methods:
-        parts.append("<p>No method has finished yet.</p></body></html>")
+        parts.append("<p>No method has finished yet.</p>")
+        parts += _climb_sections(results, out_dir)
+        parts.append("</body></html>")
         return "\n".join(parts) + "\n"
     _setup_matplotlib()
     parts += _verdict(analysis)
@@ -85,6 +87,7 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
     parts += _significance(analysis)
     parts += _retrieval(methods)
     parts += _training(methods, out_dir)
+    parts += _climb_sections(results, out_dir)
     parts += _matrix(analysis)
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts) + "\n"
@@ -466,6 +469,91 @@ def _matrix(analysis: dict) -> list[str]:
     out.append(_table(head, body, "matrix-table"))
     out.append("</section>")
     return out
+
+
+def _climb_sections(results: dict, out_dir: Path | None) -> list[str]:
+    """The ladder, the sweep and the learning curve, where the run has them."""
+    from experiments import report as md
+
+    out: list[str] = []
+    ladder = results.get("ladder")
+    if isinstance(ladder, dict) and ladder.get("rungs"):
+        metric = METRIC_TITLES.get(ladder["metric"], ladder["metric"])
+        goal = f"{metric} >= {ladder['target']:g}" if ladder.get("target") is not None else "none"
+        head = ["rung", "status", f"{metric} [95% CI]", "CI lower bound meets target"]
+        head += ["estimated / measured"]
+        body = []
+        for row, rung in zip(md.ladder_rows(ladder), ladder["rungs"], strict=True):
+            cls = {"run": "", "kept": "", "skipped": "bad", "not run": "muted"}.get(
+                rung["status"], ""
+            )
+            cls = "ok" if rung.get("meets_target") else cls
+            cells = "".join(f"<td>{escape(v)}</td>" for v in row)
+            body.append(f'<tr class="{cls}">{cells}</tr>')
+        error = md.estimate_error(ladder)
+        out += [
+            '<section id="ladder"><h2>Ladder</h2>',
+            f"<p>Target: {escape(goal)} (met when the 95% interval's lower bound reaches it)"
+            + (
+                f" · budget: {escape(_duration(ladder['budget_s']))}"
+                if ladder.get("budget_s")
+                else ""
+            )
+            + "</p>",
+            _table(head, body, "ladder-table"),
+            f"<p><strong>{escape(ladder.get('message') or 'The climb is under way.')}</strong></p>",
+            '<p class="muted">Estimated times are the plan\'s (adaptwise plan: preparation + '
+            "scoring); measured is preparation + scoring in this run (prepare_s + inference_s)."
+            + (f" {escape(error)}" if error else "")
+            + "</p></section>",
+        ]
+    sweep = results.get("sweep")
+    if isinstance(sweep, dict) and sweep.get("trials"):
+        body = [
+            "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>"
+            for row in md.sweep_rows(sweep)
+        ]
+        out += [
+            f'<section id="sweep"><h2>Sweep ({escape(sweep["method"])})</h2>',
+            "<p>Trials are ranked on the validation split (best validation loss); the eval set "
+            "is never used to choose. Only the winner is scored on eval.</p>",
+            _table(md.SWEEP_HEADER, body, "sweep-table"),
+            f"<p><strong>{escape(sweep.get('message') or '')}</strong></p></section>",
+        ]
+    curve = results.get("learning_curve")
+    if isinstance(curve, dict) and curve.get("points"):
+        body = [
+            "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>"
+            for row in md.curve_rows(curve)
+        ]
+        verdicts = "".join(
+            f"<li><strong>{escape(m)}</strong>: {escape(v.get('message', 'n/a'))}</li>"
+            for m, v in (curve.get("verdicts") or {}).items()
+        )
+        out += [
+            '<section id="learning-curve"><h2>Learning curve</h2>',
+            _table(md.CURVE_HEADER, body, "curve-table"),
+            f"<ul>{verdicts}</ul>",
+        ]
+        png = Path(out_dir) / curve["png"] if out_dir is not None and curve.get("png") else None
+        if png is not None and png.is_file():
+            data = base64.b64encode(png.read_bytes()).decode()
+            out.append(
+                '<div class="figure"><img alt="learning curve" '
+                f'src="data:image/png;base64,{data}"></div>'
+            )
+        out.append(
+            '<p class="muted">Rule: the paired 95% bootstrap interval of the last step\'s gain '
+            "(the two largest subsets, same eval rows): above 0 rising (collect more data), "
+            "below 0 falling, containing 0 flat (change the method or the model).</p></section>"
+        )
+    return out
+
+
+def _duration(seconds) -> str:
+    from advisor.plan import format_duration
+
+    return format_duration(seconds)
 
 
 # --- helpers -------------------------------------------------------------------------------------

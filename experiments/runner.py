@@ -52,14 +52,21 @@ def eval_fingerprint(rows: list[Row]) -> str:
 
 def run_task(
     task: Task,
-    method_names: list[str],
+    method_names: list[str | Method],
     out_dir: Path,
     options: RunOptions,
     progress: RunProgress | None = None,
+    sections: dict | None = None,
 ) -> dict:
-    """Score each method on the (possibly limited) eval set; return the results dict."""
+    """Score each method on the (possibly limited) eval set; return the results dict.
+
+    `method_names` may also hold ready-made Method objects (a sweep's winner, loaded from its
+    trial). `sections` are extra top-level keys written into results.json (e.g. `ladder`)."""
     progress = progress or SilentProgress()
-    methods = [make_method(name, {"k": options.k, **options.extra}) for name in method_names]
+    methods = [
+        m if isinstance(m, Method) else make_method(m, {"k": options.k, **options.extra})
+        for m in method_names
+    ]
     rows = task.eval[: options.limit] if options.limit else task.eval
     ctx = RunContext(task, options, log=progress.log)
     ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
@@ -69,6 +76,7 @@ def run_task(
     results["options"] = _options_record(options)
     if costs:
         results["costs"] = costs
+    results.update(sections or {})
 
     for method in methods:
         entry, preds = run_method(ctx, method, rows, progress)

@@ -9,7 +9,7 @@ import pytest
 from experiments.context import RunOptions
 from experiments.methods import make_method
 from experiments.runner import run_task
-from experiments.task import Row, load_task
+from experiments.task import load_task
 
 DOCS = {
     "hub": "The Beacon hub boots in 90 seconds and covers 200 square metres.",

@@ -1,0 +1,110 @@
+"""What the ladder, sweeps and learning curves read back from a run folder: which methods already
+finished there with the same eval rows and options (so an interrupted climb resumes), a method's
+metric with its bootstrap interval, and extra sections of results.json (`ladder`, `sweep`,
+`learning_curve`) rewritten together with the reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from experiments.atomic import write_text_atomic
+
+# Options that change what a method produces; `limit` is covered by the eval fingerprint.
+MATCHED_OPTIONS = (
+    "model",
+    "embedder",
+    "seed",
+    "k",
+    "calibrate",
+    "max_new_tokens",
+    "trust_remote_code",
+)
+
+
+def read_results(out_dir: Path) -> dict | None:
+    path = Path(out_dir) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        return None
+
+
+def finished_methods(
+    out_dir: Path, fingerprint: str, options_record: dict, match: dict | None = None
+) -> set[str]:
+    """Methods whose results in `out_dir` were made on the same eval rows with the same options
+    (and, where given, the same values of the `match` keys at the top level of results.json)."""
+    old = read_results(out_dir)
+    if not old or old.get("task", {}).get("eval_fingerprint") != fingerprint:
+        return set()
+    stored = old.get("options") or {}
+    keys = (*MATCHED_OPTIONS, "extra")
+    if any(stored.get(k) != options_record.get(k) for k in keys):
+        return set()
+    for key, value in (match or {}).items():
+        if old.get(key) != value:
+            return set()
+    return set(old.get("methods") or {})
+
+
+def metric_interval(out_dir: Path, method: str, metric: str, seed: int) -> dict | None:
+    """{"estimate", "low", "high"} of `metric` for `method`: the same percentile bootstrap over
+    eval rows (2,000 resamples, the run's seed) as the report's intervals."""
+    from experiments import stats
+    from experiments.analysis import load_run, statistic_for
+
+    results, records = load_run(Path(out_dir))
+    recs = [r for r in records if r["method"] == method]
+    if not recs:
+        value = (results["methods"].get(method) or {}).get("metrics", {}).get(metric)
+        return None if value is None else {"estimate": value, "low": None, "high": None}
+    statistic = statistic_for(results["task"], metric, recs)
+    interval = stats.bootstrap_ci(statistic, len(recs), seed=seed)
+    return {k: round(v, 4) for k, v in interval.to_dict().items()}
+
+
+def store_sections(out_dir: Path, sections: dict) -> None:
+    """Set top-level keys of results.json and re-render report.md and report.html."""
+    from experiments.analysis import load_run
+    from experiments.report import write_reports
+
+    out_dir = Path(out_dir)
+    results, records = load_run(out_dir)
+    results.update(sections)
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_reports(out_dir, results, records)
+
+
+def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
+    """An empty results.json (no methods yet) so that sections can be stored before any method
+    ran in `out_dir` (a ladder whose first rung is skipped, a curve without the full-data point)."""
+    from experiments.runner import RESULTS_VERSION, eval_fingerprint
+
+    out_dir = Path(out_dir)
+    old = read_results(out_dir)
+    fingerprint = eval_fingerprint(rows)
+    if old and old.get("task", {}).get("eval_fingerprint") == fingerprint:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {
+        "version": RESULTS_VERSION,
+        "task": {
+            "name": task.name,
+            "kind": task.kind,
+            "path": str(task.path),
+            "metric": task.metric,
+            "labels": task.labels,
+            "n_train": len(task.train),
+            "n_eval": len(rows),
+            "n_eval_total": len(task.eval),
+            "eval_fingerprint": fingerprint,
+            "has_corpus": task.corpus is not None,
+        },
+        "methods": {},
+        "options": options_record,
+    }
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out_dir / "predictions.jsonl", "")
