@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,6 +262,10 @@ def make_trainer(
 
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
+    # Raised inside transformers/TRL, not by anything a user can change.
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
     steps_per_epoch = _estimate_steps(train_examples, tokenizer, config)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     has_val = bool(val_examples)
