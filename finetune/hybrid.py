@@ -36,7 +36,7 @@ class RagFinetuneMethod(Method):
         self.name = name
         self.raft = raft
         self.rag = RagMethod(name, options.get("rag_k"), None)
-        self.finetune = FinetuneMethod(ft_method, options, folder_name=_folder(name))
+        self.finetune = FinetuneMethod(ft_method, options, folder_name=_folder(name), label=name)
         if raft:
             self.finetune.training_rows = self._raft_rows
         self.seed = 0

@@ -26,9 +26,12 @@ DESCRIPTIONS = {
 class FinetuneMethod(Method):
     """Fine-tune a fresh copy of the run's model in `prepare`, predict with it in `predict`."""
 
-    def __init__(self, name: str, options: dict, folder_name: str | None = None):
+    def __init__(
+        self, name: str, options: dict, folder_name: str | None = None, label: str | None = None
+    ):
         self.name = name
         self.folder_name = folder_name or name  # hybrids train into their own folder
+        self.label = label or name  # the run's method name in log lines
         self.description = DESCRIPTIONS[name]
         self.cli_settings = dict(options.get("finetune") or {})
         self.config: FinetuneConfig | None = None
@@ -66,6 +69,7 @@ class FinetuneMethod(Method):
             log=ctx.log,
             model=model,
             raw_texts=raw_texts,
+            label=self.label,
         )
         self.stats = result.stats
         self.trained = trained_context(ctx, result.model, f"{ctx.lm.name}+{self.name}")
@@ -86,7 +90,7 @@ class FinetuneMethod(Method):
         result = compare(ctx.__dict__["_probe_before"], after)
         if result["change"] <= -0.1:
             ctx.log(
-                f"warning: {self.name} forgot general knowledge: probe accuracy "
+                f"warning: {self.label} forgot general knowledge: probe accuracy "
                 f"{result['accuracy_before']:.2f} -> {result['accuracy_after']:.2f}"
             )
         return result

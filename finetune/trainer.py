@@ -89,13 +89,16 @@ def train_model(
     model=None,
     callbacks=(),
     raw_texts: list[str] = (),
+    label: str | None = None,
 ) -> TrainResult:
     """Train on `train_rows`, validate on `val_rows`, save into `folder`; see module docstring.
 
     `model` may be passed already loaded (QLoRA loads its 4-bit base itself); otherwise a fresh
     float32 copy is loaded from `checkpoint`. `raw_texts` train with the loss on every token,
     mixed into the same packed batches as the prompt/completion rows (never validated on).
+    `label` names the run's method in log lines (e.g. `raft`, which trains as `lora`).
     """
+    label = label or config.method
     import torch
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -105,7 +108,7 @@ def train_model(
     too_long = count_too_long(train_examples + val_examples, tokenizer, config.max_length)
     if too_long:
         log(
-            f"{config.method}: {too_long} of {len(train_examples) + len(val_examples)} rows are "
+            f"{label}: {too_long} of {len(train_examples) + len(val_examples)} rows are "
             f"longer than max_length={config.max_length} tokens and were truncated "
             "(raise finetune max_length to keep them whole)"
         )
@@ -129,7 +132,7 @@ def train_model(
         val_examples,
         config,
         ckpt_dir,
-        [log_callback(config.method, log), *callbacks],
+        [log_callback(label, log), *callbacks],
     )
     steps_per_epoch = steps_per_epoch_real(trainer)
     has_val = bool(val_examples)
@@ -139,11 +142,14 @@ def train_model(
         if "labels" in trainer.train_dataset.column_names
         else None
     )
-    (ckpt_dir).mkdir(parents=True, exist_ok=True)
-    (ckpt_dir / RUN_FILE).write_text(json.dumps({"fingerprint": fingerprint}), encoding="utf-8")
+    # Under `accelerate launch` every process runs this function; only the main one writes.
+    main = trainer.accelerator.is_main_process
+    if main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / RUN_FILE).write_text(json.dumps({"fingerprint": fingerprint}), encoding="utf-8")
 
     log(
-        f"{config.method}: training {trainable:,} of {total:,} parameters on "
+        f"{label}: training {trainable:,} of {total:,} parameters on "
         f"{len(train_examples)} rows"
         + (f" ({len(raw_texts)} of them raw text)" if raw_texts else "")
         + f" ({len(val_examples)} for validation), "
@@ -152,7 +158,7 @@ def train_model(
     start_step = 0
     if resume_from:
         start_step = _checkpoint_step(resume_from)
-        log(f"{config.method}: resuming from {Path(resume_from).name}")
+        log(f"{label}: resuming from {Path(resume_from).name}")
     with PeakMemory() as memory:
         started = time.perf_counter()
         try:
@@ -178,20 +184,22 @@ def train_model(
     best_step = (
         _checkpoint_step(state.best_model_checkpoint) if state.best_model_checkpoint else None
     )
-    write_loss_csv(points, folder / "loss.csv")
-    png = write_loss_png(points, folder / "loss.png", f"{config.method} loss", best_step)
+    png = False
+    if main:
+        write_loss_csv(points, folder / "loss.csv")
+        png = write_loss_png(points, folder / "loss.png", f"{label} loss", best_step)
 
-    model = trainer.model
+    model = trainer.accelerator.unwrap_model(trainer.model)
     model.eval()
-    saved = _save(model, tokenizer, config, folder)
+    saved = _save(model, tokenizer, config, folder, write=main)
     if config.merge and _is_4bit(model):
         log(
-            f"{config.method}: merge skipped: the base is 4-bit; load the adapter onto the "
+            f"{label}: merge skipped: the base is 4-bit; load the adapter onto the "
             "float base model and merge there to get a plain model"
         )
     if config.uses_lora and hasattr(model, "merge_and_unload") and not _is_4bit(model):
         model = model.merge_and_unload()
-        if config.merge:
+        if config.merge and main:
             _save_dir(
                 folder / "merged",
                 lambda d: (model.save_pretrained(d), tokenizer.save_pretrained(d)),
@@ -235,9 +243,11 @@ def train_model(
             **saved,
         }
     }
-    _write_json(folder / "training.json", stats["training"])
-    if not config.keep_checkpoints:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the best model is saved; training finished
+    if main:
+        _write_json(folder / "training.json", stats["training"])
+        if not config.keep_checkpoints:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # the best model is saved; training done
+    trainer.accelerator.wait_for_everyone()
     del trainer
     return TrainResult(model=model, stats=stats, folder=folder)
 
@@ -273,8 +283,12 @@ def make_trainer(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
+        # TRL flattens a padding-free batch into one sequence, and attention then spans all of
+        # it (masked); one packed sequence per forward with the step's sequences accumulated
+        # gives the same gradient ~20% faster on CPU (measured: 6.7 vs 8.4 s for 4 x 256).
+        per_device_train_batch_size=1 if config.packing else config.batch_size,
+        gradient_accumulation_steps=config.batch_size if config.packing else 1,
+        per_device_eval_batch_size=1 if config.packing else config.batch_size,
         learning_rate=config.lr,
         lr_scheduler_type="linear",
         warmup_steps=config.warmup,
@@ -287,7 +301,7 @@ def make_trainer(
         activation_checkpointing=False,  # a small model: recomputing activations only costs time
         bf16=False,
         fp16=False,
-        logging_steps=max(1, eval_every // 2),
+        logging_steps=max(1, steps_per_epoch // 10),  # the train-loss curve; logging is cheap
         eval_strategy="steps" if has_val else "no",
         eval_steps=eval_every,
         save_strategy="steps",
@@ -502,15 +516,14 @@ def _is_4bit(model) -> bool:
     )
 
 
-def _save(model, tokenizer, config: FinetuneConfig, folder: Path) -> dict:
-    """The adapter in PEFT format (LoRA, QLoRA) or the full model (full-ft), atomically."""
-    if config.uses_lora:
-        target = folder / "adapter"
+def _save(model, tokenizer, config: FinetuneConfig, folder: Path, write: bool = True) -> dict:
+    """The adapter in PEFT format (LoRA, QLoRA) or the full model (full-ft), atomically;
+    `write` False only names the folder (the other processes of a multi-process run)."""
+    key = "adapter" if config.uses_lora else "model"
+    target = folder / key
+    if write:
         _save_dir(target, lambda d: (model.save_pretrained(d), tokenizer.save_pretrained(d)))
-        return {"adapter": str(target)}
-    target = folder / "model"
-    _save_dir(target, lambda d: (model.save_pretrained(d), tokenizer.save_pretrained(d)))
-    return {"model": str(target)}
+    return {key: str(target)}
 
 
 def _save_dir(target: Path, write) -> None:

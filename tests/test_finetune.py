@@ -604,3 +604,67 @@ def test_completion_loss_matches_trls_fused_loss(tiny_model, tokenizer, tmp_path
     (loss_trl, grad_trl), (loss_ours, grad_ours) = results
     assert torch.allclose(loss_trl, loss_ours, atol=1e-5)
     assert torch.allclose(grad_trl, grad_ours, atol=1e-6)
+
+
+# --- several processes ---------------------------------------------------------------------------
+
+
+def test_two_process_data_parallel_training_writes_once_and_agrees(tiny_model, tmp_path):
+    """`accelerate launch` on several GPUs starts one process per device through
+    torch.distributed.run; two CPU processes (gloo) take the same path: both train in step,
+    only the main process writes the adapter and training.json, and the run completes."""
+    import os
+    import subprocess
+    import sys
+
+    rows = make_rows(16)
+    evals = make_rows(3, "eval")
+    for name, part in (("train", rows), ("eval", evals)):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(
+                json.dumps({"id": r.id, "input": r.messages[0]["content"], "output": r.output})
+                + "\n"
+                for r in part
+            ),
+            encoding="utf-8",
+        )
+    (tmp_path / "task.yaml").write_text(
+        "name: tiny\nkind: classification\ntrain: train.jsonl\neval: eval.jsonl\n"
+        f"labels: [{', '.join(LABELS)}]\n"
+        "finetune: {max_steps: 2, rank: 4, batch_size: 1, max_length: 64, forgetting_probe: false}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29517",
+            "-m",
+            "adaptwise",
+            "finetune",
+            str(tmp_path / "task.yaml"),
+            "--model",
+            str(tiny_model),
+            "--methods",
+            "lora",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    training = json.loads((out / "lora" / "training.json").read_text())
+    assert training["steps"] == 2
+    assert (out / "lora" / "adapter" / "adapter_config.json").is_file()
+    assert not list((out / "lora").glob(".adapter.*"))  # no staging folder left behind
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["lora"]["n_eval"] == 3
