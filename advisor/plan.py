@@ -98,7 +98,7 @@ class RunSettings:
     ft_max_steps: int = 0
     ft_rank: int = 16
     ft_val_fraction: float = 0.1
-    ft_evals_per_epoch: int = 4
+    ft_evals_per_epoch: int = 2
     ft_forgetting_probe: bool = True
     rag_k: int = 2
     rag_chunk_tokens: int = 64
