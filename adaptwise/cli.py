@@ -303,6 +303,7 @@ def _cmd_climb(args, options) -> int:
                 budget_s=budget_s,
                 model=options.model,
                 log=ui.log,
+                finetune_settings=options.extra.get("finetune"),
             )
             record = run_ladder(task, plan, out, options, target, budget_s, progress=ui)
         elif sweep:
@@ -411,7 +412,10 @@ def _show_report(out: Path) -> None:
         )
     console = Console()
     console.print(table)
-    console.print(f"Written: {out}/results.json, predictions.jsonl, report.md\n")
+    console.print(
+        f"Written: {out}/results.json, predictions.jsonl, report.md and report.html "
+        "(confidence intervals, significance, costs, per-row matrix)\n"
+    )
 
 
 if __name__ == "__main__":

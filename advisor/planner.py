@@ -13,11 +13,14 @@ from advisor.questions import Answers
 from advisor.recommend import recommend
 
 
-def run_settings(task, k: int = 4, batch_size: int = 16) -> RunSettings:
-    """The settings the run will use for `task`: its finetune: and rag: sections."""
+def run_settings(
+    task, k: int = 4, batch_size: int = 16, finetune_settings: dict | None = None
+) -> RunSettings:
+    """The settings the run will use for `task`: its finetune: and rag: sections, and the
+    command line's `--finetune KEY=VALUE` overrides (`finetune_settings`)."""
     from finetune.config import build_config
 
-    ft = build_config("lora", task.settings.get("finetune", {}) or {}, {}, 0)
+    ft = build_config("lora", task.settings.get("finetune", {}) or {}, finetune_settings or {}, 0)
     values = dict(
         k=k,
         batch_size=batch_size,
@@ -65,6 +68,7 @@ def make_plan(
     machine: Machine | None = None,
     refresh: bool = False,
     log=print,
+    finetune_settings: dict | None = None,
 ) -> Plan:
     """The plan for `task` on this machine (see advisor/plan.py and advisor/probe.py)."""
     from advisor.architectures import resolve_shape
@@ -115,7 +119,7 @@ def make_plan(
         stats,
         shape,
         machine,
-        settings=run_settings(task),
+        settings=run_settings(task, finetune_settings=finetune_settings),
         rates=rates,
         target=target,
         budget_s=budget_s,
