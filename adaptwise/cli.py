@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from pathlib import Path
 
 # Each area's subcommands live in their own module with `register(subparsers, add_run_options)`,
@@ -156,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from experiments.errors import AdaptwiseError
 
+    # Raised inside transformers when peft or TRL asks about checkpointing; nothing to act on.
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
     try:
         if getattr(args, "handler", None):
             return args.handler(args)

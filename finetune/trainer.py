@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 import warnings
@@ -316,6 +317,10 @@ def make_trainer(
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Several processes without a GPU (torch.distributed.run on CPUs): accelerate only
+        # sets up gloo data parallelism when told the run is on CPU; otherwise every process
+        # would train alone on all the data.
+        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
         prediction_loss_only=True,  # otherwise TRL runs a second forward per eval batch for logits
     )
     if has_val:
