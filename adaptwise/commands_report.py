@@ -103,7 +103,7 @@ def _print_comparison(result: dict) -> None:
     from experiments.report import METRIC_TITLES, TEST_SHORT
 
     first, second = result["labels"]
-    table = Table(title=f"{result['task']}: {second} vs {first}")
+    table = Table(title=f"{result['task']}: run 1 {first} vs run 2 {second}")
     for column, justify in (
         ("method", "left"),
         ("metric", "left"),
