@@ -190,23 +190,28 @@ def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Pred
     write_reports(out_dir, public, records)
 
 
+def task_record(task: Task, rows: list[Row]) -> dict:
+    """The `task` entry of results.json for scoring `rows` of `task`."""
+    return {
+        "name": task.name,
+        "kind": task.kind,
+        "path": str(task.path),
+        "metric": task.metric,
+        "labels": task.labels,
+        "n_train": len(task.train),
+        "n_eval": len(rows),
+        "n_eval_total": len(task.eval),
+        "eval_fingerprint": eval_fingerprint(rows),
+        "has_corpus": task.corpus is not None,
+    }
+
+
 def _previous(out_dir: Path, task: Task, rows: list[Row]) -> tuple[dict, dict]:
     """Results and predictions already in `out_dir` for the same eval rows, else empty ones."""
     fingerprint = eval_fingerprint(rows)
     results = {
         "version": RESULTS_VERSION,
-        "task": {
-            "name": task.name,
-            "kind": task.kind,
-            "path": str(task.path),
-            "metric": task.metric,
-            "labels": task.labels,
-            "n_train": len(task.train),
-            "n_eval": len(rows),
-            "n_eval_total": len(task.eval),
-            "eval_fingerprint": fingerprint,
-            "has_corpus": task.corpus is not None,
-        },
+        "task": task_record(task, rows),
         "methods": {},
         "_task": task,
     }

@@ -81,7 +81,7 @@ def store_sections(out_dir: Path, sections: dict) -> None:
 def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
     """An empty results.json (no methods yet) so that sections can be stored before any method
     ran in `out_dir` (a ladder whose first rung is skipped, a curve without the full-data point)."""
-    from experiments.runner import RESULTS_VERSION, eval_fingerprint
+    from experiments.runner import RESULTS_VERSION, eval_fingerprint, task_record
 
     out_dir = Path(out_dir)
     old = read_results(out_dir)
@@ -91,18 +91,7 @@ def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {
         "version": RESULTS_VERSION,
-        "task": {
-            "name": task.name,
-            "kind": task.kind,
-            "path": str(task.path),
-            "metric": task.metric,
-            "labels": task.labels,
-            "n_train": len(task.train),
-            "n_eval": len(rows),
-            "n_eval_total": len(task.eval),
-            "eval_fingerprint": fingerprint,
-            "has_corpus": task.corpus is not None,
-        },
+        "task": task_record(task, rows),
         "methods": {},
         "options": options_record,
     }
