@@ -198,10 +198,9 @@ def _check_context_ids(rows: list[Row], corpus: Path | None) -> None:
                 )
 
 
-def load_rows(path: Path) -> list[Row]:
-    """Parse a JSONL file in any of the three row formats; errors name the file and line."""
-    rows: list[Row] = []
-    ids: set[str] = set()
+def read_jsonl(path: Path, hint: str):
+    """(line number, "file:line", object) for each non-blank line of a JSONL file; a line that
+    is not JSON, or a file that is not UTF-8, is a TaskError naming the file and line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
@@ -213,9 +212,15 @@ def load_rows(path: Path) -> list[Row]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise TaskError(
-                f"{where}: not valid JSON ({exc.msg}); one JSON object per line"
-            ) from None
+            raise TaskError(f"{where}: not valid JSON ({exc.msg}); {hint}") from None
+        yield number, where, obj
+
+
+def load_rows(path: Path) -> list[Row]:
+    """Parse a JSONL file in any of the three row formats; errors name the file and line."""
+    rows: list[Row] = []
+    ids: set[str] = set()
+    for number, where, obj in read_jsonl(path, "one JSON object per line"):
         row = parse_row(obj, where, default_id=f"{path.stem}-{number}")
         if row.id in ids:
             raise TaskError(f"{where}: duplicate id {row.id!r}; ids must be unique in a file")

@@ -8,14 +8,13 @@ completion-only loss: the labels of prompt and padding tokens are -100.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
 
 from experiments.errors import TaskError
 from experiments.prompts import PromptFormat
-from experiments.task import Row
+from experiments.task import Row, read_jsonl
 
 MIN_ROWS_FOR_VALIDATION = 5
 
@@ -92,24 +91,10 @@ def load_raw_text(path: Path) -> list[str]:
             "(a path relative to it)"
         )
     texts = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise TaskError(f"{path}: not UTF-8 text; save it as UTF-8 JSON Lines") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskError(
-                f"{path}:{number}: not valid JSON ({exc.msg}); one object per line"
-            ) from None
+    for _number, where, obj in read_jsonl(path, "one object per line"):
         text = obj.get("text") if isinstance(obj, dict) else None
         if not isinstance(text, str) or not text.strip():
-            raise TaskError(
-                f'{path}:{number}: expected {{"id": ..., "text": "..."}} with a non-empty text'
-            )
+            raise TaskError(f'{where}: expected {{"id": ..., "text": "..."}} with a non-empty text')
         texts.append(text)
     if not texts:
         raise TaskError(f"{path}: the raw-text file has no rows")
