@@ -11,19 +11,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from advisor.plan import format_short
+from advisor.planner import runnable
 from advisor.recommend import recommend
-from experiments.errors import AdaptwiseError
-
-
-def runnable(method: str) -> bool:
-    """Whether the runner knows the method (RAG and fine-tuning land as their packages do)."""
-    from experiments.methods import make_method
-
-    try:
-        make_method(method, {})
-    except AdaptwiseError:
-        return False
-    return True
 
 
 class RecommendationScreen(Screen):
