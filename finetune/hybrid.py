@@ -21,7 +21,6 @@ from experiments.context import RunContext
 from experiments.methods import RESOLVERS, Method, Prediction, Progress
 from experiments.metrics import normalize_answer
 from experiments.task import Row
-from finetune.config import METHODS
 from finetune.methods import FinetuneMethod
 from rag.methods import RagMethod, format_passages
 
@@ -40,6 +39,7 @@ class RagFinetuneMethod(Method):
         if raft:
             self.finetune.training_rows = self._raft_rows
         self.seed = 0
+        self._oracle_count = 0  # train + validation rows shown the passage with the answer
         self.stats: dict = {"hybrid": {"retrieval": "rag", "finetune": ft_method, "raft": raft}}
         self.description = (
             "LoRA trained on prompts with retrieved passages (RAFT: oracle + distractors)"
@@ -80,7 +80,7 @@ class RagFinetuneMethod(Method):
             rng.shuffle(passages)
             content = f"{format_passages(passages)}\n\n{row.text}"
             out.append(Row(row.id, ({"role": "user", "content": content},), row.output))
-        self._oracle_count = getattr(self, "_oracle_count", 0) + oracle_count
+        self._oracle_count += oracle_count
         return out
 
     def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
@@ -124,7 +124,6 @@ def resolve(name: str, options: dict) -> Method | None:
     if not match:
         return None
     ft_method = match.group(1) or "lora"
-    assert ft_method in METHODS
     return RagFinetuneMethod(name, ft_method, raft=name == "raft", options=options)
 
 
