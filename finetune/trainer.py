@@ -352,7 +352,31 @@ def completion_loss_trainer_class():
     from trl import SFTTrainer
 
     class CompletionLossTrainer(SFTTrainer):
+        _val_sum = _val_count = 0.0
+
+        def evaluation_loop(self, *args, **kwargs):
+            self._val_sum = self._val_count = 0.0
+            output = super().evaluation_loop(*args, **kwargs)
+            prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+            totals = torch.tensor([self._val_sum, self._val_count], device=self.args.device)
+            total, count = self.accelerator.reduce(totals, reduction="sum").tolist()
+            if count > 0 and f"{prefix}_loss" in output.metrics:
+                output.metrics[f"{prefix}_loss"] = total / count
+            return output
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = self._loss(model, inputs, return_outputs, num_items_in_batch)
+            if not model.training:
+                # Trainer averages per-batch means, which weighs a token by how its batch was
+                # laid out (a packed sequence, a padded batch); validation loss is the mean over
+                # every completion token instead, so layouts and batch sizes compare.
+                tokens = int((inputs["labels"][:, 1:] != -100).sum())
+                value = loss[0] if isinstance(loss, tuple) else loss
+                self._val_sum += float(value.detach().float()) * tokens
+                self._val_count += tokens
+            return loss
+
+        def _loss(self, model, inputs, return_outputs, num_items_in_batch):
             base = _plain_causal_lm(self.accelerator.unwrap_model(model))
             if (
                 return_outputs

@@ -504,6 +504,35 @@ def test_packed_rows_do_not_attend_to_each_other(tiny_model, tokenizer):
     assert torch.allclose(together[len(a) :], alone_b, atol=1e-4)
 
 
+def test_validation_loss_is_the_mean_over_completion_tokens(tiny_model, tokenizer):
+    """Not the mean of per-batch means: the batch size and layout must not change it."""
+    import torch
+    import torch.nn.functional as F
+
+    from finetune.trainer import load_model, make_trainer
+
+    task = make_task(n_train=7)
+    examples = to_examples(task.train, fmt_for(tokenizer, task))
+    losses = {}
+    for batch_size, packing in ((1, False), (3, False), (2, True)):
+        config = quick("full-ft", max_length=128, batch_size=batch_size, packing=packing)
+        model = load_model(str(tiny_model), config)
+        trainer = make_trainer(model, tokenizer, examples[:1], examples, config, Path("unused"))
+        losses[(batch_size, packing)] = trainer.evaluate()["eval_loss"]
+    total = count = 0
+    with torch.no_grad():
+        for ex in examples:
+            prompt = tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
+            full = tokenizer(ex["prompt"] + ex["completion"], add_special_tokens=False)["input_ids"]
+            logits = model(input_ids=torch.tensor([full])).logits[0]
+            targets = torch.tensor(full[1:])
+            keep = torch.arange(1, len(full)) >= len(prompt)
+            total += F.cross_entropy(logits[:-1][keep], targets[keep], reduction="sum").item()
+            count += int(keep.sum())
+    for value in losses.values():
+        assert value == pytest.approx(total / count, rel=1e-4)
+
+
 def test_padded_baseline_pads_every_row_to_max_length(tiny_model, tokenizer, tmp_path):
     """The benchmark's baseline (the seed's collate): packing off, padded to max_length."""
     from finetune.trainer import load_model, make_trainer
