@@ -22,6 +22,7 @@ from pathlib import Path
 
 from experiments.errors import AdaptwiseError, TaskError
 from experiments.memory import PeakMemory
+from finetune.batches import PackedBatchCollator, PaddedRowsCollator
 from finetune.config import FinetuneConfig
 from finetune.curves import loss_points, write_loss_csv, write_loss_png
 from finetune.data import count_too_long, raw_examples, to_examples
@@ -91,6 +92,7 @@ def train_model(
     callbacks=(),
     raw_texts: list[str] = (),
     label: str | None = None,
+    layout: str = "packed",
 ) -> TrainResult:
     """Train on `train_rows`, validate on `val_rows`, save into `folder`; see module docstring.
 
@@ -98,6 +100,7 @@ def train_model(
     float32 copy is loaded from `checkpoint`. `raw_texts` train with the loss on every token,
     mixed into the same packed batches as the prompt/completion rows (never validated on).
     `label` names the run's method in log lines (e.g. `raft`, which trains as `lora`).
+    `layout` "padded-rows" is the benchmark's padded baseline (see `make_trainer`).
     """
     label = label or config.method
     import torch
@@ -134,6 +137,7 @@ def train_model(
         config,
         ckpt_dir,
         [log_callback(label, log), *callbacks],
+        layout=layout,
     )
     steps_per_epoch = steps_per_epoch_real(trainer)
     has_val = bool(val_examples)
@@ -261,9 +265,13 @@ def make_trainer(
     config,
     ckpt_dir,
     callbacks=(),
+    layout: str = "packed",
 ):
     """The SFTTrainer for prompt/completion examples: completion-only loss, packed batches,
-    validation a few times per epoch, early stopping and the best checkpoint kept."""
+    validation a few times per epoch, early stopping and the best checkpoint kept.
+
+    `layout` "padded-rows" trains on the same steps with every row padded to max_length (the
+    benchmark's baseline; see finetune/batches.py)."""
     import datasets
     import torch
     from datasets import Dataset
@@ -284,12 +292,8 @@ def make_trainer(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        # TRL flattens a padding-free batch into one sequence, and attention then spans all of
-        # it (masked); one packed sequence per forward with the step's sequences accumulated
-        # gives the same gradient ~20% faster on CPU (measured: 6.7 vs 8.4 s for 4 x 256).
-        per_device_train_batch_size=1 if config.packing else config.batch_size,
-        gradient_accumulation_steps=config.batch_size if config.packing else 1,
-        per_device_eval_batch_size=1 if config.packing else config.batch_size,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
         learning_rate=config.lr,
         lr_scheduler_type="linear",
         warmup_steps=config.warmup,
@@ -334,7 +338,24 @@ def make_trainer(
         callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)  # it prints dicts; LogCallback says it in a line
+    if layout == "padded-rows":
+        if not config.packing:
+            raise ValueError("layout 'padded-rows' unpacks packed sequences; it needs packing on")
+        trainer.data_collator = PaddedRowsCollator(tokenizer.pad_token_id, config.max_length)
+    elif config.packing and not _varlen_attention(model):
+        # TRL's padding-free collator flattens the batch into one sequence: right for varlen
+        # kernels, but SDPA/eager attention then spans the whole step (measured on 2 CPU cores,
+        # LoRA forward and backward, 4 x 256 tokens: 5.7 s flattened, 5.5 s one forward per
+        # packed sequence, 3.9 s one batched forward with a block mask per sequence).
+        trainer.data_collator = PackedBatchCollator(tokenizer.pad_token_id)
     return trainer
+
+
+def _varlen_attention(model) -> bool:
+    """Whether the model attends with a flash (varlen) kernel, which takes TRL's flattened
+    padding-free batches as they are."""
+    config = getattr(model, "config", None)
+    return "flash" in str(getattr(config, "_attn_implementation", "") or "")
 
 
 def completion_loss_trainer_class():

@@ -504,6 +504,52 @@ def test_packed_rows_do_not_attend_to_each_other(tiny_model, tokenizer):
     assert torch.allclose(together[len(a) :], alone_b, atol=1e-4)
 
 
+def test_packed_batch_keeps_one_sequence_per_row_and_rows_stay_apart(tiny_model, tokenizer):
+    """The CPU layout: one packed sequence per batch row, padded to the longest; each row's
+    logits are those of that row run alone, and the first label of every row is masked."""
+    import torch
+
+    from finetune.trainer import load_model, make_trainer
+
+    task = make_task(n_train=9)
+    examples = to_examples(task.train, fmt_for(tokenizer, task))
+    config = quick("full-ft", max_length=128, batch_size=2)
+    model = load_model(str(tiny_model), config).eval()
+    trainer = make_trainer(model, tokenizer, examples, [], config, Path("unused"))
+    items = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))][-2:]
+    assert any(len(item["seq_lengths"]) > 1 for item in items)  # rows really share sequences
+    assert len(items[0]["input_ids"]) != len(items[1]["input_ids"])  # and one row is padded
+    batch = trainer.data_collator(items)
+    width = max(len(item["input_ids"]) for item in items)
+    assert batch["input_ids"].shape == (2, width) and "attention_mask" not in batch
+    with torch.no_grad():
+        together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        for i, item in enumerate(items):
+            start = 0
+            for n in item["seq_lengths"]:
+                ids = item["input_ids"][start : start + n]
+                assert batch["position_ids"][i, start : start + n].tolist() == list(range(n))
+                assert int(batch["labels"][i, start]) == -100
+                alone = model(input_ids=torch.tensor([ids])).logits[0]
+                assert torch.allclose(together[i, start : start + n], alone, atol=1e-4)
+                start += n
+
+
+def test_packed_and_padded_rows_layouts_train_identically(tiny_model, tokenizer, tmp_path):
+    """The benchmark's two layouts (same rows per step; packed vs each row padded to
+    max_length) give the same losses: packing changes the time, not the training."""
+    task = make_task(n_train=20)
+    stats = {}
+    for layout in ("packed", "padded-rows"):
+        config = quick("lora", max_length=128, batch_size=2, max_steps=3, val_fraction=0.2)
+        result, _ = train(tiny_model, tokenizer, task, config, tmp_path / layout, layout=layout)
+        stats[layout] = result.stats["training"]
+    packed, padded = stats["packed"], stats["padded-rows"]
+    assert packed["train_tokens"] == padded["train_tokens"] > 0
+    for key in ("first_train_loss", "final_train_loss", "best_val_loss"):
+        assert packed[key] == pytest.approx(padded[key], rel=1e-3), key
+
+
 def test_validation_loss_is_the_mean_over_completion_tokens(tiny_model, tokenizer):
     """Not the mean of per-batch means: the batch size and layout must not change it."""
     import torch
