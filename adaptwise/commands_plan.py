@@ -91,15 +91,19 @@ def _stderr(message: str) -> None:
 
 
 def _print(plan) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from advisor.plan import format_short
 
     console = Console()
+    # A light frame without outer edges keeps all eight columns whole in an 80-column terminal.
     table = Table(
-        title=f"Plan for {plan.task}: {plan.model}, {plan.machine.describe()}, "
-        f"{plan.rows_scored} eval rows"
+        title=f"Plan for {plan.task} ({plan.rows_scored} eval rows)",
+        caption=f"{plan.model} on {plan.machine.describe()}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
     )
     for column, justify in (
         ("method", "left"),

@@ -148,6 +148,19 @@ def test_json_shape():
     assert data["machine"]["device"] == "cpu"
 
 
+def test_plan_table_fits_an_80_column_terminal(capsys, monkeypatch):
+    from adaptwise.commands_plan import _print
+
+    monkeypatch.setenv("COLUMNS", "80")
+    plan = build_plan(LADDER, STATS, SHAPE, BIG, rates=RATES, budget_s=600)
+    plan.probe_cached = True
+    _print(plan)
+    out = capsys.readouterr().out
+    assert "few-shot-embedding" in out and "within" in out
+    assert "…" not in out  # no cell truncated
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
 def test_qa_scoring_counts_generation_steps():
     qa = TaskStats(**{**STATS.__dict__, "kind": "qa", "n_labels": 0, "max_new_tokens": 20})
     rag = build_plan(["zero-shot", "rag"], qa, SHAPE, BIG, rates=RATES)
