@@ -9,8 +9,8 @@
 Each method of part 2 trains in a fresh process, so one's memory does not inflate the next's
 process-RSS peak.
 
-Run: python bench/bench_finetune.py [--rows N] [--steps 4] [--part 1|2|all] (about 15 minutes
-on 2 cores: the padded run processes every row at 256 tokens).
+Run: python bench/bench_finetune.py [--rows N] [--steps 4] [--part 1|2|all] [--repeats 2]
+(about 25 minutes on 2 cores: the padded runs process every row at 256 tokens).
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=0, help="train rows used (default: all)")
     parser.add_argument("--steps", type=int, default=4, help="steps for part 2 (default 4)")
     parser.add_argument("--part", default="all", choices=("1", "2", "all"))
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="alternating packed/padded pairs in part 1"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: train one method
     args = parser.parse_args()
     if args.one:
@@ -72,27 +75,44 @@ def main() -> None:
         ctx = training_context()
         rows = ctx.task.train[: args.rows] if args.rows else ctx.task.train
         common = {"epochs": 1, "max_length": 256, "evals_per_epoch": 1, "patience": 10}
-        packed = run(ctx, "lora", rows, {**common, "batch_size": 4}, tmp / "packed")
+        settings = {**common, "batch_size": 4}
         # The same training, step for step: the rows of each step's packed sequences, each
         # padded to max_length (the seed's collate). Same rows, order and loss; only the layout
-        # (and so the time) differs.
-        padded = run(ctx, "lora", rows, {**common, "batch_size": 4}, tmp / "padded", "padded-rows")
-        ratio = packed["tokens_per_s"] / padded["tokens_per_s"]
-        val_gap = abs(packed["best_val_loss"] - padded["best_val_loss"]) / padded["best_val_loss"]
+        # (and so the time) differs. The layouts alternate, so drift in the machine's speed
+        # falls on both.
+        runs = {"packed": [], "padded-rows": []}
+        for repeat in range(args.repeats):
+            for layout in runs:
+                folder = tmp / f"{layout}-{repeat}"
+                runs[layout].append(run(ctx, "lora", rows, settings, folder, layout))
+        packed, padded = runs["packed"][0], runs["padded-rows"][0]
+        real = packed["train_tokens_per_epoch"]
         padded_tokens = packed["train_rows"] * 256
         print(f"LoRA, {packed['train_rows']} train rows, 1 epoch, max_length 256")
-        real = packed["train_tokens_per_epoch"]
         print(
             f"  {real:,} real tokens; padded, the rows are {padded_tokens:,} tokens "
             f"({100 * real / padded_tokens:.0f}% real)"
         )
-        for name, s in (("packed 4 x 256", packed), ("padded to 256", padded)):
+        rates = {}
+        for layout, name in (("packed", "packed 4 x 256"), ("padded-rows", "padded to 256")):
+            done = runs[layout]
+            walls = [s["train_wall_s"] for s in done]
+            rates[layout] = sum(s["train_tokens"] for s in done) / sum(walls)
+            s = done[0]
             print(
                 f"  {name:15s} {s['steps']:3d} steps of {s['train_rows'] / s['steps']:4.1f} rows"
-                f"  {s['tokens_per_s']:7.1f} real tokens/s  {s['train_wall_s']:7.1f} s"
-                f"  val loss {s['best_val_loss']:.4f}  peak {s['peak_memory_mb']:.0f} MB"
+                f"  {rates[layout]:7.1f} real tokens/s  "
+                + " + ".join(f"{w:.1f}" for w in walls)
+                + f" s  val loss {s['best_val_loss']:.4f}  peak {s['peak_memory_mb']:.0f} MB"
             )
-        print(f"  ratio {ratio:.2f}x (target >= 3x); val loss differs by {100 * val_gap:.1f}%")
+        ratio = rates["packed"] / rates["padded-rows"]
+        val_gap = abs(packed["best_val_loss"] - padded["best_val_loss"]) / padded["best_val_loss"]
+        each = [p["tokens_per_s"] / q["tokens_per_s"] for p, q in zip(*runs.values(), strict=True)]
+        print(
+            f"  ratio {ratio:.2f}x over {args.repeats} alternating run(s) each"
+            f" ({', '.join(f'{r:.2f}x' for r in each)} pair by pair; target >= 3x);"
+            f" val loss differs by {100 * val_gap:.1f}%"
+        )
 
     if args.part in ("2", "all"):
         print(f"{args.steps} steps of 4 x 256 packed tokens, each method in a fresh process")
