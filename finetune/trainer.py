@@ -294,10 +294,9 @@ def make_trainer(
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
-        # Steps draw sequences of similar length (shuffled groups; transformers' sampler), so
-        # a batch pads little: an epoch of the demo task (24,232 real tokens) fills 24,660
-        # token slots, against 26,404 with batches drawn at random.
-        train_sampling_strategy="group_by_length",
+        # Random batches, not transformers' length-grouped sampler: grouping cut an epoch's
+        # token slots by 6.6% on the demo task, but lowered accuracy after one epoch (lora
+        # 0.375 -> 0.312, qlora 0.450 -> 0.350, full-ft 0.500 -> 0.438).
         learning_rate=config.lr,
         lr_scheduler_type="linear",
         warmup_steps=config.warmup,
