@@ -72,8 +72,8 @@ def main() -> None:
         one(args)
         return
     if args.part in ("1", "all"):
-        common = {"epochs": 1, "max_length": 256, "evals_per_epoch": 1, "patience": 10}
-        settings = {**common, "batch_size": 4}
+        settings = {"epochs": 1, "max_length": 256, "evals_per_epoch": 1, "patience": 10}
+        settings["batch_size"] = 4
         # The same training, step for step: the rows of each step's packed sequences, each
         # padded to max_length (the seed's collate). Same rows, order and loss; only the layout
         # (and so the time) differs. The layouts alternate, so drift in the machine's speed
@@ -82,10 +82,8 @@ def main() -> None:
         runs = {"packed": [], "padded-rows": []}
         for _repeat in range(args.repeats):
             for layout in runs:
-                child = [sys.executable, __file__, "--one", "lora", "--layout", layout]
-                child += ["--rows", str(args.rows), "--settings", json.dumps(settings)]
-                done = subprocess.run(child, capture_output=True, text=True, check=True)
-                runs[layout].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                extra = ["--layout", layout, "--settings", json.dumps(settings)]
+                runs[layout].append(train_in_child("lora", args.rows, extra))
         packed, padded = runs["packed"][0], runs["padded-rows"][0]
         real = packed["train_tokens_per_epoch"]
         padded_tokens = packed["train_rows"] * 256
@@ -118,10 +116,7 @@ def main() -> None:
     if args.part in ("2", "all"):
         print(f"{args.steps} steps of 4 x 256 packed tokens, each method in a fresh process")
         for method in ("full-ft", "lora", "qlora"):
-            child = [sys.executable, __file__, "--one", method, "--rows", str(args.rows)]
-            child += ["--steps", str(args.steps)]
-            done = subprocess.run(child, capture_output=True, text=True, check=True)
-            s = json.loads(done.stdout.strip().splitlines()[-1])
+            s = train_in_child(method, args.rows, ["--steps", str(args.steps)])
             if "skipped" in s:
                 print(f"  {method:8s} skipped: {s['skipped']}")
                 continue
@@ -130,6 +125,13 @@ def main() -> None:
                 f"  {s['s_per_step']:6.2f} s/step  {s['tokens_per_s']:7.1f} tokens/s"
                 f"  trainable {s['trainable_params']:,}"
             )
+
+
+def train_in_child(method: str, rows: int, extra: list[str]) -> dict:
+    """Train in a fresh process (`--one`), so no run inherits another's heap; its stats."""
+    child = [sys.executable, __file__, "--one", method, "--rows", str(rows), *extra]
+    done = subprocess.run(child, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def training_context() -> SimpleNamespace:
