@@ -187,12 +187,12 @@ def measure_rates(lm, task, fmt, machine: Machine) -> Rates:
 def _train_step_seconds(model, ids, device) -> float:
     import torch
 
-    from finetune.trainer import _plain_causal_lm
+    from finetune.trainer import plain_causal_lm
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-6)
-    base = _plain_causal_lm(model)
+    base = plain_causal_lm(model)
 
     def step(batch):
         if base is None:

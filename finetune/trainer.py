@@ -401,7 +401,7 @@ def completion_loss_trainer_class():
             return loss
 
         def _loss(self, model, inputs, return_outputs, num_items_in_batch):
-            base = _plain_causal_lm(self.accelerator.unwrap_model(model))
+            base = plain_causal_lm(self.accelerator.unwrap_model(model))
             if (
                 return_outputs
                 or base is None
@@ -423,7 +423,7 @@ def completion_loss_trainer_class():
     return CompletionLossTrainer
 
 
-def _plain_causal_lm(model):
+def plain_causal_lm(model):
     """The causal LM under a PEFT wrapper, or None when its logits are scaled or soft-capped."""
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
