@@ -3,10 +3,14 @@
 TRL packs prompt/completion rows best-fit-decreasing into sequences of up to `max_length` tokens
 (each with its rows' `seq_lengths`), and its padding-free collator then flattens a whole batch
 into one sequence. That suits varlen kernels (flash attention); with SDPA or eager attention,
-the usual CPU case, attention then spans the whole flattened step under a mask. Here a batch
-keeps one packed sequence per row instead: position ids restart at each packed row, so the
-model builds a block-diagonal causal mask per sequence (transformers' packed-sequence detection)
-and no row attends to another.
+the usual CPU case, attention then spans the whole flattened step under a mask.
+
+`FlatBatchCollator` also flattens the step, with no padding at all, and passes each row's
+offsets, so that attention runs within each row (finetune/row_attention.py, for SDPA models on a
+CPU). `PackedBatchCollator` keeps one packed sequence per batch row instead, padded to the
+longest: position ids restart at each packed row, so the model builds a block-diagonal causal
+mask per sequence (transformers' packed-sequence detection) and no row attends to another. It
+serves models that cannot use row attention.
 
 `PaddedRowsCollator` is the benchmark's baseline: the same rows in the same steps, each row
 unpacked and padded to `max_length` (the collate of the instruction fine-tuning seed). The loss
@@ -61,6 +65,33 @@ class PackedBatchCollator:
                 positions[i, start:end] = torch.arange(len(ids))
                 start = end
         return {"input_ids": input_ids, "labels": labels, "position_ids": positions}
+
+
+@dataclass
+class FlatBatchCollator:
+    """Every row of the step's packed sequences end to end in one sequence, no padding, with the
+    rows' offsets (`cu_seq_lens_q/k`, as flash attention's varlen kernel takes them) and the
+    longest row (`max_length_q/k`) for attention that stays within each row."""
+
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
+        rows = [row for example in examples for row in _rows_of(example) if row[0]]
+        ids = [t for row_ids, _ in rows for t in row_ids]
+        labels = [t for _, row_labels in rows for t in _first_label_masked(row_labels)]
+        positions = [p for row_ids, _ in rows for p in range(len(row_ids))]
+        lengths = [len(row_ids) for row_ids, _ in rows]
+        offsets = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+        longest = max(lengths)
+        return {
+            "input_ids": torch.tensor([ids]),
+            "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions]),
+            "cu_seq_lens_q": offsets,
+            "cu_seq_lens_k": offsets,
+            "max_length_q": longest,
+            "max_length_k": longest,
+        }
 
 
 @dataclass

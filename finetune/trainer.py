@@ -22,10 +22,11 @@ from pathlib import Path
 
 from experiments.errors import AdaptwiseError, TaskError
 from experiments.memory import PeakMemory
-from finetune.batches import PackedBatchCollator, PaddedRowsCollator
+from finetune.batches import FlatBatchCollator, PackedBatchCollator, PaddedRowsCollator
 from finetune.config import FinetuneConfig
 from finetune.curves import loss_points, write_loss_csv, write_loss_png
 from finetune.data import count_too_long, raw_examples, to_examples
+from finetune.row_attention import restore_sdpa, supports_row_attention, use_row_attention
 
 RUN_FILE = "run.json"  # in the checkpoints folder: what the checkpoints were trained with
 
@@ -180,6 +181,8 @@ def train_model(
             if resume_from:
                 raise _corrupt(resume_from, exc) from None
             raise
+        finally:
+            restore_sdpa(trainer.model)
         wall = time.perf_counter() - started
 
     state = trainer.state
@@ -345,6 +348,10 @@ def make_trainer(
         if not config.packing:
             raise ValueError("layout 'padded-rows' unpacks packed sequences; it needs packing on")
         trainer.data_collator = PaddedRowsCollator(tokenizer.pad_token_id, config.max_length)
+    elif config.packing and supports_row_attention(model, config.max_length):
+        # One flattened sequence per step, no padding, attention within each row.
+        use_row_attention(model)
+        trainer.data_collator = FlatBatchCollator()
     elif config.packing and not _varlen_attention(model):
         # TRL's padding-free collator flattens the batch into one sequence: right for varlen
         # kernels, but SDPA/eager attention then spans the whole step (measured on 2 CPU cores,
@@ -370,6 +377,8 @@ def completion_loss_trainer_class():
     the completion is a few tokens of ~75, that is most of a CPU step's time. In one process
     without Triton this computes the same loss from the completion positions only; otherwise
     (GPUs, several processes, models with scaled or soft-capped logits) TRL's own path runs.
+    Validation takes the same path: it asks for outputs, but with prediction_loss_only only the
+    loss is kept (one validation batch of 4 packed sequences: 2.6 s, against 9.4 s through TRL).
     """
     import torch
     import torch.nn.functional as F
@@ -402,8 +411,12 @@ def completion_loss_trainer_class():
 
         def _loss(self, model, inputs, return_outputs, num_items_in_batch):
             base = plain_causal_lm(self.accelerator.unwrap_model(model))
+            # Evaluation asks for outputs too, but with prediction_loss_only only the loss is used.
+            loss_only = not return_outputs or (
+                not model.training and self.args.prediction_loss_only
+            )
             if (
-                return_outputs
+                not loss_only
                 or base is None
                 or self.accelerator.num_processes != 1
                 or inputs["input_ids"].device.type in ("cuda", "xpu")
@@ -418,7 +431,8 @@ def completion_loss_trainer_class():
             logits = base.get_output_embeddings()(hidden[mask]).float()
             total = F.cross_entropy(logits, targets[mask], reduction="sum")
             count = mask.sum() if num_items_in_batch is None else num_items_in_batch
-            return total / torch.as_tensor(count, device=total.device).clamp(min=1)
+            loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
+            return (loss, {}) if return_outputs else loss
 
     return CompletionLossTrainer
 

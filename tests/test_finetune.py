@@ -504,11 +504,9 @@ def test_packed_rows_do_not_attend_to_each_other(tiny_model, tokenizer):
     assert torch.allclose(together[len(a) :], alone_b, atol=1e-4)
 
 
-def test_packed_batch_keeps_one_sequence_per_row_and_rows_stay_apart(tiny_model, tokenizer):
-    """The CPU layout: one packed sequence per batch row, padded to the longest; each row's
-    logits are those of that row run alone, and the first label of every row is masked."""
-    import torch
-
+def _packed_items(tiny_model, tokenizer):
+    """The tiny model (eval mode), its trainer and the last two packed sequences of a train set
+    (rows really share sequences, and the two differ in length)."""
     from finetune.trainer import load_model, make_trainer
 
     task = make_task(n_train=9)
@@ -517,9 +515,31 @@ def test_packed_batch_keeps_one_sequence_per_row_and_rows_stay_apart(tiny_model,
     model = load_model(str(tiny_model), config).eval()
     trainer = make_trainer(model, tokenizer, examples, [], config, Path("unused"))
     items = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))][-2:]
-    assert any(len(item["seq_lengths"]) > 1 for item in items)  # rows really share sequences
-    assert len(items[0]["input_ids"]) != len(items[1]["input_ids"])  # and one row is padded
-    batch = trainer.data_collator(items)
+    assert any(len(item["seq_lengths"]) > 1 for item in items)
+    assert len(items[0]["input_ids"]) != len(items[1]["input_ids"])
+    return model, trainer, items
+
+
+def _rows(items):
+    for item in items:
+        start = 0
+        for n in item["seq_lengths"]:
+            yield item["input_ids"][start : start + n]
+            start += n
+
+
+def test_packed_batch_keeps_one_sequence_per_row_and_rows_stay_apart(tiny_model, tokenizer):
+    """The layout for models without row attention: one packed sequence per batch row, padded
+    to the longest; each row's logits are those of that row run alone, and the first label of
+    every row is masked."""
+    import torch
+
+    from finetune.batches import PackedBatchCollator
+    from finetune.row_attention import restore_sdpa
+
+    model, _, items = _packed_items(tiny_model, tokenizer)
+    restore_sdpa(model)
+    batch = PackedBatchCollator(tokenizer.pad_token_id)(items)
     width = max(len(item["input_ids"]) for item in items)
     assert batch["input_ids"].shape == (2, width) and "attention_mask" not in batch
     with torch.no_grad():
@@ -535,15 +555,61 @@ def test_packed_batch_keeps_one_sequence_per_row_and_rows_stay_apart(tiny_model,
                 start += n
 
 
+def test_flat_step_with_row_attention_keeps_rows_apart(tiny_model, tokenizer):
+    """The CPU layout: the step's rows end to end with no padding, attention within each row
+    (row attention); each row's logits are those of that row run alone."""
+    import torch
+
+    from finetune.batches import FlatBatchCollator
+    from finetune.row_attention import NAME
+
+    model, trainer, items = _packed_items(tiny_model, tokenizer)
+    assert isinstance(trainer.data_collator, FlatBatchCollator)
+    assert model.config._attn_implementation == NAME
+    batch = trainer.data_collator(items)
+    rows = list(_rows(items))
+    assert batch["input_ids"].shape == (1, sum(len(r) for r in rows))  # no padding at all
+    assert batch["cu_seq_lens_q"].tolist() == [0, *torch.tensor([len(r) for r in rows]).cumsum(0)]
+    with torch.no_grad():
+        together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+        start = 0
+        for ids in rows:
+            assert int(batch["labels"][0, start]) == -100
+            alone = model(input_ids=torch.tensor([ids])).logits[0]
+            assert torch.allclose(together[start : start + len(ids)], alone, atol=1e-4)
+            start += len(ids)
+
+
+def test_row_attention_without_offsets_is_plain_sdpa(tiny_model, tokenizer):
+    """A model left on row attention generates as on SDPA: batched, left-padded prompts."""
+    import torch
+
+    from finetune.row_attention import restore_sdpa, use_row_attention
+    from finetune.trainer import load_model
+
+    model = load_model(str(tiny_model), quick("full-ft")).eval()
+    texts = ["Hi", "Where is my parcel now?"]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
+    assert int(batch["attention_mask"].sum()) < batch["attention_mask"].numel()
+    with torch.no_grad():
+        plain = model(**batch).logits
+        use_row_attention(model)
+        rows = model(**batch).logits
+        restore_sdpa(model)
+    assert model.config._attn_implementation == "sdpa"
+    assert torch.allclose(plain, rows, atol=1e-5)
+
+
 def test_packed_and_padded_rows_layouts_train_identically(tiny_model, tokenizer, tmp_path):
-    """The benchmark's two layouts (same rows per step; packed vs each row padded to
-    max_length) give the same losses: packing changes the time, not the training."""
+    """The benchmark's two layouts (same rows per step; packed and flattened vs each row padded
+    to max_length) give the same losses: packing changes the time, not the training."""
     task = make_task(n_train=20)
     stats = {}
     for layout in ("packed", "padded-rows"):
         config = quick("lora", max_length=128, batch_size=2, max_steps=3, val_fraction=0.2)
         result, _ = train(tiny_model, tokenizer, task, config, tmp_path / layout, layout=layout)
         stats[layout] = result.stats["training"]
+        assert result.model.config._attn_implementation == "sdpa"  # as loaded, for inference
     packed, padded = stats["packed"], stats["padded-rows"]
     assert packed["train_tokens"] == padded["train_tokens"] > 0
     for key in ("first_train_loss", "final_train_loss", "best_val_loss"):
