@@ -79,6 +79,7 @@ def task_stats(task, tokenizer, fmt, n_eval: int, max_new_tokens: int) -> TaskSt
     # A shown example also carries its two turns' template tokens (about 10 with ChatML).
     turn_overhead = 10 if fmt.chat else 6
     train = count([fmt.build([], r.messages).text + r.output + fmt.answer_end for r in task.train])
+    train_prompts = [fmt.build([], r.messages).text for r in task.train]
     labels = count([label + fmt.answer_end for label in task.labels])
     return TaskStats(
         name=task.name,
@@ -93,7 +94,22 @@ def task_stats(task, tokenizer, fmt, n_eval: int, max_new_tokens: int) -> TaskSt
         train_tokens=sum(train),
         corpus_tokens=_corpus_tokens(task, tokenizer),
         max_new_tokens=max_new_tokens,
+        shared_prefix_tokens=_shared_prefix(train_prompts, tokenizer),
     )
+
+
+def _shared_prefix(prompts: list[str], tokenizer) -> int:
+    """Tokens that open every prompt, as the trainer shares them (each row keeps one)."""
+    from finetune.batches import MIN_SHARED_PREFIX
+
+    if len(prompts) < 2:
+        return 0
+    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    first, limit = ids[0], min(len(i) for i in ids) - 1
+    shared = 0
+    while shared < limit and all(i[shared] == first[shared] for i in ids):
+        shared += 1
+    return shared if shared >= MIN_SHARED_PREFIX else 0
 
 
 def _corpus_tokens(task, tokenizer) -> int:

@@ -67,21 +67,44 @@ class PackedBatchCollator:
         return {"input_ids": input_ids, "labels": labels, "position_ids": positions}
 
 
+# A shorter common opening is not worth a separate attention call per layer.
+MIN_SHARED_PREFIX = 8
+
+
 @dataclass
 class FlatBatchCollator:
     """Every row of the step's packed sequences end to end in one sequence, no padding, with the
     rows' offsets (`cu_seq_lens_q/k`, as flash attention's varlen kernel takes them) and the
-    longest row (`max_length_q/k`) for attention that stays within each row."""
+    longest row (`max_length_q/k`) for attention that stays within each row.
+
+    With `share_prefix`, the prompt tokens that open every row of the step (a chat template's
+    system turn, the instruction and label list) appear once, at the start, as
+    `shared_prefix_len` tokens that every row attends to, and each row keeps only the rest. The
+    prefix's hidden states are the same in every row (causal attention, same positions) and
+    carry no loss, so the loss and gradients are those of the rows laid out whole.
+    """
+
+    share_prefix: bool = True
 
     def __call__(self, examples: list[dict]) -> dict:
         import torch
 
-        rows = [row for example in examples for row in _rows_of(example) if row[0]]
-        ids = [t for row_ids, _ in rows for t in row_ids]
-        labels = [t for _, row_labels in rows for t in _first_label_masked(row_labels)]
-        positions = [p for row_ids, _ in rows for p in range(len(row_ids))]
-        lengths = [len(row_ids) for row_ids, _ in rows]
-        offsets = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+        rows = [
+            (ids, _first_label_masked(labels))
+            for example in examples
+            for ids, labels in _rows_of(example)
+            if ids
+        ]
+        shared = _shared_prompt_prefix(rows) if self.share_prefix else 0
+        ids = list(rows[0][0][:shared])
+        labels = [-100] * shared
+        positions = list(range(shared))
+        for row_ids, row_labels in rows:
+            ids += row_ids[shared:]
+            labels += row_labels[shared:]
+            positions += range(shared, len(row_ids))
+        lengths = [len(row_ids) - shared for row_ids, _ in rows]
+        offsets = torch.tensor([shared, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
         longest = max(lengths)
         return {
             "input_ids": torch.tensor([ids]),
@@ -91,7 +114,26 @@ class FlatBatchCollator:
             "cu_seq_lens_k": offsets,
             "max_length_q": longest,
             "max_length_k": longest,
+            "shared_prefix_len": shared,
         }
+
+
+def _shared_prompt_prefix(rows: list[tuple[list[int], list[int]]]) -> int:
+    """Tokens that open every row, up to the token before each row's first labelled token (so
+    every row keeps at least one prompt token and all of its loss); 0 when fewer than
+    MIN_SHARED_PREFIX or a single row."""
+    if len(rows) < 2:
+        return 0
+    first = rows[0][0]
+    limit = min(
+        next((k for k, label in enumerate(labels) if label != -100), len(labels)) - 1
+        for _, labels in rows
+    )
+    limit = min(limit, *(len(ids) - 1 for ids, _ in rows))
+    shared = 0
+    while shared < limit and all(ids[shared] == first[shared] for ids, _ in rows):
+        shared += 1
+    return shared if shared >= MIN_SHARED_PREFIX else 0
 
 
 @dataclass

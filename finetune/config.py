@@ -37,6 +37,9 @@ class FinetuneConfig:
     max_length: int = 256  # tokens per packed sequence; longer rows are truncated (and counted)
     packing: bool = True  # best-fit-decreasing packing; False pads each batch to its longest row
     pad_to_multiple_of: int | None = None  # with packing off, 256 pads every row to 256 tokens
+    # On a CPU, prompt tokens that open every row of a step (system turn, instruction) run once
+    # per step instead of once per row; the loss and gradients are the same (README, "Fine-tuning").
+    share_prefix: bool = True
     warmup: float = 0.1  # fraction of the steps spent warming up the learning rate
     weight_decay: float = 0.0
     seed: int | None = None  # None: the run's --seed
@@ -78,7 +81,14 @@ class FinetuneConfig:
 
     def fingerprint_fields(self) -> dict:
         """The settings that change what training produces (used to match checkpoints)."""
-        skip = {"merge", "resume", "keep_checkpoints", "allow_leakage", "forgetting_probe"}
+        skip = {
+            "merge",
+            "resume",
+            "keep_checkpoints",
+            "allow_leakage",
+            "forgetting_probe",
+            "share_prefix",  # how a step is computed, not what it computes
+        }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 

@@ -23,33 +23,52 @@ NAME = "adaptwise_row_sdpa"
 
 
 def row_attention(module, query, key, value, attention_mask, **kwargs):
-    """SDPA within each row of a flattened batch (offsets: `cu_seq_lens_q`); else plain SDPA."""
+    """SDPA within each row of a flattened batch (see `FlatBatchCollator`): the rows start at
+    `cu_seq_lens_q` and follow `shared_prefix_len` tokens that every row also attends to.
+    Without row offsets, plain SDPA."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     offsets = kwargs.pop("cu_seq_lens_q", None)
     longest = kwargs.pop("max_length_q", None)
+    shared = int(kwargs.pop("shared_prefix_len", 0) or 0)
     for name in ("cu_seq_lens_k", "max_length_k", "position_ids"):
         kwargs.pop(name, None)
     if offsets is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    total = query.shape[2]
-    lengths = torch.diff(offsets.to(torch.long))
+    device = query.device
+    offsets = offsets.to(device=device, dtype=torch.long)
+    lengths = torch.diff(offsets)
     rows, width = len(lengths), int(longest if longest is not None else lengths.max())
-    row = torch.repeat_interleave(torch.arange(rows, device=query.device), lengths.to(query.device))
-    slot = row * width + (torch.arange(total, device=query.device) - offsets.to(query.device)[row])
+    row = torch.repeat_interleave(torch.arange(rows, device=device), lengths)
+    # Where each of the rows' tokens sits in a (rows x width) grid, right-padded.
+    slot = row * width + (torch.arange(shared, offsets[-1], device=device) - offsets[row])
 
     def to_grid(states):  # (1, heads, tokens, dim) -> (rows, heads, width, dim)
         heads, dim = states.shape[1], states.shape[3]
         grid = states.new_zeros(rows * width, heads, dim)
-        grid = grid.index_copy(0, slot, states[0].transpose(0, 1))
+        grid = grid.index_copy(0, slot, states[0, :, shared:].transpose(0, 1))
         return grid.view(rows, width, heads, dim).transpose(1, 2)
 
-    out, _ = sdpa_attention_forward(
-        module, to_grid(query), to_grid(key), to_grid(value), None, is_causal=True, **kwargs
-    )
+    q, k, v = to_grid(query), to_grid(key), to_grid(value)
+    mask, parts = None, []
+    if shared:
+        prefix = slice(0, shared)
+        out, _ = sdpa_attention_forward(
+            module, query[:, :, prefix], key[:, :, prefix], value[:, :, prefix], None,
+            is_causal=True, **kwargs,
+        )  # fmt: skip
+        parts.append(out[0])
+        k = torch.cat([key[:, :, prefix].expand(rows, -1, -1, -1), k], dim=2)
+        v = torch.cat([value[:, :, prefix].expand(rows, -1, -1, -1), v], dim=2)
+        # Bottom-right causal: query i sees the whole prefix and its row's keys up to i.
+        i = torch.arange(width, device=device)[:, None]
+        j = torch.arange(shared + width, device=device)[None, :]
+        mask = ((j < shared) | (j - shared <= i))[None, None]
+    out, _ = sdpa_attention_forward(module, q, k, v, mask, is_causal=mask is None, **kwargs)
     heads, dim = out.shape[2], out.shape[3]  # out: (rows, width, heads, dim)
-    return out.reshape(rows * width, heads, dim).index_select(0, slot).unsqueeze(0), None
+    parts.append(out.reshape(rows * width, heads, dim).index_select(0, slot))
+    return torch.cat(parts).unsqueeze(0) if shared else parts[0].unsqueeze(0), None
 
 
 def register() -> str:

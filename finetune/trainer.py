@@ -351,7 +351,7 @@ def make_trainer(
     elif config.packing and supports_row_attention(model, config.max_length):
         # One flattened sequence per step, no padding, attention within each row.
         use_row_attention(model)
-        trainer.data_collator = FlatBatchCollator()
+        trainer.data_collator = FlatBatchCollator(share_prefix=config.share_prefix)
     elif config.packing and not _varlen_attention(model):
         # TRL's padding-free collator flattens the batch into one sequence: right for varlen
         # kernels, but SDPA/eager attention then spans the whole step (measured on 2 CPU cores,

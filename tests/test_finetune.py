@@ -555,9 +555,11 @@ def test_packed_batch_keeps_one_sequence_per_row_and_rows_stay_apart(tiny_model,
                 start += n
 
 
-def test_flat_step_with_row_attention_keeps_rows_apart(tiny_model, tokenizer):
+@pytest.mark.parametrize("share_prefix", [False, True])
+def test_flat_step_with_row_attention_keeps_rows_apart(tiny_model, tokenizer, share_prefix):
     """The CPU layout: the step's rows end to end with no padding, attention within each row
-    (row attention); each row's logits are those of that row run alone."""
+    (row attention), the prompt opening they share once at the start when `share_prefix`; each
+    row's logits are those of that row run alone."""
     import torch
 
     from finetune.batches import FlatBatchCollator
@@ -566,18 +568,24 @@ def test_flat_step_with_row_attention_keeps_rows_apart(tiny_model, tokenizer):
     model, trainer, items = _packed_items(tiny_model, tokenizer)
     assert isinstance(trainer.data_collator, FlatBatchCollator)
     assert model.config._attn_implementation == NAME
-    batch = trainer.data_collator(items)
+    batch = FlatBatchCollator(share_prefix=share_prefix)(items)
     rows = list(_rows(items))
-    assert batch["input_ids"].shape == (1, sum(len(r) for r in rows))  # no padding at all
-    assert batch["cu_seq_lens_q"].tolist() == [0, *torch.tensor([len(r) for r in rows]).cumsum(0)]
+    shared = batch["shared_prefix_len"]
+    if share_prefix:  # the rows' system turn and instruction are the same
+        assert shared >= 8 and all(r[:shared] == rows[0][:shared] for r in rows)
+    else:
+        assert shared == 0
+    assert batch["input_ids"].shape == (1, shared + sum(len(r) - shared for r in rows))
     with torch.no_grad():
         together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
-        start = 0
+        start = shared
         for ids in rows:
-            assert int(batch["labels"][0, start]) == -100
             alone = model(input_ids=torch.tensor([ids])).logits[0]
-            assert torch.allclose(together[start : start + len(ids)], alone, atol=1e-4)
-            start += len(ids)
+            assert torch.allclose(together[:shared], alone[:shared], atol=1e-4)
+            end = start + len(ids) - shared
+            assert torch.allclose(together[start:end], alone[shared:], atol=1e-4)
+            assert batch["labels"][0, start].item() == -100  # predicted across rows: no loss
+            start = end
 
 
 def test_row_attention_without_offsets_is_plain_sdpa(tiny_model, tokenizer):
@@ -809,3 +817,21 @@ def test_two_process_data_parallel_training_writes_once_and_agrees(tiny_model, t
     assert not list((out / "lora").glob(".adapter.*"))  # no staging folder left behind
     results = json.loads((out / "results.json").read_text())
     assert results["methods"]["lora"]["n_eval"] == 3
+
+
+def test_shared_prefix_stops_before_any_row_loses_a_label():
+    """Only prompt tokens are shared, each row keeps at least one of them (its first token is
+    predicted across rows, so must carry no loss), and raw-text rows share nothing."""
+    from finetune.batches import MIN_SHARED_PREFIX, FlatBatchCollator
+
+    prompt = list(range(100, 120))
+    a = {"input_ids": prompt + [1, 2], "labels": [-100] * 20 + [1, 2]}
+    b = {"input_ids": prompt + [3], "labels": [-100] * 20 + [3]}
+    batch = FlatBatchCollator()([a, b])
+    assert batch["shared_prefix_len"] == 19  # the same prompts: all but their last token
+    assert batch["input_ids"][0].tolist() == prompt + [1, 2] + [prompt[-1], 3]
+    assert batch["labels"][0].tolist() == [-100] * 20 + [1, 2, -100, 3]
+    raw = {"input_ids": prompt + [4], "labels": prompt + [4]}
+    assert FlatBatchCollator()([a, raw])["shared_prefix_len"] == 0
+    short = {"input_ids": prompt[: MIN_SHARED_PREFIX - 1] + [5], "labels": [-100] * 7 + [5]}
+    assert FlatBatchCollator()([a, short])["shared_prefix_len"] == 0
