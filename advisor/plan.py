@@ -64,8 +64,6 @@ class TaskStats:
     train_tokens: int  # every train row as prompt + completion, summed
     corpus_tokens: int = 0
     max_new_tokens: int = 20
-    # Prompt tokens that open every train row; a CPU step computes them once for all its rows.
-    shared_prefix_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -315,29 +313,16 @@ def training_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunS
     if method == "qlora":
         per_token *= QLORA_SLOWDOWN
     train_share = 1 - settings.ft_val_fraction
-    epoch_tokens = stats.train_tokens * train_share * computed_share(stats, rates, settings)
+    epoch_tokens = stats.train_tokens * train_share
     tokens = epoch_tokens * settings.ft_epochs
     if settings.ft_max_steps:
         tokens = min(tokens, settings.ft_max_steps * settings.ft_batch * settings.ft_max_length)
     epochs_run = tokens / max(epoch_tokens, 1)
-    val_tokens = (
-        stats.train_tokens * settings.ft_val_fraction * computed_share(stats, rates, settings)
-    )
+    val_tokens = stats.train_tokens * settings.ft_val_fraction
     evaluations = math.ceil(settings.ft_evals_per_epoch * epochs_run) if val_tokens else 0
     validate = evaluations * val_tokens * rates.forward_s_per_token
     probe = FORGETTING_TOKENS * rates.forward_s_per_token if settings.ft_forgetting_probe else 0.0
     return rates.load_s + tokens * per_token + validate + probe
-
-
-def computed_share(stats: TaskStats, rates: Rates, settings: RunSettings) -> float:
-    """The share of the rows' tokens a training step computes: on a CPU the prompt opening
-    shared by a step's rows runs once per step (finetune/batches.py), not once per row."""
-    if rates.device != "cpu" or not stats.shared_prefix_tokens or not stats.n_train:
-        return 1.0
-    row = stats.train_tokens / stats.n_train
-    rows_per_step = max(1.0, settings.ft_batch * settings.ft_max_length // max(row, 1))
-    saved = stats.shared_prefix_tokens * (1 - 1 / rows_per_step)
-    return max(0.0, 1 - saved / max(row, 1))
 
 
 def peak_memory(

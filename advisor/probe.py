@@ -3,9 +3,9 @@ and cached per model and machine; and the task's token counts under the model's 
 
 The probe times, on the task's own rows: one forward pass over a batch of real zero-shot
 prompts (seconds per prompt token), a few greedy generation steps for the same batch (seconds
-per step), and one training step (forward, backward, AdamW) on packed sequences of real
-training text as the trainer lays them out (rows of the default max_length, the loss on a
-small share of positions as with completion-only loss), for every weight (full-ft) and for a
+per step), and one training step (forward, backward, AdamW) on the task's first train rows
+as the trainer lays them out (on a CPU: one flattened sequence, the prompt opening the rows
+share computed once, the loss on the completion tokens), for every weight (full-ft) and for a
 LoRA adapter on every linear layer. Each timed call follows a small warm-up call, so
 allocation and kernel selection are not counted.
 torch, transformers and peft are imported here, inside the functions only.
@@ -22,16 +22,17 @@ from pathlib import Path
 from advisor.machine import Machine
 from advisor.plan import Rates, TaskStats
 
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 PROBE_ROWS = 2  # prompts in the forward / generation batch
 DECODE_STEPS = 4
-# The timed training step: 2 packed sequences of the trainer's default max_length. Version 1
-# timed one 64-token sequence with the LM head over every position, and estimated the demo's
-# LoRA training at 4x its measured time (a CPU runs small matrices far less efficiently, and
-# the trainer projects only the completion positions through the vocabulary).
+# The timed training step: about 2 x 256 tokens of the task's rows, laid out as the trainer lays
+# them out (on a CPU: flattened, the shared prompt opening once, the loss on the completions).
+# Version 1 timed one 64-token sequence with the LM head over every position, and estimated the
+# demo's LoRA training at 4x its measured time; version 2 timed 256-token stretches of text,
+# which cannot show what the trainer saves by computing the rows' shared opening once.
 TRAIN_ROWS = 2
 TRAIN_TOKENS = 256
-LOSS_EVERY = 25  # one position in 25 carries loss (completion-only loss on ~75-token rows)
+LOSS_EVERY = 25  # where rows are not used: one position in 25 carries loss (~75-token rows)
 WARMUP_TOKENS = 8
 # Past this many seconds the probe stops measuring and reuses LoRA's step rate for full-ft
 # (on a loaded 2-core machine the whole probe takes 15-25 s; an idle one, a few seconds).
@@ -79,7 +80,6 @@ def task_stats(task, tokenizer, fmt, n_eval: int, max_new_tokens: int) -> TaskSt
     # A shown example also carries its two turns' template tokens (about 10 with ChatML).
     turn_overhead = 10 if fmt.chat else 6
     train = count([fmt.build([], r.messages).text + r.output + fmt.answer_end for r in task.train])
-    train_prompts = [fmt.build([], r.messages).text for r in task.train]
     labels = count([label + fmt.answer_end for label in task.labels])
     return TaskStats(
         name=task.name,
@@ -94,22 +94,7 @@ def task_stats(task, tokenizer, fmt, n_eval: int, max_new_tokens: int) -> TaskSt
         train_tokens=sum(train),
         corpus_tokens=_corpus_tokens(task, tokenizer),
         max_new_tokens=max_new_tokens,
-        shared_prefix_tokens=_shared_prefix(train_prompts, tokenizer),
     )
-
-
-def _shared_prefix(prompts: list[str], tokenizer) -> int:
-    """Tokens that open every prompt, as the trainer shares them (each row keeps one)."""
-    from finetune.batches import MIN_SHARED_PREFIX
-
-    if len(prompts) < 2:
-        return 0
-    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    first, limit = ids[0], min(len(i) for i in ids) - 1
-    shared = 0
-    while shared < limit and all(i[shared] == first[shared] for i in ids):
-        shared += 1
-    return shared if shared >= MIN_SHARED_PREFIX else 0
 
 
 def _corpus_tokens(task, tokenizer) -> int:
@@ -166,26 +151,30 @@ def measure_rates(lm, task, fmt, machine: Machine) -> Rates:
         (generate_s - one_step_s) / (DECODE_STEPS - 1), forward_per_token * len(prompts)
     )
 
-    text = "".join(fmt.build([], r.messages).text + r.output + fmt.answer_end for r in task.train)
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-    rows = max(1, min(TRAIN_ROWS, len(ids) // TRAIN_TOKENS))
-    width = min(TRAIN_TOKENS, len(ids))
-    ids = ids[: rows * width].view(rows, width).to(device)
-    tokens = ids.numel()
     from peft import LoraConfig, get_peft_model
+
+    from finetune.row_attention import restore_sdpa, supports_row_attention, use_row_attention
 
     config = LoraConfig(
         r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
     )
     lora_model = get_peft_model(model, config)
-    train = {"lora": _train_step_seconds(lora_model, ids, device) / tokens}
-    if time.perf_counter() - started < PROBE_DEADLINE_S:
-        full_model = lora_model.unload()  # the plain model again, every weight trainable
-        for param in full_model.parameters():
-            param.requires_grad_(True)
-        train["full-ft"] = _train_step_seconds(full_model, ids, device) / tokens
-    else:
-        train["full-ft"] = train["lora"]
+    flat = supports_row_attention(lora_model, TRAIN_TOKENS)
+    batch, tokens = (_flat_step if flat else _packed_step)(task, tokenizer, fmt)
+    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+    if flat:
+        use_row_attention(lora_model)
+    try:
+        train = {"lora": _train_step_seconds(lora_model, batch) / tokens}
+        if time.perf_counter() - started < PROBE_DEADLINE_S:
+            full_model = lora_model.unload()  # the plain model again, every weight trainable
+            for param in full_model.parameters():
+                param.requires_grad_(True)
+            train["full-ft"] = _train_step_seconds(full_model, batch) / tokens
+        else:
+            train["full-ft"] = train["lora"]
+    finally:
+        restore_sdpa(lora_model)
     return Rates(
         model=lm.name,
         machine=machine.key(),
@@ -200,7 +189,43 @@ def measure_rates(lm, task, fmt, machine: Machine) -> Rates:
     )
 
 
-def _train_step_seconds(model, ids, device) -> float:
+def _flat_step(task, tokenizer, fmt) -> tuple[dict, int]:
+    """A training step as the trainer lays one out on a CPU: the task's first rows (prompt and
+    completion, about TRAIN_ROWS x TRAIN_TOKENS tokens) flattened, the prompt opening they
+    share once, the loss on the completion tokens. Also returns the rows' own token count, the
+    unit the plan multiplies by."""
+    from finetune.batches import FlatBatchCollator
+
+    examples, tokens = [], 0
+    for row in task.train or task.eval:
+        prompt = fmt.build([], row.messages).text
+        ids = tokenizer(prompt + row.output + fmt.answer_end, add_special_tokens=False)
+        ids = ids["input_ids"][:TRAIN_TOKENS]
+        n_prompt = min(len(tokenizer(prompt, add_special_tokens=False)["input_ids"]), len(ids))
+        examples.append({"input_ids": ids, "labels": [-100] * n_prompt + ids[n_prompt:]})
+        tokens += len(ids)
+        if tokens >= TRAIN_ROWS * TRAIN_TOKENS:
+            break
+    return FlatBatchCollator()(examples), tokens
+
+
+def _packed_step(task, tokenizer, fmt) -> tuple[dict, int]:
+    """TRAIN_ROWS sequences of TRAIN_TOKENS tokens of the task's rows end to end, the loss on
+    one position in LOSS_EVERY (the layout where row attention does not apply, e.g. a GPU)."""
+    import torch
+
+    rows = task.train or task.eval
+    text = "".join(fmt.build([], r.messages).text + r.output + fmt.answer_end for r in rows)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    rows = max(1, min(TRAIN_ROWS, len(ids) // TRAIN_TOKENS))
+    width = min(TRAIN_TOKENS, len(ids))
+    ids = ids[: rows * width].view(rows, width)
+    labels = torch.full_like(ids, -100)
+    labels[:, ::LOSS_EVERY] = ids[:, ::LOSS_EVERY]
+    return {"input_ids": ids, "labels": labels}, ids.numel()
+
+
+def _train_step_seconds(model, batch: dict) -> float:
     import torch
 
     from finetune.trainer import plain_causal_lm
@@ -209,21 +234,25 @@ def _train_step_seconds(model, ids, device) -> float:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-6)
     base = plain_causal_lm(model)
+    device = batch["input_ids"].device
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
 
-    def step(batch):
+    def step(inputs, labels):
         if base is None:
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = model(**inputs, labels=labels).loss
         else:  # as the trainer computes it: the LM head only where the loss is
-            hidden = base.base_model(input_ids=batch, use_cache=False).last_hidden_state
-            logits = base.get_output_embeddings()(hidden[:, ::LOSS_EVERY]).float()
+            hidden = base.base_model(**inputs, use_cache=False).last_hidden_state[:, :-1]
+            mask = labels[:, 1:] != -100
+            logits = base.get_output_embeddings()(hidden[mask]).float()
             loss = logits.logsumexp(-1).mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step(ids[:1, :WARMUP_TOKENS])
+    warm = batch["input_ids"][:1, :WARMUP_TOKENS]
+    step({"input_ids": warm}, warm)
     # The faster of two steps: one step alone swung by 45% between probes on the 2-core machine.
-    seconds = min(_timed(lambda: step(ids), device) for _ in range(2))
+    seconds = min(_timed(lambda: step(inputs, batch["labels"]), device) for _ in range(2))
     model.eval()
     return seconds
 

@@ -101,24 +101,6 @@ def test_training_time_scales_with_epochs_and_tokens():
     assert two.steps[0].prepare_s == pytest.approx(2 * one, rel=0.1)
 
 
-def test_a_shared_prompt_opening_is_trained_once_per_step_on_a_cpu():
-    """Rows of ~67 tokens, 15 to a 4 x 256 step, 40 of them shared: a step computes the prefix
-    once, so training covers 1 - 40 x (1 - 1/15) / 67 of the rows' tokens; not on a GPU."""
-    from advisor.plan import RunSettings, computed_share
-
-    shared = TaskStats(**{**STATS.__dict__, "shared_prefix_tokens": 40})
-    settings = RunSettings()
-    row = STATS.train_tokens / STATS.n_train
-    expected = 1 - 40 * (1 - 1 / 15) / row
-    assert computed_share(shared, RATES, settings) == pytest.approx(expected)
-    assert computed_share(STATS, RATES, settings) == 1.0
-    gpu = Rates(**{**RATES.__dict__, "device": "gpu"})
-    assert computed_share(shared, gpu, settings) == 1.0
-    plain = build_plan(["lora"], STATS, SHAPE, BIG, rates=RATES).steps[0].prepare_s
-    less = build_plan(["lora"], shared, SHAPE, BIG, rates=RATES).steps[0].prepare_s
-    assert less < plain * (expected + 0.05)
-
-
 def test_fit_marking_and_the_change_that_makes_it_fit():
     small = Machine(cpus=2, ram_gb=3.0)
     plan = build_plan(LADDER, STATS, SHAPE, small, rates=RATES)
@@ -240,25 +222,3 @@ def test_probe_and_plan_on_the_real_model(tmp_path, monkeypatch):
     assert all(s.total_s and s.total_s > 0 for s in plan.steps)
     again = make_plan(task, limit=4, machine=machine, log=lambda m: None)
     assert again.probe_cached and again.rates == rates
-
-
-def test_task_stats_find_the_prompt_opening_every_train_row_shares():
-    from transformers import AutoTokenizer
-
-    from advisor.probe import task_stats
-    from experiments.models import resolve_checkpoint
-    from experiments.prompts import PromptFormat, system_text
-    from experiments.task import load_task
-
-    task = load_task(ROOT / "demo/support-intents/task.yaml")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(None, progress=print)[0])
-    fmt = PromptFormat(tokenizer, system_text(task))
-    stats = task_stats(task, tokenizer, fmt, n_eval=4, max_new_tokens=20)
-    opening = tokenizer(fmt.build([], task.train[0].messages).text)["input_ids"]
-    # The system turn with the instruction and label list, then "<|im_start|>user\n".
-    assert 30 <= stats.shared_prefix_tokens < len(opening)
-    assert all(
-        tokenizer(fmt.build([], r.messages).text)["input_ids"][: stats.shared_prefix_tokens]
-        == opening[: stats.shared_prefix_tokens]
-        for r in task.train
-    )
