@@ -143,8 +143,15 @@ def _coerce(key: str, value):
             return None
         if isinstance(default, bool):
             if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
+                word = value.strip().lower()
+                if word in ("1", "true", "yes", "on"):
+                    return True
+                if word in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if isinstance(value, bool | int) and value in (0, 1):
+                return bool(value)
+            raise TypeError
         if key == "learning_rate" or isinstance(default, float):
             return float(value)
         if isinstance(default, int) or key in ("seed", "pad_to_multiple_of"):

@@ -153,6 +153,11 @@ def test_settings_merge_task_file_method_section_and_command_line():
         build_config("lora", {"val_fraction": 0.9}, {}, seed=0)
     with pytest.raises(TaskError, match="not a valid value"):
         build_config("lora", {"batch_size": "many"}, {}, seed=0)
+    switches = build_config("lora", {"merge": "yes", "share_prefix": False}, {}, seed=0)
+    assert switches.merge is True and switches.share_prefix is False
+    for bad in ("maybe", 2):  # a typo must not silently mean "off"
+        with pytest.raises(TaskError, match="share_prefix: .* is not a valid value"):
+            build_config("lora", {}, {"share_prefix": bad}, seed=0)
 
 
 # --- masking -----------------------------------------------------------------------------------
