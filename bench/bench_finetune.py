@@ -13,7 +13,7 @@ Each method of part 2 trains in a fresh process, so one's memory does not inflat
 process-RSS peak.
 
 Run: python bench/bench_finetune.py [--rows N] [--steps 4] [--part 1|2|all] [--repeats 2]
-(about 20 minutes on 2 cores: the padded runs process every row at 206 tokens).
+(about 20 minutes on 2 cores: the padded runs process every row at 256 tokens).
 """
 
 from __future__ import annotations

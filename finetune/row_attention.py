@@ -92,7 +92,7 @@ def supports_row_attention(model, max_length: int) -> bool:
 
     if torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()):
         return False
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _unwrapped(model)
     config = base.config
     if config.get_text_config() is not config or not getattr(
         base, "_supports_attention_backend", False
@@ -107,12 +107,16 @@ def supports_row_attention(model, max_length: int) -> bool:
 
 
 def use_row_attention(model) -> None:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.set_attn_implementation(register())
+    _unwrapped(model).set_attn_implementation(register())
 
 
 def restore_sdpa(model) -> None:
     """Back to plain SDPA, as the model was loaded (after training, before inference)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _unwrapped(model)
     if getattr(base.config, "_attn_implementation", None) == NAME:
         base.set_attn_implementation("sdpa")
+
+
+def _unwrapped(model):
+    """The transformers model under a PEFT wrapper (the model itself otherwise)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
