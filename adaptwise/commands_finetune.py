@@ -49,7 +49,7 @@ def register(subparsers, add_run_options) -> None:
     chat.set_defaults(handler=cmd_chat)
 
 
-def parse_settings(items: list[str]) -> dict:
+def parse_settings(items: list[str], flag: str = "--set") -> dict:
     """`["rank=8", "merge=true"]` -> `{"rank": "8", "merge": "true"}` (typed by the config)."""
     from experiments.errors import AdaptwiseError
 
@@ -57,7 +57,7 @@ def parse_settings(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise AdaptwiseError(f"--set {item!r}: expected KEY=VALUE, e.g. --set rank=8")
+            raise AdaptwiseError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} rank=8")
         out[key.strip()] = None if value.strip().lower() in ("none", "null") else value.strip()
     return out
 

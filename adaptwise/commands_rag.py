@@ -87,6 +87,14 @@ def cmd_index(args) -> int:
         f"  {stats.n_docs} documents, {stats.n_chunks} chunks, {kind} index, "
         f"{stats.size_bytes / 1e6:.2f} MB"
     )
+    links = stats.extra.get("skipped_links") or []
+    if links:
+        console.print(
+            f"  skipped {len(links)} link(s) to files outside the corpus folder (e.g. "
+            f"{links[0]}); copy the files into the corpus to index them",
+            markup=False,
+            highlight=False,
+        )
     if stats.built:
         reused = stats.n_chunks - stats.embedded
         console.print(

@@ -110,8 +110,11 @@ JOBS = {"plan": plan_job, "run": run_job, "chat": chat_job}
 
 def main() -> int:
     events = Events()
-    from experiments.errors import AdaptwiseError
+    from experiments.errors import AdaptwiseError, describe_os_error
+    from experiments.quiet import quiet_libraries
 
+    quiet_libraries()
+    debug = os.environ.get("ADAPTWISE_DEBUG", "") not in ("", "0")
     request = json.loads(sys.stdin.readline())
     try:
         JOBS[request["job"]](request, events)
@@ -121,6 +124,17 @@ def main() -> int:
     except AdaptwiseError as exc:
         events.emit("error", message=str(exc))
         return 2
+    except OSError as exc:
+        events.emit("error", message=describe_os_error(exc))
+        return 2
+    except Exception as exc:  # one line for the UI; the traceback on stderr only when asked
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        events.emit("error", message=f"unexpected {type(exc).__name__}: {first}")
+        return 1
     return 0
 
 

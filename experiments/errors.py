@@ -11,3 +11,47 @@ class TaskError(AdaptwiseError):
 
 class SetupError(AdaptwiseError):
     """Something missing from the installation."""
+
+
+class OutOfMemory(AdaptwiseError):
+    """A method ran out of memory (GPU or host); the run records it and goes on."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file operation: the path, what happened, what to do."""
+    import errno
+
+    path = exc.filename or ""
+    if exc.filename2:
+        path = f"{path} -> {exc.filename2}"
+    what = exc.strerror or str(exc) or type(exc).__name__
+    hints = {
+        errno.ENOSPC: "free some disk space and rerun (finished results are kept)",
+        errno.EDQUOT: "free some space under your quota and rerun (finished results are kept)",
+        errno.EROFS: "the file system is read-only; choose a writable folder (e.g. --out)",
+        errno.EACCES: "choose a folder you may write to (e.g. --out) or change its permissions",
+        errno.EPERM: "choose a folder you may write to (e.g. --out) or change its permissions",
+        errno.EEXIST: "choose another path",
+        errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+        errno.EISDIR: "it is a folder; name a file",
+        errno.ENOENT: "check the path",
+        errno.ENAMETOOLONG: "choose a shorter path",
+    }
+    hint = hints.get(exc.errno, "check the path and rerun")
+    return f"{path}: {what}; {hint}" if path else f"{what}; {hint}"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError, the CPU allocator's failure, or Python's MemoryError."""
+    if isinstance(exc, MemoryError | OutOfMemory):
+        return True
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    if isinstance(exc, RuntimeError):
+        text = str(exc)
+        return (
+            "out of memory" in text.lower()
+            or "DefaultCPUAllocator: can't allocate memory" in text
+            or "not enough memory" in text
+        )
+    return False

@@ -76,11 +76,20 @@ def run_learning_curve(
 ) -> dict:
     """Run every point (resuming finished ones), then store the `learning_curve` record with the
     verdicts in results.json and plot it next to it."""
-    from experiments.runner import SilentProgress, _options_record, eval_fingerprint, run_task
+    from experiments.outputs import claim
+    from experiments.runner import (
+        SilentProgress,
+        _options_record,
+        claim_run_folder,
+        eval_fingerprint,
+        run_task,
+    )
     from experiments.stored import ensure_results, finished_methods, metric_interval, store_sections
 
     progress = progress or SilentProgress()
     out_dir = Path(out_dir)
+    claim_run_folder(out_dir, task)
+    claim(out_dir, "run", ["curve", PNG_NAME])
     rows = task.eval[: options.limit] if options.limit else task.eval
     fingerprint = eval_fingerprint(rows)
     record_opts = _options_record(options)

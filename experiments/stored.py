@@ -19,6 +19,7 @@ MATCHED_OPTIONS = (
     "calibrate",
     "max_new_tokens",
     "trust_remote_code",
+    "precision",
 )
 
 
@@ -81,9 +82,10 @@ def store_sections(out_dir: Path, sections: dict) -> None:
 def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
     """An empty results.json (no methods yet) so that sections can be stored before any method
     ran in `out_dir` (a ladder whose first rung is skipped, a curve without the full-data point)."""
-    from experiments.runner import RESULTS_VERSION, eval_fingerprint, task_record
+    from experiments.runner import RESULTS_VERSION, claim_run_folder, eval_fingerprint, task_record
 
     out_dir = Path(out_dir)
+    claim_run_folder(out_dir, task)
     old = read_results(out_dir)
     fingerprint = eval_fingerprint(rows)
     if old and old.get("task", {}).get("eval_fingerprint") == fingerprint:

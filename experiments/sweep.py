@@ -107,6 +107,11 @@ def run_sweep(
     check_grid(task, method, trials, cli_settings, options.seed)
     train_only = replace(task, eval=[])  # trials never see the eval set
     train_trial = train_trial or _trainer(train_only, options, progress)
+    from experiments.outputs import claim
+    from experiments.runner import claim_run_folder
+
+    claim_run_folder(Path(out_dir), task)
+    claim(Path(out_dir), "run", ["sweep"])
     sweep_dir = Path(out_dir) / "sweep"
     record_opts = _options_record(options)
     base_key = {

@@ -35,8 +35,8 @@ def load_corpus(path: Path | None, max_document_mb: float | None = None) -> list
     """All non-empty documents of the corpus, in a stable order (file name, or JSONL order).
 
     Args:
-        path: a folder of .txt/.md files (ids are the file names without suffix) or a JSONL
-            file of {"id", "text"} objects.
+        path: a folder of .txt/.md files (ids are the file names without suffix; links to
+            files outside the folder are skipped) or a JSONL file of {"id", "text"} objects.
         max_document_mb: refuse larger documents (default: 200 MB, and never more than
             1/8 of the memory available now).
     """
@@ -80,10 +80,24 @@ def _too_large(where: str, size: int, limit: int) -> TaskError:
     )
 
 
+def links_outside(folder: Path) -> list[Path]:
+    """The corpus files that are symbolic links to something outside the corpus folder: they
+    are not read (nothing outside the folders the user named is), and `index` says so."""
+    root = folder.resolve()
+    return [
+        file
+        for file in sorted(folder.iterdir())
+        if file.is_symlink()
+        and file.suffix.lower() in SUFFIXES
+        and root not in file.resolve().parents
+    ]
+
+
 def _load_folder(folder: Path, limit: int) -> list[Document]:
     docs = []
+    outside = set(links_outside(folder))
     for file in sorted(folder.iterdir()):
-        if file.suffix.lower() not in SUFFIXES or file.name.startswith("."):
+        if file.suffix.lower() not in SUFFIXES or file.name.startswith(".") or file in outside:
             continue
         try:
             size = file.stat().st_size

@@ -10,16 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from experiments.atomic import write_text_atomic
+from experiments.atomic import write_bytes_atomic, write_text_atomic
 from experiments.errors import AdaptwiseError
+from experiments.outputs import plain_name
 
 EMBED_BATCH = 256  # texts per progress step
 
@@ -37,7 +36,10 @@ class EmbeddingCache:
             return {}
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            vectors = np.load(self.folder / meta["vectors"], allow_pickle=False)
+            name = plain_name(meta["vectors"], f"{self.safe_name}-", ".npy")
+            if name is None:
+                raise ValueError(f"vectors file {meta['vectors']!r} is not a plain file name")
+            vectors = np.load(self.folder / name, allow_pickle=False)
             keys = meta["keys"]
             if meta.get("model") != self.model_name or len(keys) != len(vectors):
                 raise ValueError("keys and vectors disagree")
@@ -104,19 +106,7 @@ class EmbeddingCache:
 
     def _current_file(self) -> str | None:
         try:
-            return json.loads(self.meta_path.read_text(encoding="utf-8")).get("vectors")
+            name = json.loads(self.meta_path.read_text(encoding="utf-8")).get("vectors")
+            return plain_name(name, f"{self.safe_name}-", ".npy")
         except (OSError, ValueError, AttributeError):
             return None
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

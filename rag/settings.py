@@ -69,7 +69,7 @@ def index_location(task: Task, settings: RagSettings, override: Path | None = No
         return Path(override)
     env = os.environ.get(INDEX_DIR_ENV)
     if env:
-        return Path(env) / task.name
+        return Path(env) / task.folder_name
     if settings.index_dir:
         return task.path.parent / settings.index_dir
     return task.path.parent / ".adaptwise" / "index"

@@ -19,17 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.atomic import write_text_atomic
+from experiments.atomic import write_bytes_atomic, write_text_atomic
 from experiments.errors import AdaptwiseError
+from experiments.outputs import MANIFEST, claim, manifest_text, plain_name, read_manifest
 from experiments.task import Task
 from rag import index as faiss_index
 from rag.chunking import Chunk, make_splitter, split_corpus
-from rag.corpus import check_context_ids, load_corpus
-from rag.embed_cache import EmbeddingCache, write_bytes_atomic
+from rag.corpus import check_context_ids, links_outside, load_corpus
+from rag.embed_cache import EmbeddingCache
 from rag.settings import RagSettings, index_location, rag_settings
 
 FORMAT_VERSION = 1
 META = "index.json"
+INDEX_COMMAND = "index"
 Progress = Callable[[int, int], None]
 
 
@@ -124,8 +126,11 @@ def open_index(
     started = time.perf_counter()
     settings = settings or rag_settings(task)
     folder = index_location(task, settings, location)
+    if folder.exists() and not folder.is_dir():
+        raise AdaptwiseError(f"{folder}: exists and is not a folder; choose another --index-dir")
     docs = load_corpus(task.corpus, settings.max_document_mb)
     check_context_ids(docs, task.train + task.eval, task.corpus)
+    skipped_links = [str(p) for p in links_outside(task.corpus)] if task.corpus.is_dir() else []
     wanted = {
         "model": embedder.name,
         "chunk_tokens": settings.chunk_tokens,
@@ -142,16 +147,18 @@ def open_index(
         )
     if meta is not None and all(meta.get(key) == value for key, value in wanted.items()):
         index = _load_faiss(folder, meta)
-        chunks = [Chunk(**c) for c in meta["chunks"]]
+        chunks = _chunks(folder, meta)
         stats = BuildStats(
             n_docs=len(docs),
             n_chunks=len(chunks),
             size_bytes=(folder / meta["faiss_file"]).stat().st_size,
             total_s=time.perf_counter() - started,
+            extra={"skipped_links": skipped_links},
         )
         return RagIndex(folder, chunks, index, meta["index_info"], embedder), stats
 
-    stats = BuildStats(built=True, n_docs=len(docs))
+    stats = BuildStats(built=True, n_docs=len(docs), extra={"skipped_links": skipped_links})
+    _claim_folder(folder)
     mark = time.perf_counter()
     chunks = split_corpus(
         docs,
@@ -183,6 +190,21 @@ def open_index(
     return RagIndex(folder, chunks, index, info_dict, embedder), stats
 
 
+def _claim_folder(folder: Path) -> None:
+    """Mark the index folder's files as adaptwise's before writing any (experiments/outputs.py).
+    An index folder of an earlier version has no manifest: its index.json, readable as an
+    index's and naming its FAISS file, is adaptwise's own."""
+    old = _read_meta_quietly(folder)
+    if old and read_manifest(folder) is None:
+        owned = [META, old, "embeddings", ".gitignore"]
+        write_text_atomic(folder / MANIFEST, manifest_text(INDEX_COMMAND, owned))
+    ignore = folder / ".gitignore"
+    claim(folder, INDEX_COMMAND, [META, "embeddings"])
+    if not ignore.exists():
+        claim(folder, INDEX_COMMAND, [".gitignore"])
+        write_text_atomic(ignore, "# built by adaptwise index; safe to delete\n*\n")
+
+
 def _read_meta(folder: Path) -> dict | None:
     path = folder / META
     if not path.is_file():
@@ -193,12 +215,31 @@ def _read_meta(folder: Path) -> dict | None:
             raise ValueError(f"format version {meta.get('version')!r}")
         for key in ("model", "chunks", "faiss_file", "faiss_sha256", "index_info"):
             meta[key]  # noqa: B018 - KeyError names the missing field
+        if plain_name(meta["faiss_file"], "index-", ".faiss") is None:
+            raise ValueError(f"faiss_file {meta['faiss_file']!r} is not a plain file name")
+        if not isinstance(meta["chunks"], list) or not all(
+            isinstance(c, dict) for c in meta["chunks"]
+        ):
+            raise ValueError("chunks is not a list of objects")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AdaptwiseError(
             f"{path}: the index metadata is corrupted ({type(exc).__name__}: {exc}); "
             "rebuild it with `adaptwise index TASK.yaml --rebuild`"
         ) from None
     return meta
+
+
+def _chunks(folder: Path, meta: dict) -> list[Chunk]:
+    try:
+        chunks = [Chunk(**c) for c in meta["chunks"]]
+        if not all(isinstance(c.text, str) and isinstance(c.id, str) for c in chunks):
+            raise TypeError("a chunk's id or text is not a string")
+    except TypeError as exc:
+        raise AdaptwiseError(
+            f"{folder / META}: the index metadata is corrupted (chunks: {exc}); rebuild it "
+            "with `adaptwise index TASK.yaml --rebuild`"
+        ) from None
+    return chunks
 
 
 def _load_faiss(folder: Path, meta: dict):
@@ -221,13 +262,10 @@ def _load_faiss(folder: Path, meta: dict):
 def _save(
     folder: Path, wanted: dict, chunks: list[Chunk], data: bytes, info: dict, stats: BuildStats
 ) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    ignore = folder / ".gitignore"
-    if not ignore.exists():
-        write_text_atomic(ignore, "# built by adaptwise index; safe to delete\n*\n")
     digest = hashlib.sha256(data).hexdigest()
     old = _read_meta_quietly(folder)
     faiss_file = f"index-{digest[:16]}.faiss"
+    claim(folder, INDEX_COMMAND, [faiss_file])
     write_bytes_atomic(folder / faiss_file, data)
     meta = {
         "version": FORMAT_VERSION,
@@ -251,6 +289,6 @@ def _save(
 def _read_meta_quietly(folder: Path) -> str | None:
     try:
         name = json.loads((folder / META).read_text(encoding="utf-8")).get("faiss_file")
-        return name if isinstance(name, str) and name.startswith("index-") else None
+        return plain_name(name, "index-", ".faiss")
     except (OSError, ValueError, AttributeError):
         return None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from experiments.data.output import jsonl, write_task_dir
 from experiments.errors import TaskError
+from experiments.outputs import check_replaceable
 from experiments.task import parse_row
 
 FORMATS = ("alpaca", "sharegpt", "openai", "csv", "hf")
@@ -91,6 +92,7 @@ def convert(
     test/validation/eval split; else a seeded `eval_fraction` of the rows.
     """
     source, out = Path(source), Path(out)
+    check_replaceable(out, "data convert", overwrite, [source, eval_source])
     splits = None
     if fmt == "hf" and eval_source is None:
         splits = _hf_splits(source, mapping or {})
@@ -108,7 +110,9 @@ def convert(
         spec["instruction"] = instruction
     spec.update({"train": "train.jsonl", "eval": "eval.jsonl"})
     files = {f"{s}.jsonl": jsonl(records) for s, records in splits.items()}
-    path = write_task_dir(out, spec, files, overwrite=overwrite)
+    path = write_task_dir(
+        out, spec, files, "data convert", overwrite=overwrite, inputs=[source, eval_source]
+    )
     return path, {s: len(r) for s, r in splits.items()}
 
 

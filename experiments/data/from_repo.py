@@ -24,14 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.data import near_duplicates
-from experiments.data.output import check_out, jsonl, write_task_dir
+from experiments.data.output import jsonl, write_task_dir
 from experiments.data.repo_files import collect
+from experiments.data.secrets import redact
 from experiments.data.tokens import Tokenizer, load_tokenizer
 from experiments.errors import TaskError
+from experiments.outputs import check_replaceable
 
 # Room for the chat template and the question around an answer of max_tokens tokens; the
 # task's finetune max_length is set to max_tokens plus this.
 QUESTION_OVERHEAD = 64
+COMMAND = "data from-repo"
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Document:
     path: str
     text: str
     chunks: list[tuple[int, int, str]] = field(default_factory=list)  # (first line, last, text)
+    redacted: int = 0  # secrets replaced in `text`
 
 
 @dataclass
@@ -49,6 +53,7 @@ class FromRepoResult:
     counts: dict[str, int]
     skipped: dict[str, int]
     eval_documents: list[str]
+    redacted: int = 0
 
     def lines(self) -> list[str]:
         """A short account for the terminal."""
@@ -62,6 +67,11 @@ class FromRepoResult:
         if self.skipped:
             parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
             lines.append(f"skipped: {parts}")
+        if self.redacted:
+            lines.append(
+                f"redacted: {self.redacted} secret(s) (private keys, tokens, passwords) "
+                "replaced by [REDACTED]"
+            )
         return lines
 
 
@@ -86,7 +96,7 @@ def build_from_repo(
         raise TaskError(f"--max-tokens {max_tokens}: use at least 32")
     if not 0 < eval_fraction < 1:
         raise TaskError(f"--eval-fraction {eval_fraction}: give a share between 0 and 1")
-    check_out(out, overwrite, protect=[prs] if prs else [])
+    check_replaceable(out, COMMAND, overwrite, inputs=[repo, prs])
     name = name or repo.resolve().name
     date = date or datetime.date.today().isoformat()
     found = collect(repo, max_file_bytes)
@@ -136,7 +146,7 @@ def build_from_repo(
         "raw.jsonl": jsonl(raw),
         "corpus.jsonl": jsonl(corpus),
     }
-    path = write_task_dir(out, spec, files, overwrite=overwrite)
+    path = write_task_dir(out, spec, files, COMMAND, overwrite=overwrite, inputs=[repo, prs])
     counts = {
         "docs": len(found.docs),
         "code": len(found.code),
@@ -146,7 +156,8 @@ def build_from_repo(
         "eval": len(questions["eval"]),
         "raw": len(raw),
     }
-    return FromRepoResult(path, counts, dict(found.skipped), sorted(held))
+    redacted = found.redacted + sum(pr.redacted for pr in pr_docs)
+    return FromRepoResult(path, counts, dict(found.skipped), sorted(held), redacted)
 
 
 def chunk_lines(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[tuple[int, int, str]]:
@@ -245,15 +256,19 @@ def _read_prs(path: Path) -> list[Document]:
         body = pr.get("body") or pr.get("description") or ""
         if body:
             parts.append(f"Description:\n{body}")
-        comments = [
-            c.get("body", "") if isinstance(c, dict) else str(c) for c in pr.get("comments") or []
-        ]
+        comments = pr.get("comments") or []
+        if isinstance(comments, str):  # one comment given as a string, not a list of them
+            comments = [comments]
+        if not isinstance(comments, list):
+            raise TaskError(f"{path}: pull request {i}: comments must be a list (or a string)")
+        comments = [c.get("body", "") if isinstance(c, dict) else str(c) for c in comments]
         if any(comments):
             parts.append("Comments:\n" + "\n".join(f"- {c}" for c in comments if c))
         diff = pr.get("diff") or pr.get("patch") or ""
         if diff:
             parts.append(f"Diff:\n{diff}")
-        docs.append(Document(f"pr-{number}", "pr", f"pr-{number}", "\n".join(parts)))
+        text, redacted = redact("\n".join(parts))
+        docs.append(Document(f"pr-{number}", "pr", f"pr-{number}", text, redacted=redacted))
     return docs
 
 

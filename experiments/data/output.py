@@ -10,11 +10,13 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
-from experiments.errors import TaskError
+from experiments.atomic import set_default_modes
+from experiments.outputs import MANIFEST, check_replaceable, manifest_text
 from experiments.task import Row
 
 
@@ -50,32 +52,28 @@ def rows_jsonl(rows: list[Row]) -> str:
     return jsonl(records)
 
 
-def check_out(out: Path, overwrite: bool, protect: list[Path] = ()) -> None:
-    """Refuse an output folder that holds the user's input, or one not empty (unless told)."""
-    target = out.resolve()
-    for path in protect:
-        resolved = Path(path).resolve()
-        if resolved == target or target in resolved.parents:
-            raise TaskError(
-                f"{out}: this folder holds the input ({path}); choose another --out, the input "
-                "is never edited in place"
-            )
-    if out.exists() and not out.is_dir():
-        raise TaskError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise TaskError(f"{out}: folder exists and is not empty; choose another or --overwrite")
-
-
-def write_task_dir(out: Path, spec: dict, files: dict[str, str], overwrite: bool = False) -> Path:
-    """Write `task.yaml` (from `spec`) and `files` (name -> text) as the folder `out`."""
+def write_task_dir(
+    out: Path,
+    spec: dict,
+    files: dict[str, str],
+    command: str,
+    overwrite: bool = False,
+    inputs: Iterable[Path | str | None] = (),
+) -> Path:
+    """Write `task.yaml` (from `spec`) and `files` (name -> text) as the folder `out`, with the
+    manifest that marks it as written by `command` (experiments/outputs.py)."""
     out = Path(out)
-    check_out(out, overwrite)
+    check_replaceable(out, command, overwrite, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        for name, text in {**files, "task.yaml": dump_spec(spec)}.items():
+        written = {**files, "task.yaml": dump_spec(spec)}
+        entries = {Path(name).parts[0] for name in written}
+        written[MANIFEST] = manifest_text(command, entries)
+        for name, text in written.items():
             (build / name).parent.mkdir(parents=True, exist_ok=True)
             (build / name).write_text(text, encoding="utf-8")
+        set_default_modes(build)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, old / out.name)

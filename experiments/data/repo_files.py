@@ -1,10 +1,11 @@
 """Find a repository's code files and documentation pages, as `data from-repo` uses them.
 
-Skipped, with the reason counted: paths ignored by any .gitignore (nested ones included, via
-pathspec's gitignore rules), hidden files and folders (.git, .venv, caches), vendored folders,
-generated files (lock files, minified bundles, files marked "@generated" or "DO NOT EDIT"),
-files over the size limit, binaries (a NUL byte or not UTF-8), and other file types (data
-such as .jsonl or .csv is not code).
+Skipped, with the reason counted: files that hold credentials (experiments/data/secrets.py;
+secrets left in other files are redacted), paths ignored by any .gitignore (nested ones
+included, via pathspec's gitignore rules), hidden files and folders (.git, .venv, caches),
+vendored folders, generated files (lock files, minified bundles, files marked "@generated" or
+"DO NOT EDIT"), files over the size limit, binaries (a NUL byte or not UTF-8), and other file
+types (data such as .jsonl or .csv is not code).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments.data.secrets import is_secret_file, redact
+
+SECRET_REASON = "secret-bearing (credentials, keys)"
 DOC_SUFFIXES = {".md", ".markdown", ".mdx", ".rst"}
 CODE_SUFFIXES = {
     *".py .pyi .js .jsx .ts .tsx .mjs .go .rs .java .kt .scala .c .h .cc .cpp .hpp .cs .rb "
@@ -60,6 +64,7 @@ class RepoFiles:
     code: list[tuple[str, str]] = field(default_factory=list)  # (relative path, text)
     docs: list[tuple[str, str]] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # reason -> files
+    redacted: int = 0  # secrets replaced by [REDACTED] in the kept files
 
 
 def collect(root: Path, max_bytes: int = 100 * 1024) -> RepoFiles:
@@ -72,7 +77,7 @@ def collect(root: Path, max_bytes: int = 100 * 1024) -> RepoFiles:
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         ignore = here / ".gitignore"
-        if ignore.is_file():
+        if ignore.is_file() and not ignore.is_symlink():
             lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
             specs.append((here, pathspec.GitIgnoreSpec.from_lines(lines)))
         kept_dirs = []
@@ -98,6 +103,8 @@ def collect(root: Path, max_bytes: int = 100 * 1024) -> RepoFiles:
                 found.skipped["generated"] += 1
             else:
                 rel = path.relative_to(root).as_posix()
+                text, n = redact(text, rel)
+                found.redacted += n
                 (found.docs if kind == "doc" else found.code).append((rel, text))
     return found
 
@@ -126,6 +133,8 @@ def _dir_reason(path: Path, name: str, specs) -> str | None:
 
 
 def _classify(path: Path, name: str, specs, max_bytes: int) -> tuple[str, str | None]:
+    if is_secret_file(name):
+        return "", SECRET_REASON
     if name.startswith("."):
         return "", "hidden"
     suffix = path.suffix.lower()

@@ -157,7 +157,7 @@ class RecommendationScreen(Screen):
         from experiments.atomic import write_text_atomic
 
         session = self.app.session
-        path = session.out_root / session.task.name / "answers.yaml"
+        path = session.out_root / session.task.folder_name / "answers.yaml"
         write_text_atomic(path, dump_answers(session.answers))
         self.query_one("#saved", Static).update(
             f"Saved {path}: `adaptwise advise --answers {path}` gives the same advice."

@@ -67,7 +67,7 @@ class RunScreen(Screen):
         for method in self.methods:
             self.show_status(method)
         session = self.app.session
-        session.out_dir = session.out_root / session.task.name
+        session.out_dir = session.out_root / session.task.folder_name
         self.run_methods(
             {
                 "task": str(session.task.path),

@@ -1,0 +1,397 @@
+"""Hostile and careless input, table-driven: each case is the command as a user types it, the exit
+status, the key words of its one line, and proof that nothing outside its output changed (the
+whole tree is hashed before and after).
+
+The cases are the reliability issue's reproductions: the `--overwrite` deletions, a run over
+the user's own files, a crafted index naming a file outside its folder, a task name that climbs
+out of `runs/`, secrets copied out of a repository, links out of a corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from adaptwise.cli import main
+from experiments.outputs import MANIFEST
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CLASSIFY = ROOT / "demo" / "support-intents"
+DEMO_QA = ROOT / "demo" / "helpdesk-qa"
+
+
+def tree_digest(folder: Path, skip: Path | None = None) -> dict[str, str]:
+    """Every file, folder and link under `folder` (outside `skip`) with a hash of its content."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if skip is not None and (path == skip or skip in path.parents):
+            continue
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            out[rel] = "link:" + os.readlink(path)
+        elif path.is_dir():
+            out[rel] = "dir"
+        else:
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """The real CLI entry point in-process, run from `tmp_path` (so `runs/` lands there)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> Outcome:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return Outcome(code, out.out, out.err)
+
+    return run
+
+
+def one_line(outcome: Outcome, *words: str) -> None:
+    assert outcome.code == 2, (outcome.stdout, outcome.stderr)
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("adaptwise: error: "), outcome.stderr
+    assert "Traceback" not in outcome.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+# --- the inputs the cases damage ---------------------------------------------------------------
+
+
+def make_repo(root: Path) -> Path:
+    """A small repository with code, a page, a .git folder and secret-bearing files."""
+    repo = root / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / "src").mkdir()
+    (repo / "README.md").write_text("# Widget\n\nThe widget turns gears.\n")
+    (repo / "src" / "widget.py").write_text(
+        "def turn(gear):\n    return gear + 1\n\n\nDB_PASSWORD = 'hunter2hunter2'\n"
+    )
+    (repo / "src" / "gears.py").write_text("GEARS = [1, 2, 3]\n\n\ndef count():\n    return 3\n")
+    (repo / "credentials.json").write_text(
+        json.dumps({"private_key": PEM, "client_email": "bot@example.com"})
+    )
+    (repo / "secrets.yaml").write_text("api_token: tok_9f8e7d6c5b4a\n")
+    (repo / "settings.ini").write_text("[db]\nhost = localhost\npassword = s3cretPassw0rd\n")
+    (repo / "deploy.sh").write_text(f"#!/bin/sh\nexport GH=ghp_{'a1' * 18}\ncat <<EOF\n{PEM}EOF\n")
+    return repo
+
+
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAuWq0secretkeymaterial\n"
+    "-----END RSA PRIVATE KEY-----\n"
+)
+SECRETS = ("MIIEowIBAAKCAQEA", "hunter2hunter2", "tok_9f8e7d6c5b4a", "s3cretPassw0rd", "a1a1a1a1a1")
+
+
+def copy_demo(demo: Path, root: Path) -> Path:
+    target = root / demo.name
+    shutil.copytree(demo, target, ignore=shutil.ignore_patterns(".adaptwise"))
+    return target / "task.yaml"
+
+
+def alpaca_source(root: Path) -> Path:
+    src = root / "src"
+    src.mkdir()
+    rows = [
+        {"instruction": "Route it.", "input": f"parcel {i} is late", "output": "shipping"}
+        for i in range(10)
+    ]
+    (src / "plain.json").write_text(json.dumps(rows))
+    (src / "notes.txt").write_text("my notes beside the source\n")
+    return src / "plain.json"
+
+
+# --- Data lost: the --overwrite deletions and a run over the user's files -----------------------
+
+
+@dataclass
+class Case:
+    id: str
+    setup: Callable[[Path], list]  # tmp_path -> argv
+    words: tuple[str, ...]
+
+
+DATA_LOST = [
+    Case(
+        "from-repo-out-is-the-repo",
+        lambda t: ["data", "from-repo", make_repo(t), "--out", t / "repo", "--overwrite"],
+        ("holds the input", "repo"),
+    ),
+    Case(
+        "from-repo-out-holds-the-repo",
+        lambda t: ["data", "from-repo", make_repo(t), "--out", t, "--overwrite"],
+        ("holds the input",),
+    ),
+    Case(
+        "fix-out-is-the-corpus",
+        lambda t: [
+            "data",
+            "fix",
+            copy_demo(DEMO_QA, t),
+            "--out",
+            t / "helpdesk-qa" / "corpus",
+            "--overwrite",
+        ],
+        ("holds the input", "corpus"),
+    ),
+    Case(
+        "fix-out-is-a-folder-of-the-users",
+        lambda t: [
+            "data",
+            "fix",
+            copy_demo(DEMO_CLASSIFY, t),
+            "--out",
+            _users_folder(t),
+            "--overwrite",
+        ],
+        ("--overwrite replaces only a folder written by `adaptwise data fix`",),
+    ),
+    Case(
+        "convert-out-is-the-source-folder",
+        lambda t: [
+            "data",
+            "convert",
+            alpaca_source(t),
+            "--from",
+            "alpaca",
+            "--kind",
+            "generation",
+            "--out",
+            t / "src",
+            "--overwrite",
+        ],
+        ("holds the input", "plain.json"),
+    ),
+    Case(
+        "run-over-a-hand-written-report",
+        lambda t: [
+            "run",
+            copy_demo(DEMO_CLASSIFY, t),
+            "--methods",
+            "zero-shot",
+            "--out",
+            _users_report(t),
+        ],
+        ("report.md", "not written by adaptwise"),
+    ),
+    Case(
+        "run-out-holds-the-eval-file",
+        lambda t: ["run", _eval_named_predictions(t), "--methods", "zero-shot", "--out", t / "t"],
+        ("holds the input",),
+    ),
+    Case(
+        "run-out-is-a-file",
+        lambda t: ["run", copy_demo(DEMO_CLASSIFY, t), "--out", _a_file(t)],
+        ("not a folder",),
+    ),
+]
+
+
+def _users_folder(t: Path) -> Path:
+    folder = t / "mine"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("three years of work\n")
+    return folder
+
+
+def _users_report(t: Path) -> Path:
+    folder = t / "out"
+    folder.mkdir()
+    (folder / "report.md").write_text("# My own report\n")
+    return folder
+
+
+def _eval_named_predictions(t: Path) -> Path:
+    task = copy_demo(DEMO_CLASSIFY, t / "x")
+    folder = t / "t"
+    folder.mkdir()
+    shutil.move(task.parent / "eval.jsonl", folder / "predictions.jsonl")
+    task.write_text(task.read_text().replace("eval: eval.jsonl", "eval: ../../t/predictions.jsonl"))
+    return task
+
+
+def _a_file(t: Path) -> Path:
+    (t / "out.txt").write_text("mine\n")
+    return t / "out.txt"
+
+
+@pytest.mark.parametrize("case", DATA_LOST, ids=[c.id for c in DATA_LOST])
+def test_no_command_deletes_or_replaces_what_it_did_not_write(case, cli, tmp_path):
+    argv = case.setup(tmp_path)
+    before = tree_digest(tmp_path)
+    one_line(cli(*argv), *case.words)
+    assert tree_digest(tmp_path) == before
+
+
+def test_overwrite_replaces_a_previous_output_of_the_same_command(cli, tmp_path):
+    source = alpaca_source(tmp_path)
+    out = tmp_path / "task"
+    args = ["data", "convert", source, "--from", "alpaca", "--kind", "generation", "--out", out]
+    assert cli(*args).code == 0
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["command"] == "data convert"
+    assert set(manifest["entries"]) == {"task.yaml", "train.jsonl", "eval.jsonl"}
+    one_line(cli(*args), "not empty", "--overwrite")
+    assert cli(*args, "--overwrite").code == 0
+    # A file of the user's put into the output folder makes it theirs: never cleared.
+    (out / "my-notes.md").write_text("mine\n")
+    before = tree_digest(tmp_path)
+    one_line(cli(*args, "--overwrite"), "my-notes.md", "not written by")
+    assert tree_digest(tmp_path) == before
+    # Another command's output is not this one's to clear.
+    (out / "my-notes.md").unlink()
+    one_line(cli("data", "fix", out / "task.yaml", "--out", out, "--overwrite"), "holds the input")
+
+
+def test_files_are_created_with_the_users_umask(cli, tmp_path):
+    source = alpaca_source(tmp_path)
+    out = tmp_path / "task"
+    old = os.umask(0o022)
+    try:
+        import importlib
+
+        import experiments.atomic
+
+        importlib.reload(experiments.atomic)
+        from experiments.atomic import write_text_atomic
+
+        write_text_atomic(tmp_path / "f.txt", "x")
+        assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+        assert (
+            cli(
+                "data", "convert", source, "--from", "alpaca", "--kind", "generation", "--out", out
+            ).code
+            == 0
+        )
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out / "train.jsonl").stat().st_mode & 0o777 == 0o644
+
+
+# --- Outside the named folders ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory) -> Path:
+    """The demo QA task with its index built once; the cases copy it."""
+    root = tmp_path_factory.mktemp("indexed")
+    task = copy_demo(DEMO_QA, root)
+    assert main(["index", str(task)]) == 0
+    return task.parent
+
+
+@pytest.mark.parametrize(
+    "faiss_file", ["index-/../../../VICTIM.txt", "../VICTIM.txt", "/tmp/VICTIM.txt", "index-x"]
+)
+def test_crafted_index_names_no_file_outside_its_folder(indexed, cli, tmp_path, faiss_file):
+    task_dir = tmp_path / "work" / "helpdesk-qa"
+    shutil.copytree(indexed, task_dir)
+    victim = tmp_path / "VICTIM.txt"
+    victim.write_text("keep me\n")
+    meta_path = task_dir / ".adaptwise" / "index" / "index.json"
+    meta = json.loads(meta_path.read_text())
+    meta["faiss_file"] = faiss_file
+    meta_path.write_text(json.dumps(meta))
+    corpus_doc = next((task_dir / "corpus").iterdir())
+    corpus_doc.write_text(corpus_doc.read_text() + "\nA changed line forces a rebuild.\n")
+    one_line(cli("index", task_dir / "task.yaml"), "index.json", "corrupted", "--rebuild")
+    assert victim.read_text() == "keep me\n"
+    assert cli("index", task_dir / "task.yaml", "--rebuild").code == 0
+    assert victim.read_text() == "keep me\n"
+    meta = json.loads(meta_path.read_text())
+    assert meta["faiss_file"].startswith("index-") and "/" not in meta["faiss_file"]
+
+
+def test_crafted_embedding_cache_names_no_file_outside(indexed, cli, tmp_path):
+    task_dir = tmp_path / "helpdesk-qa"
+    shutil.copytree(indexed, task_dir)
+    cache = next((task_dir / ".adaptwise" / "index" / "embeddings").glob("*.json"))
+    meta = json.loads(cache.read_text())
+    meta["vectors"] = "../../../VICTIM.npy"
+    cache.write_text(json.dumps(meta))
+    (tmp_path / "VICTIM.npy").write_bytes(b"not mine to touch")
+    (task_dir / "corpus" / "new-page.md").write_text("A new page about printers.\n")
+    one_line(cli("index", task_dir / "task.yaml"), "embedding cache is corrupted")
+    assert (tmp_path / "VICTIM.npy").read_bytes() == b"not mine to touch"
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [
+        ("../../escaped_by_name", "escaped_by_name"),
+        ("/etc/cron.d/x", "etc-cron.d-x"),
+        ("a\x00b", "a-b"),
+        ("x" * 300, "x" * 80),
+        ("..", "task"),
+    ],
+)
+def test_task_name_never_leaves_the_folder_it_names(tmp_path, cli, monkeypatch, name, folder):
+    task = copy_demo(DEMO_QA, tmp_path / "in")
+    text = task.read_text().replace("name: helpdesk-qa", f"name: {json.dumps(name)}")
+    task.write_text(text)
+    from experiments.task import load_task
+    from rag.settings import index_location, rag_settings
+
+    loaded = load_task(task)
+    assert loaded.folder_name == folder
+    monkeypatch.setenv("ADAPTWISE_INDEX_DIR", str(tmp_path / "indexes"))
+    assert index_location(loaded, rag_settings(loaded)) == tmp_path / "indexes" / folder
+    before = tree_digest(tmp_path, skip=tmp_path / "indexes")
+    outcome = cli("index", task)
+    assert outcome.code == 0, outcome.stderr
+    assert [p.name for p in (tmp_path / "indexes").iterdir()] == [folder]
+    assert tree_digest(tmp_path, skip=tmp_path / "indexes") == before
+
+
+def test_run_default_folder_is_the_sanitised_name(tmp_path, cli):
+    task = copy_demo(DEMO_CLASSIFY, tmp_path / "in")
+    task.write_text(task.read_text().replace("name: support-intents", "name: ../../escaped"))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "escaped").write_text("a file where the run folder would go\n")
+    # The run refuses before loading any model, and names the sanitised folder.
+    one_line(cli("run", task, "--methods", "zero-shot"), "runs/escaped", "not a folder")
+    assert not (tmp_path.parent / "escaped").exists()
+
+
+def test_from_repo_leaves_secrets_behind(tmp_path, cli):
+    repo = make_repo(tmp_path)
+    outcome = cli("data", "from-repo", repo, "--out", tmp_path / "task", "--eval-fraction", "0.3")
+    assert outcome.code == 0, outcome.stderr
+    assert "secret-bearing" in outcome.stdout and "redacted" in outcome.stdout
+    written = "".join(p.read_text() for p in (tmp_path / "task").iterdir())
+    for secret in SECRETS:
+        assert secret not in written, secret
+    assert "[REDACTED]" in written and "def turn(gear)" in written  # the code itself is kept
+
+
+def test_corpus_links_to_outside_files_are_not_read(tmp_path, cli):
+    task = copy_demo(DEMO_QA, tmp_path / "in")
+    outside = tmp_path / "private.md"
+    outside.write_text("PRIVATE-NOTE-7731 my diary, not part of the corpus\n")
+    (task.parent / "corpus" / "diary.md").symlink_to(outside)
+    outcome = cli("index", task)
+    assert outcome.code == 0, outcome.stderr
+    assert "skipped 1 link" in outcome.stdout and "diary.md" in outcome.stdout
+    meta = json.loads((task.parent / ".adaptwise" / "index" / "index.json").read_text())
+    assert not any("PRIVATE-NOTE-7731" in c["text"] for c in meta["chunks"])
