@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-import warnings
 from pathlib import Path
 
 # Each area's subcommands live in their own module with `register(subparsers, add_run_options)`,
@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     from adaptwise import __version__
 
     parser.add_argument("--version", action="version", version=f"adaptwise {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (also: ADAPTWISE_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
@@ -143,6 +148,13 @@ def _add_run_options(p: argparse.ArgumentParser, limit: int = 0) -> None:
         "calibrated are then reported side by side (costs about 2x per few-shot row)",
     )
     p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        help="weights and compute for scoring, generation and training: auto (default, or the "
+        "task file's precision:) is bf16 on a GPU that has it, fp16 on one that does not, fp32 "
+        "on a CPU",
+    )
+    p.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="allow a hub model's own code to run (off by default)",
@@ -155,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from experiments.errors import AdaptwiseError
+    from experiments.errors import AdaptwiseError, describe_os_error, is_out_of_memory
 
-    # Raised inside transformers when peft or TRL asks about checkpointing; nothing to act on.
-    warnings.filterwarnings(
-        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
-    )
+    debug = args.debug or os.environ.get("ADAPTWISE_DEBUG", "") not in ("", "0")
+    from experiments.quiet import quiet_libraries
+
+    quiet_libraries()
     try:
         if getattr(args, "handler", None):
             return args.handler(args)
@@ -171,11 +183,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "setup":
             return cmd_setup(args)
     except AdaptwiseError as exc:
+        if debug:
+            raise
         print(f"adaptwise: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nadaptwise: interrupted; finished methods' results are kept", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"adaptwise: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the boundary: one line, the traceback only when asked for
+        if debug:
+            raise
+        if is_out_of_memory(exc):
+            print(
+                "adaptwise: error: out of memory; lower --batch-size or --limit, or use a "
+                "smaller --model",
+                file=sys.stderr,
+            )
+            return 2
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(
+            f"adaptwise: error: unexpected {type(exc).__name__}: {first} (rerun with --debug "
+            "to see where, and report it)",
+            file=sys.stderr,
+        )
+        return 1
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -203,6 +239,7 @@ def _options(args):
         max_new_tokens=args.max_new_tokens,
         limit=args.limit or None,
         trust_remote_code=args.trust_remote_code,
+        precision=getattr(args, "precision", None),
     )
 
 
@@ -216,11 +253,15 @@ def _methods(value: str) -> list[str]:
 
 
 def _run_one(task_path: Path, methods: list[str], out: Path | None, options, ui) -> Path:
-    from experiments.runner import run_task
+    from experiments.methods import make_method
+    from experiments.runner import claim_run_folder, run_task
     from experiments.task import load_task
 
     task = load_task(task_path)
-    out = out or Path("runs") / task.name
+    for name in methods:  # an unknown method is one line, before any folder is made
+        make_method(name, {"k": options.k, **options.extra})
+    out = out or Path("runs") / task.folder_name
+    claim_run_folder(out, task)  # refuse a folder of the user's before anything is printed
     scored = min(options.limit or len(task.eval), len(task.eval))
     subset = f" (scoring the first {scored}; --limit 0 for all)" if scored < len(task.eval) else ""
     sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
@@ -237,10 +278,7 @@ def cmd_run(args) -> int:
     options = _options(args)
     from experiments.errors import AdaptwiseError
 
-    try:
-        settings = parse_settings(args.finetune)
-    except AdaptwiseError as exc:
-        raise AdaptwiseError(str(exc).replace("--set", "--finetune")) from None
+    settings = parse_settings(args.finetune, flag="--finetune")
     if settings:
         options.extra["finetune"] = settings
     if args.ladder or args.sweep or args.data_fractions:
@@ -292,8 +330,11 @@ def _cmd_climb(args, options) -> int:
         sweep = parse_sweep(args.sweep)
     task = load_task(args.task)
     target = parse_target(args.target, task.kind) if args.target else None
-    out = args.out or Path("runs") / task.name
+    out = args.out or Path("runs") / task.folder_name
     from adaptwise.progress import RichProgress
+    from experiments.runner import claim_run_folder
+
+    claim_run_folder(out, task)
 
     with RichProgress() as ui:
         ui.log(f"[bold]{task.name}[/] ({task.kind}): results -> {out}")
@@ -309,6 +350,7 @@ def _cmd_climb(args, options) -> int:
                 model=options.model,
                 log=ui.log,
                 finetune_settings=options.extra.get("finetune"),
+                precision=options.precision,
             )
             record = run_ladder(task, plan, out, options, target, budget_s, progress=ui)
         elif sweep:
@@ -417,6 +459,15 @@ def _show_report(out: Path) -> None:
         )
     console = Console()
     console.print(table)
+    for name, failure in (results.get("failed") or {}).items():
+        estimate = failure.get("estimate_gb")
+        about = f" (estimate {estimate:.1f} GB)" if estimate is not None else ""
+        console.print(
+            f"{name}: {failure.get('status', 'failed')}{about}; "
+            f"{failure.get('suggestion') or failure.get('message', '')}",
+            markup=False,
+            highlight=False,
+        )
     console.print(
         f"Written: {out}/results.json, predictions.jsonl, report.md and report.html "
         "(confidence intervals, significance, costs, per-row matrix)\n"

@@ -37,6 +37,24 @@ def register(sub, add_run_options) -> None:
     plan.add_argument(
         "--refresh-probe", action="store_true", help="re-measure the model's speed here"
     )
+    plan.add_argument(
+        "--methods",
+        help="plan these comma-separated methods (as `run --methods`) instead of the advisor's "
+        "ladder",
+    )
+    plan.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        help="as `run --precision` (default: the task file's, else auto: bf16 on a GPU, fp32 "
+        "on a CPU)",
+    )
+    plan.add_argument(
+        "--finetune",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a fine-tuning setting, as `run --finetune` (e.g. batch_size=8)",
+    )
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(handler=cmd_plan)
 
@@ -63,8 +81,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         answers = replace(answers, gpu_memory_gb=args.gpu_gb or None)
     else:
         machine = this_machine()
+    from adaptwise.commands_finetune import parse_settings
     from advisor.planner import make_plan
+    from finetune.config import build_config
 
+    settings = parse_settings(args.finetune, flag="--finetune")
+    build_config("lora", task.settings.get("finetune", {}), settings, 0)  # a bad value: one line
+    methods = None
+    if args.methods:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise AdaptwiseError("--methods is empty; name at least one method")
     log = (lambda message: None) if args.json else _stderr
     plan = make_plan(
         task,
@@ -76,12 +103,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
         machine=machine,
         refresh=args.refresh_probe,
         log=log,
+        finetune_settings=settings,
+        precision=args.precision,
+        methods=methods,
     )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
         _print(plan)
     return 0
+
+
+def _settings_phrase(m: dict) -> str:
+    accumulation = m["gradient_accumulation_steps"]
+    batch = (
+        f"batch {m['micro_batch']} x {accumulation} steps"
+        if accumulation > 1
+        else (f"batch {m['batch']}")
+    )
+    ckpt = "gradient checkpointing" if m["gradient_checkpointing"] else "no checkpointing"
+    return f"{m['precision']}, {batch}, seq {m['seq']}, {ckpt}, {m['optimizer']}"
 
 
 def _stderr(message: str) -> None:
@@ -134,6 +175,18 @@ def _print(plan) -> None:
             cells.append("within" if step.in_budget else "over")
         table.add_row(*cells, style=None if step.fits else "red")
     console.print(table)
+    for step in plan.steps:
+        if step.memory_settings:
+            m = step.memory_settings
+            console.print(
+                f"{step.method} trains with {_settings_phrase(m)} (estimate "
+                f"{m['estimate_gb']:.1f} GB"
+                + (f" of {m['budget_gb']:.1f} GB" if m.get("budget_gb") is not None else "")
+                + ")"
+                + ("; frees the shared model while training" if m.get("shared_base_freed") else ""),
+                markup=False,
+                highlight=False,
+            )
     for step in plan.steps:
         if not step.fits:
             console.print(

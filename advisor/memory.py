@@ -4,7 +4,7 @@ The estimate is the sum of six parts, in bytes:
 
 - weights: every parameter at the precision's width; QLoRA keeps the decoder projections in NF4
   (0.5 byte per parameter plus double-quantised block constants) and the embeddings, lm_head,
-  norms and biases in 16 bits. LoRA adapters are float32 (peft's default).
+  norms and biases at the precision's width. LoRA adapters are float32 (peft's default).
 - gradients: one per trainable parameter, at the trained weights' width (only the largest
   parameter's at a time with the optimizer step fused into the backward pass).
 - optimizer state: per trainable parameter (table below). Paged optimizers (bitsandbytes) keep
@@ -220,8 +220,11 @@ def estimate_setup(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
 
     # Weights.
     if setup.method == "qlora":
-        weights = shape.linear_params * NF4_BYTES + shape.other_params * 2
-        notes.append("NF4 base (double quantisation); embeddings, lm_head and norms in 16 bits")
+        # The non-projection weights stay at the run's width (adaptwise does not upcast them).
+        weights = shape.linear_params * NF4_BYTES + shape.other_params * width
+        notes.append(
+            "NF4 base (double quantisation); embeddings, lm_head and norms at the run's precision"
+        )
     else:
         weights = shape.total_params * width
     adapters = lora_params(shape, setup.lora_r, setup.lora_targets) if setup.uses_lora else 0

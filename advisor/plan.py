@@ -91,7 +91,7 @@ class RunSettings:
 
     k: int = 4
     batch_size: int = 16  # generation batch
-    precision: str = "fp32"  # adaptwise loads and trains models in float32
+    precision: str = "fp32"  # resolved: bf16 | fp16 | fp32 (experiments/precision.py)
     ft_batch: int = 4
     ft_max_length: int = 256
     ft_epochs: float = 1.0
@@ -100,6 +100,14 @@ class RunSettings:
     ft_val_fraction: float = 0.1
     ft_evals_per_epoch: int = 2
     ft_forgetting_probe: bool = True
+    ft_lora_dropout: float = 0.0
+    # The memory settings given in the task file or on the command line (None: the fit
+    # chooses them, as the run does), the fit's mode and its memory override.
+    ft_gradient_checkpointing: bool | None = None
+    ft_accumulation: int | None = None
+    ft_optimizer: str | None = None
+    ft_fit: str = "auto"
+    ft_fit_memory_gb: float | None = None
     rag_k: int = 2
     rag_chunk_tokens: int = 64
     rag_overlap_tokens: int = 8
@@ -117,6 +125,7 @@ class Step:
     peak_memory_gb: float
     fits: bool
     fit_change: str | None = None  # the first change that would make it fit
+    memory_settings: dict | None = None  # fine-tuning: the settings the run will train with
     cumulative_s: float | None = None
     in_budget: bool | None = None  # None: no budget given
     notes: list[str] = field(default_factory=list)
@@ -142,6 +151,7 @@ class Step:
             "peak_memory_gb": round(self.peak_memory_gb, 3),
             "fits": self.fits,
             "fit_change": self.fit_change,
+            "memory_settings": self.memory_settings,
             "in_budget": self.in_budget,
             "notes": self.notes,
         }
@@ -328,21 +338,10 @@ def training_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunS
 def peak_memory(
     method: str, shape, stats: TaskStats, settings: RunSettings, device: str
 ) -> tuple[object, dict]:
-    """The estimator's peak for `method` in the run's settings, and those settings (for
-    suggest_fit). Fine-tuning also holds the run's shared inference copy of the model."""
+    """The estimator's inference peak for a prompting or RAG `method` in the run's settings,
+    and those settings (for suggest_fit). Fine-tuning methods go through `_fit`."""
     from advisor.memory import estimate
 
-    base, _ = _split_k(method, settings.k)
-    tuned = next((p for p in base.split("+") if p in FINETUNING), None)
-    if tuned:
-        memo = {
-            "batch": settings.ft_batch,
-            "seq": settings.ft_max_length,
-            "precision": settings.precision,
-            "lora_r": settings.ft_rank,
-            "device": device,
-        }
-        return estimate(shape, tuned, **memo), memo
     tokens = prompt_tokens(method, stats, settings)
     batch = stats.n_labels if stats.kind == "classification" else settings.batch_size
     seq = tokens + (stats.label_tokens if stats.kind == "classification" else stats.max_new_tokens)
@@ -373,26 +372,38 @@ def build_plan(
 
     settings = settings or RunSettings()
     steps = []
-    shared_gb = shape.total_params * 4 / GB  # the run's inference copy, loaded once
+    width = {"fp32": 4, "bf16": 2, "fp16": 2}[settings.precision]
+    shared_gb = shape.total_params * width / GB  # the run's inference copy, loaded once
     for order, method in enumerate(methods, 1):
-        est, memo = peak_memory(method, shape, stats, settings, machine.device)
         base, _ = _split_k(method, settings.k)
-        tuned = any(p in FINETUNING for p in base.split("+"))
         parts = base.split("+")
+        tuned = next((p for p in parts if p in FINETUNING), "lora" if base == "raft" else None)
         uses_embedder = any(p in EMBEDDING_SELECTORS or p.startswith("rag") for p in parts)
-        extra_gb = (shared_gb if tuned else 0.0) + (
-            EMBEDDER_GB if uses_embedder and machine.device == "cpu" else 0.0
-        )
-        peak = est.total_gb + extra_gb
-        fits = peak <= machine.memory_gb
-        change = None
-        notes = []
-        if not fits:
-            kind = est.setup.method
-            hints = suggest_fit(shape, kind, max(machine.memory_gb - extra_gb, 0.1), **memo)
-            change = hints[0].change if hints else None
+        extra_gb = EMBEDDER_GB if uses_embedder and machine.device == "cpu" else 0.0
+        notes, change, memory_settings = [], None, None
         if tuned:
-            notes.append(f"includes the run's shared {shared_gb:.2f} GB inference copy")
+            choice, release = _fit(tuned, shape, settings, machine, extra_gb, shared_gb)
+            memory_settings = {**choice.to_dict(), "shared_base_freed": release}
+            kept = 0.0 if tuned == "lora" or release else shared_gb
+            peak = choice.estimate_gb + kept + extra_gb
+            fits = choice.fits
+            change = None if fits else choice.suggestion
+            notes.append(f"trains with {choice.describe()}")
+            if tuned == "lora":
+                notes.append("trains its adapter on the run's shared model (one copy)")
+            elif release:
+                notes.append(f"frees the run's shared {shared_gb:.2f} GB copy while it trains")
+            else:
+                notes.append(f"includes the run's shared {shared_gb:.2f} GB inference copy")
+        else:
+            est, memo = peak_memory(method, shape, stats, settings, machine.device)
+            peak = est.total_gb + extra_gb
+            fits = peak <= machine.memory_gb
+            if not fits:
+                hints = suggest_fit(
+                    shape, "inference", max(machine.memory_gb - extra_gb, 0.1), **memo
+                )
+                change = hints[0].change if hints else None
         if machine.device == "cpu" and base == "qlora":
             notes.append("4-bit kernels need CUDA or bitsandbytes' CPU backend")
         step = Step(
@@ -405,6 +416,7 @@ def build_plan(
             peak_memory_gb=peak,
             fits=fits,
             fit_change=change,
+            memory_settings=memory_settings,
             notes=notes,
         )
         steps.append(step)
@@ -419,6 +431,33 @@ def build_plan(
         target=target,
         budget_s=budget_s,
         rates=rates,
+    )
+
+
+def _fit(tuned: str, shape, settings: RunSettings, machine: Machine, extra_gb: float, shared_gb):
+    """The run's fit (advisor/fit.py) for a fine-tuning method on this machine: the same
+    settings, the same budget (the machine's memory, or finetune fit_memory_gb), the same
+    choice of keeping or freeing the shared copy."""
+    from advisor.fit import fit_method
+
+    budget = settings.ft_fit_memory_gb or machine.memory_gb - extra_gb
+    if settings.ft_fit == "off":
+        budget = None
+    return fit_method(
+        shape,
+        budget,
+        shared_gb,
+        shares_base=tuned == "lora",
+        method=tuned,
+        batch=settings.ft_batch,
+        seq=settings.ft_max_length,
+        precision=settings.precision,
+        device=machine.device,
+        gradient_checkpointing=settings.ft_gradient_checkpointing,
+        accumulation=settings.ft_accumulation,
+        optimizer=settings.ft_optimizer,
+        lora_r=settings.ft_rank,
+        lora_dropout=settings.ft_lora_dropout,
     )
 
 

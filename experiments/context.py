@@ -21,6 +21,7 @@ class RunOptions:
     max_new_tokens: int | None = None  # None: 20 for qa, 128 for generation
     limit: int | None = None  # score only the first N eval rows (None or 0: all)
     trust_remote_code: bool = False
+    precision: str | None = None  # auto | bf16 | fp16 | fp32; None: the task file's, else auto
     extra: dict = field(default_factory=dict)  # method-specific options (rag, finetune, ...)
 
 
@@ -50,16 +51,44 @@ class RunContext:
         return 20 if self.task.kind == "qa" else 128
 
     @cached_property
+    def precision(self) -> str:
+        """bf16, fp16 or fp32: the run's --precision, else the task file's, else auto."""
+        from experiments.precision import resolve_precision
+
+        return resolve_precision(self.options.precision or self.task.precision or "auto")
+
+    @cached_property
     def lm(self):
         from experiments.models import load_language_model
 
         return load_language_model(
-            self.options.model, self.options.trust_remote_code, progress=self.log
+            self.options.model,
+            self.options.trust_remote_code,
+            progress=self.log,
+            precision=self.precision,
         )
 
     @property
     def model(self):
+        if self.lm.model is None:  # released while a method trained its own copy
+            from experiments.models import load_weights
+
+            self.log(f"reloading {self.lm.name} for the next method")
+            self.lm.model = load_weights(self.lm, self.options.trust_remote_code, self.precision)
         return self.lm.model
+
+    def release_model(self) -> float:
+        """Free the shared model's weights (a method needs the memory); the next use of
+        `model` loads them again. Returns the bytes freed."""
+        if "lm" not in self.__dict__ or self.lm.model is None:
+            return 0.0
+        from experiments.models import free_memory, model_bytes
+
+        freed = model_bytes(self.lm.model)
+        self.lm.model = None
+        self.__dict__.pop("scorer", None)
+        free_memory()
+        return freed
 
     @property
     def tokenizer(self):

@@ -20,6 +20,10 @@ class ContinuationScorer:
     def __init__(self, model, pad_id: int):
         self.model = model
         self.pad_id = pad_id
+        self._cache_name = _cache_parameter(model)
+
+    def _cache_arg(self, cache) -> dict:
+        return {self._cache_name: cache}
 
     @torch.inference_mode()
     def score(
@@ -35,7 +39,7 @@ class ContinuationScorer:
         if prefix:
             ids = torch.tensor([prefix], device=device)
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            cache, prefix_mask = out.past_key_values, torch.ones_like(ids)
+            cache, prefix_mask = _cache_of(out), torch.ones_like(ids)
 
         # Middles, left-padded so that every row's last real token sits in the last column.
         # The pads sit between prefix and middle; the mask hides them and position ids skip them.
@@ -54,12 +58,12 @@ class ContinuationScorer:
             input_ids=mid_ids,
             attention_mask=mask,
             position_ids=mid_pos,
-            past_key_values=_fork(cache, n_mid),
+            **self._cache_arg(_fork(cache, n_mid)),
             use_cache=True,
             logits_to_keep=1,
         )
         first_logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # [n_mid, V]
-        cache = out.past_key_values
+        cache = _cache_of(out)
 
         # Continuations: every middle row repeated once per continuation, right-padded.
         n_cont, cwidth = len(continuations), max(len(c) for c in continuations)
@@ -82,7 +86,7 @@ class ContinuationScorer:
                 input_ids=cont_ids.repeat(n_mid, 1),
                 attention_mask=mask,
                 position_ids=pos,
-                past_key_values=cache,
+                **self._cache_arg(cache),
                 use_cache=True,
                 logits_to_keep=cwidth,
             )
@@ -104,6 +108,24 @@ class ContinuationScorer:
             logprobs = torch.log_softmax(logits, dim=-1)
             scores.append(float(logprobs.gather(-1, torch.tensor(c, device=device)[:, None]).sum()))
         return np.array(scores)
+
+
+def _cache_parameter(model) -> str:
+    """transformers 5.2x names the KV cache `cache` (and warns on every `past_key_values`);
+    earlier 5.x releases know only `past_key_values`."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        parameters = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _cache_of(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def _fork(cache, repeats: int):

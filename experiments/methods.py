@@ -36,6 +36,10 @@ class Prediction:
 class Method(ABC):
     name: str
     description: str = ""
+    needs_base: bool = True  # whether it uses the run's shared model (QLoRA, full-ft: their own)
+
+    def check(self, ctx: RunContext) -> None:
+        """Validate the method's settings before any model loads (a bad value: one line)."""
 
     def prepare(self, ctx: RunContext) -> None:
         """One-off work before predicting (example pools, indexes, training)."""

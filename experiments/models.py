@@ -26,10 +26,11 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 class LanguageModel:
     """A causal LM with its tokenizer, ready for inference."""
 
-    model: object  # transformers PreTrainedModel
+    model: object  # transformers PreTrainedModel; None while released (RunContext.release_model)
     tokenizer: object
     name: str
     path: Path | None  # a loadable checkpoint folder (for fine-tuning), when there is one
+    source: str = ""  # what the weights load from (checkpoint folder or hub id)
 
     @property
     def device(self):
@@ -107,27 +108,65 @@ def convert_gguf(gguf: Path, name: str, progress=print) -> Path:
 
 
 def load_language_model(
-    spec: str | None = None, trust_remote_code: bool = False, progress=print
+    spec: str | None = None,
+    trust_remote_code: bool = False,
+    progress=print,
+    precision: str = "fp32",
 ) -> LanguageModel:
-    """Load a causal LM for inference on the best available device."""
+    """Load a causal LM for inference on the best available device, its weights in
+    `precision` (bf16, fp16 or fp32; experiments/precision.py)."""
     checkpoint, name = resolve_checkpoint(spec, progress)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            checkpoint, trust_remote_code=trust_remote_code, dtype=torch.float32
-        )
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SetupError(f"could not load model {spec!r}: {first}") from None
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    model.eval()
+        raise SetupError(f"could not load model {spec!r}: {_first_line(exc)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     path = Path(checkpoint) if Path(checkpoint).is_dir() else None
-    return LanguageModel(model=model, tokenizer=tokenizer, name=name, path=path)
+    lm = LanguageModel(model=None, tokenizer=tokenizer, name=name, path=path, source=checkpoint)
+    lm.model = load_weights(lm, trust_remote_code, precision)
+    return lm
+
+
+def load_weights(lm: LanguageModel, trust_remote_code: bool, precision: str):
+    """The model's weights in `precision`, on the GPU when there is one, in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from experiments.precision import torch_dtype
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            lm.source, trust_remote_code=trust_remote_code, dtype=torch_dtype(precision)
+        )
+    except OSError as exc:
+        raise SetupError(f"could not load model {lm.name!r}: {_first_line(exc)}") from None
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    model.eval()
+    return model
+
+
+def model_bytes(model) -> int:
+    """Bytes held by the model's parameters and buffers."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def free_memory() -> None:
+    """Return freed tensors' memory: Python's garbage, then CUDA's cached blocks."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -33,12 +33,15 @@ def write_reports(
     seed: int | None = None,
     resamples: int | None = None,
 ) -> None:
-    """Write report.md and report.html into `out_dir`, each atomically."""
+    """Write report.md and report.html into `out_dir`, each atomically (never over a report
+    adaptwise did not write)."""
     from experiments.analysis import analyse
+    from experiments.outputs import claim
     from experiments.report_html import render_html
     from experiments.stats import RESAMPLES
 
     analysis = analyse(results, records, prices, seed, resamples or RESAMPLES)
+    claim(Path(out_dir), "run", ("report.md", "report.html"))
     write_text_atomic(Path(out_dir) / "report.md", render_report(results, analysis))
     html = render_html(results, analysis, Path(out_dir))
     write_text_atomic(Path(out_dir) / "report.html", html)
@@ -115,6 +118,7 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
         lines += _verdict_section(analysis)
     lines += _retrieval_section(methods)
     lines += _training_section(methods)
+    lines += _memory_section(results)
     lines += ladder_section(results)
     lines += sweep_section(results)
     lines += curve_section(results)
@@ -266,6 +270,26 @@ def verdict_sentences(analysis: dict) -> list[str]:
     v = analysis.get("verdict")
     if v and v.get("text"):
         out.append(f"Advisor (ladder: {', '.join(v['ladder'])}): {v['text']}")
+    out += collapse_sentences(analysis)
+    return out
+
+
+def collapse_sentences(analysis: dict) -> list[str]:
+    """One warning per method whose answers collapsed onto one label (analysis.label_collapse)."""
+    out = []
+    for name, c in (analysis.get("collapse") or {}).items():
+        advice = (
+            "It ran with --calibrate already: check the instruction and the label names, or "
+            "add examples."
+            if analysis.get("calibrated")
+            else "Rerun with `--calibrate` (contextual calibration removes the model's label "
+            "prior) and compare raw and calibrated scores."
+        )
+        out.append(
+            f"Label collapse: {name} answered {c['label']!r} for {c['count']} of {c['n']} rows "
+            f"({c['share']:.0%}; {c['gold_share']:.0%} of the gold labels), so its score mostly "
+            f"measures that one label. {advice}"
+        )
     return out
 
 
@@ -303,6 +327,34 @@ def _retrieval_section(methods: dict) -> list[str]:
         "grounding check.",
     ]
     return lines
+
+
+def _memory_section(results: dict) -> list[str]:
+    from experiments.memory_report import HEAD, memory_rows
+
+    rows = memory_rows(results)
+    if not rows:
+        return []
+    lines = ["", "## Memory", ""]
+    lines.append("| " + " | ".join(HEAD) + " |")
+    lines.append("|" + "|".join(["---"] * len(HEAD)) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    lines.append("")
+    lines.append(
+        "Estimates come from advisor/memory.py for the settings each method ran with; the fit "
+        "chose the settings marked auto (finetune fit: auto). Peak memory is "
+        + (
+            next(iter(results["methods"].values())).get("peak_memory_kind", "n/a")
+            if results.get("methods")
+            else "n/a"
+        )
+        + "."
+    )
+    return lines
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _training_section(methods: dict) -> list[str]:

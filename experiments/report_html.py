@@ -76,6 +76,7 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
     ]
     if not methods:
         parts.append("<p>No method has finished yet.</p>")
+        parts += _memory(results)
         parts += _climb_sections(results, out_dir)
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"
@@ -87,6 +88,7 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
     parts += _significance(analysis)
     parts += _retrieval(methods)
     parts += _training(methods, out_dir)
+    parts += _memory(results)
     parts += _climb_sections(results, out_dir)
     parts += _matrix(analysis)
     parts.append(f"<script>{SCRIPT}</script></body></html>")
@@ -391,6 +393,22 @@ def _training(methods: dict, out_dir: Path | None) -> list[str]:
         out.append("<p>n/a: no forgetting probe was recorded.</p>")
     out.append("</section>")
     return out
+
+
+def _memory(results: dict) -> list[str]:
+    from experiments.memory_report import HEAD, memory_rows
+
+    rows = memory_rows(results)
+    if not rows:
+        return []
+    body = ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+    return [
+        '<section id="memory"><h2>Memory</h2>',
+        _table(HEAD, body, "memory-table"),
+        '<p class="muted">Estimates from the memory estimator for the settings each method ran '
+        "with; a method that ran out of memory is kept here with the first change that would "
+        "make it fit.</p></section>",
+    ]
 
 
 def _loss_image(name: str, training: dict, out_dir: Path | None) -> str | None:

@@ -19,12 +19,16 @@ from experiments import metrics as metric_fns
 from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
 from experiments.costs import parse_prices
+from experiments.errors import OutOfMemory, is_out_of_memory
 from experiments.memory import PeakMemory
 from experiments.methods import Method, Prediction, make_method
+from experiments.outputs import claim, refuse_inputs
 from experiments.report import write_reports
 from experiments.task import Row, Task
 
 RESULTS_VERSION = 1
+RUN_COMMAND = "run"
+RUN_FILES = ("results.json", "predictions.jsonl", "report.md", "report.html")
 
 
 class RunProgress(Protocol):
@@ -68,10 +72,12 @@ def run_task(
         for m in method_names
     ]
     rows = task.eval[: options.limit] if options.limit else task.eval
+    claim_run_folder(out_dir, task)
     ctx = RunContext(task, options, log=progress.log)
     ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
-    out_dir.mkdir(parents=True, exist_ok=True)
     costs = parse_prices(task.settings.get("costs"), f"{task.path}")
+    for method in methods:
+        method.check(ctx)  # a bad setting is one line now, not after the model has loaded
     results, predictions = _previous(out_dir, task, rows)
     results["options"] = _options_record(options)
     if costs:
@@ -79,11 +85,76 @@ def run_task(
     results.update(sections or {})
 
     for method in methods:
-        entry, preds = run_method(ctx, method, rows, progress)
+        try:
+            entry, preds = run_method(ctx, method, rows, progress)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            failure = out_of_memory_record(ctx, method, exc)
+            release_method(ctx, method)
+            progress.log(f"{method.name}: out of memory; {failure['message']} (recorded; going on)")
+            results["methods"].pop(method.name, None)
+            predictions.pop(method.name, None)
+            results.setdefault("failed", {})[method.name] = failure
+            write_outputs(out_dir, results, predictions)
+            continue
+        results.get("failed", {}).pop(method.name, None)
         results["methods"][method.name] = entry
         predictions[method.name] = preds
         write_outputs(out_dir, results, predictions)
     return results
+
+
+def out_of_memory_record(ctx: RunContext, method: Method, exc: BaseException) -> dict:
+    """What results.json keeps of a method that ran out of memory: its estimate and the
+    estimator's first suggestion, as litgpt's resource tables keep their OOM rows."""
+    memory = dict(getattr(method, "memory", {}) or {})
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not isinstance(exc, OutOfMemory):
+        message = f"{type(exc).__name__}: {message[:200]}"
+    return {
+        "status": "out of memory",
+        "description": method.description,
+        "message": message,
+        "precision": ctx.precision if "lm" in ctx.__dict__ else None,
+        "estimate_gb": memory.get("estimate_gb"),
+        "budget_gb": memory.get("budget_gb"),
+        "suggestion": memory.get("suggestion") or _first_suggestion(memory),
+        "memory": memory or None,
+    }
+
+
+def _first_suggestion(memory: dict) -> str | None:
+    if not memory:
+        return None
+    if not memory.get("gradient_checkpointing"):
+        return "turn on gradient checkpointing (finetune gradient_checkpointing: true)"
+    if memory.get("micro_batch", 1) > 1:
+        return "lower the micro-batch (finetune gradient_accumulation_steps)"
+    return "shorten sequences (finetune max_length) or use qlora"
+
+
+def release_method(ctx: RunContext, method: Method) -> None:
+    """Free what a failed method held (its trained model, an adapter on the shared base)."""
+    from experiments.models import free_memory
+
+    release = getattr(method, "release", None) or getattr(
+        getattr(method, "finetune", None), "release", None
+    )
+    if release is not None:
+        try:
+            release(ctx)
+        except Exception:  # noqa: BLE001 - freeing after a failure must not raise a second one
+            ctx.log(f"{method.name}: the shared base could not be restored; reloading it")
+            ctx.lm.model = None
+    free_memory()
+
+
+def claim_run_folder(out_dir: Path, task: Task) -> None:
+    """Refuse a folder that is or holds an input of the task, or whose results.json,
+    predictions.jsonl or reports adaptwise did not write; then mark them as the run's."""
+    refuse_inputs(out_dir, task.inputs)
+    claim(out_dir, RUN_COMMAND, RUN_FILES)
 
 
 def run_method(
@@ -93,7 +164,8 @@ def run_method(
     with PeakMemory() as memory:
         started = time.perf_counter()
         progress.log(f"{ctx.task.name}: preparing {method.name}")
-        ctx.lm  # load the model before timing: it is shared by every method  # noqa: B018
+        # Load the shared model before timing (again, if a method freed it to train).
+        ctx.model if method.needs_base else ctx.lm  # noqa: B018
         loaded = time.perf_counter()
         method.prepare(ctx)
         prepared = time.perf_counter()
@@ -119,6 +191,7 @@ def run_method(
         "latency": clock.summary(),
     }
     entry.update(method.extra_results(ctx, rows, preds))
+    entry.setdefault("precision", ctx.precision)
     return entry, preds
 
 
@@ -238,6 +311,8 @@ def _previous(out_dir: Path, task: Task, rows: list[Row]) -> tuple[dict, dict]:
                 Prediction(rec["id"], rec["prompt"], rec["output"], rec["gold"], 0, 0, extra)
             )
     results["methods"] = {m: v for m, v in results["methods"].items() if m in predictions}
+    if isinstance(old.get("failed"), dict):
+        results["failed"] = old["failed"]
     return results, predictions
 
 

@@ -7,6 +7,7 @@ line when there is one, and what to change; the CLI prints it as one line and ex
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ TASK_KEYS = {
     "eval",
     "corpus",
     "metric",
+    "precision",
     *SECTIONS,
 }
 
@@ -66,10 +68,28 @@ class Task:
     corpus: Path | None = None
     metric: str = ""
     settings: dict = field(default_factory=dict)  # {"rag": {...}, "finetune": {...}} as written
+    files: dict[str, Path] = field(default_factory=dict)  # split -> its JSONL file
+    precision: str = ""  # the task file's precision: auto | bf16 | fp16 | fp32 ("": not set)
 
     @property
     def metrics(self) -> tuple[str, ...]:
         return METRICS[self.kind]
+
+    @property
+    def inputs(self) -> list[Path]:
+        """Every file or folder the task reads; no output folder may be or hold one of them."""
+        paths = [self.path, *self.files.values()]
+        if self.corpus is not None:
+            paths.append(self.corpus)
+        raw_text = (self.settings.get("finetune") or {}).get("raw_text")
+        if isinstance(raw_text, str) and raw_text:
+            paths.append(self.path.parent / raw_text)
+        return paths
+
+    @property
+    def folder_name(self) -> str:
+        """The task's name as one safe folder name (for runs/<name>, an index folder)."""
+        return safe_folder_name(self.name)
 
 
 def read_task_yaml(path: Path) -> dict:
@@ -107,8 +127,9 @@ def load_task(path: str | Path) -> Task:
         raise TaskError(f"{path}: kind {kind!r} is not one of {', '.join(KINDS)}")
 
     base = path.parent
-    train = load_rows(_data_path(base, spec, "train", path))
-    eval_rows = load_rows(_data_path(base, spec, "eval", path))
+    files = {split: _data_path(base, spec, split, path) for split in ("train", "eval")}
+    train = load_rows(files["train"])
+    eval_rows = load_rows(files["eval"])
     if not train:
         raise TaskError(f"{path}: the train file has no rows")
     if not eval_rows:
@@ -137,6 +158,9 @@ def load_task(path: str | Path) -> Task:
     instruction = spec.get("instruction") or ""
     if not isinstance(instruction, str):
         raise TaskError(f"{path}: instruction must be a string")
+    precision = str(spec.get("precision") or "")
+    if precision and precision not in ("auto", "bf16", "fp16", "fp32"):
+        raise TaskError(f"{path}: precision {precision!r} is not one of auto, bf16, fp16, fp32")
     return Task(
         name=str(spec.get("name") or path.stem),
         kind=kind,
@@ -148,7 +172,18 @@ def load_task(path: str | Path) -> Task:
         corpus=corpus,
         metric=metric,
         settings=settings,
+        files=files,
+        precision=precision,
     )
+
+
+def safe_folder_name(name: str, limit: int = 80) -> str:
+    """`name` reduced to letters, digits, `.`, `_` and `-` (other runs become `-`), with no
+    leading dot and at most `limit` characters; "task" when nothing is left. A name read from
+    a file must never climb out of the folder it is put in (`../x`) or break the file system."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    cleaned = re.sub(r"\.{2,}", ".", cleaned)[:limit].strip("-.")
+    return cleaned or "task"
 
 
 def _data_path(base: Path, spec: dict, key: str, task_path: Path) -> Path:

@@ -18,6 +18,18 @@ from dataclasses import dataclass, fields
 from experiments.errors import TaskError
 
 METHODS = ("lora", "qlora", "full-ft")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit")
+CHOICES = {
+    "gradient_checkpointing": ("auto", "true", "false"),
+    "optimizer": ("auto", *OPTIMIZERS),
+    "fit": ("auto", "off"),
+}
+_YES_NO = {"yes": "true", "on": "true", "1": "true", "no": "false", "off": "false", "0": "false"}
+_SYNONYMS = {
+    "gradient_checkpointing": _YES_NO,
+    "optimizer": {"adamw8bit": "adamw-8bit", "adamw_8bit": "adamw-8bit"},
+    "fit": {"false": "off", "no": "off", "0": "off"},
+}
 
 
 @dataclass
@@ -49,6 +61,14 @@ class FinetuneConfig:
     # two per epoch keep the demo's five-method run inside 20 minutes on 2 cores.
     evals_per_epoch: int = 2
     patience: int = 2  # evaluations without a lower validation loss before stopping
+    # Memory (README, "Fine-tuning at scale"). "auto" (and 0 for the accumulation steps): the
+    # fit chooses, before training, the fastest settings the memory estimator says fit the
+    # device's free memory (advisor/fit.py); a value given here is kept as it is.
+    gradient_checkpointing: str = "auto"  # auto | true | false
+    gradient_accumulation_steps: int = 0  # 0: auto; else batch_size / this = the micro-batch
+    optimizer: str = "auto"  # auto | adamw | adamw-8bit | paged-adamw-8bit
+    fit: str = "auto"  # auto: choose settings and skip what cannot fit; off: run as set
+    fit_memory_gb: float | None = None  # the memory the fit may use (None: free memory now)
     # LoRA / QLoRA.
     rank: int = 16
     alpha: int = 32
@@ -79,6 +99,15 @@ class FinetuneConfig:
     def uses_lora(self) -> bool:
         return self.method in ("lora", "qlora")
 
+    def memory_settings(self) -> dict:
+        """The memory settings given (None: the fit chooses), as advisor.fit takes them."""
+        ckpt = None if self.gradient_checkpointing == "auto" else self.gradient_checkpointing
+        return {
+            "gradient_checkpointing": None if ckpt is None else ckpt == "true",
+            "accumulation": self.gradient_accumulation_steps or None,
+            "optimizer": None if self.optimizer == "auto" else self.optimizer,
+        }
+
     def fingerprint_fields(self) -> dict:
         """The settings that change what training produces (used to match checkpoints)."""
         skip = {
@@ -88,6 +117,12 @@ class FinetuneConfig:
             "allow_leakage",
             "forgetting_probe",
             "share_prefix",  # how a step is computed, not what it computes
+            # How memory is spent, not what is computed (up to float rounding); a resumed run
+            # may pick other values when free memory differs.
+            "gradient_checkpointing",
+            "gradient_accumulation_steps",
+            "fit",
+            "fit_memory_gb",
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
@@ -139,8 +174,23 @@ def _coerce(key: str, value):
             if value is None or (isinstance(value, str) and value.strip()):
                 return value
             raise TypeError
-        if key in ("learning_rate", "seed", "pad_to_multiple_of") and value is None:
+        if (
+            key in ("learning_rate", "seed", "pad_to_multiple_of", "fit_memory_gb")
+            and value is None
+        ):
             return None
+        if key in CHOICES:
+            word = str(value).strip().lower()
+            if isinstance(value, bool):
+                word = "true" if value else "false"
+            word = _SYNONYMS[key].get(word, word)
+            if word not in CHOICES[key]:
+                raise TaskError(
+                    f"finetune setting {key}: {value!r} is not one of {', '.join(CHOICES[key])}"
+                )
+            return word
+        if key == "fit_memory_gb":
+            return float(value)
         if isinstance(default, bool):
             if isinstance(value, str):
                 word = value.strip().lower()
@@ -176,6 +226,16 @@ def _validate(c: FinetuneConfig) -> None:
         (c.evals_per_epoch >= 1 and c.patience >= 1, "evals_per_epoch and patience must be >= 1"),
         (0.0 <= c.warmup < 1.0, "warmup must be a fraction in [0, 1)"),
         (0.0 <= c.raft_oracle_fraction <= 1.0, "raft_oracle_fraction must be in [0, 1]"),
+        (
+            c.gradient_accumulation_steps >= 0,
+            "gradient_accumulation_steps must be 0 (auto) or more",
+        ),
+        (
+            c.gradient_accumulation_steps == 0 or c.batch_size % c.gradient_accumulation_steps == 0,
+            f"gradient_accumulation_steps ({c.gradient_accumulation_steps}) must divide "
+            f"batch_size ({c.batch_size})",
+        ),
+        (c.fit_memory_gb is None or c.fit_memory_gb > 0, "fit_memory_gb must be above 0"),
     ]
     for ok, message in checks:
         if not ok:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiments.context import RunContext
-from experiments.errors import AdaptwiseError, SetupError
+from experiments.errors import AdaptwiseError, OutOfMemory, SetupError
 from experiments.methods import RESOLVERS, Method, Prediction, Progress, generate_answers
 from experiments.methods import score_labels as _score_labels
+from experiments.models import model_bytes
+from experiments.outputs import claim
 from experiments.task import Row
 from finetune.config import METHODS, FinetuneConfig, build_config
 
@@ -24,7 +26,12 @@ DESCRIPTIONS = {
 
 
 class FinetuneMethod(Method):
-    """Fine-tune a fresh copy of the run's model in `prepare`, predict with it in `predict`."""
+    """Fine-tune in `prepare`, predict with the trained model in `predict`.
+
+    LoRA trains its adapter on the run's own base model and scores through it; the adapter is
+    removed in `extra_results`, so the next method sees the base exactly as before. QLoRA and
+    full fine-tuning train a copy of their own, with the shared base freed meanwhile when both
+    do not fit (finetune/fitting.py); the next method that needs it loads it again."""
 
     def __init__(
         self, name: str, options: dict, folder_name: str | None = None, label: str | None = None
@@ -37,9 +44,18 @@ class FinetuneMethod(Method):
         self.config: FinetuneConfig | None = None
         self.trained: RunContext | None = None
         self.stats: dict = {}
+        self.memory: dict = {}
+        self._shared_state: dict | None = None
+        self._adapter_model = None  # the PEFT model wrapping the shared base, while it has one
+        self.needs_base = name == "lora"  # QLoRA and full-ft train (and score) their own copy
+
+    def check(self, ctx: RunContext) -> None:
+        """Validate the settings before any model loads (one line, exit 2, in seconds)."""
+        build_config(self.name, ctx.task.settings.get("finetune", {}), self.cli_settings, ctx.seed)
 
     def prepare(self, ctx: RunContext) -> None:
         from finetune.data import check_leakage, load_raw_text, split_validation
+        from finetune.fitting import apply_choice, plan_memory
         from finetune.trainer import train_model
 
         config = build_config(
@@ -53,24 +69,61 @@ class FinetuneMethod(Method):
         checkpoint = str(ctx.lm.path) if ctx.lm.path else ctx.options.model
         if not checkpoint:
             raise SetupError("the run's model has no checkpoint folder to fine-tune from")
-        folder = Path(ctx.out_dir or Path("runs") / ctx.task.name) / self.folder_name
+        folder = Path(ctx.out_dir or Path("runs") / ctx.task.folder_name) / self.folder_name
+        claim(folder.parent, "run", [folder.name])  # never train into a folder of the user's
+        if config.forgetting_probe:
+            self._probe_before(ctx)  # on the base, before LoRA trains on it
+        shares_base = config.method == "lora"
+        memory = plan_memory(config, checkpoint, ctx.precision, model_bytes(ctx.model), shares_base)
+        self.memory = memory.to_dict()
+        choice = memory.choice
+        if choice is not None and not choice.fits and config.fit == "auto":
+            raise OutOfMemory(
+                f"{self.label} needs about {choice.estimate_gb:.1f} GB with the leanest settings "
+                f"({choice.describe()}) and {choice.budget_gb:.1f} GB is free; "
+                f"{choice.suggestion or 'use a smaller model'} (or set finetune fit: off to try)"
+            )
+        config = self.config = apply_choice(config, choice)
+        if choice is not None:
+            ctx.log(
+                f"{self.label}: memory settings {choice.describe()} "
+                f"(estimate {choice.estimate_gb:.1f} GB of {_budget(choice)})"
+            )
+        if memory.release_shared:
+            ctx.log(
+                f"{self.label}: freeing the shared {memory.shared_gb:.1f} GB base model while "
+                "this trains (both do not fit)"
+            )
+            ctx.release_model()
         tokenizer = _fresh_tokenizer(checkpoint, ctx.options.trust_remote_code)
         model = None
         if config.method == "qlora":
             model = self._qlora_base(ctx, checkpoint)
-        result = train_model(
-            checkpoint,
-            tokenizer,
-            ctx.prompt_format,
-            train_rows,
-            val_rows,
-            config,
-            folder,
-            log=ctx.log,
-            model=model,
-            raw_texts=raw_texts,
-            label=self.label,
-        )
+        elif shares_base:
+            from peft import get_peft_model
+
+            from finetune.trainer import lora_config
+
+            self._shared_state = _training_state(ctx.model)
+            model = self._adapter_model = get_peft_model(ctx.model, lora_config(config))
+        try:
+            result = train_model(
+                checkpoint,
+                tokenizer,
+                ctx.prompt_format,
+                train_rows,
+                val_rows,
+                config,
+                folder,
+                log=ctx.log,
+                model=model,
+                raw_texts=raw_texts,
+                label=self.label,
+                precision=ctx.precision,
+            )
+        except BaseException:
+            self.release(ctx)  # the shared base leaves a failed training as it came in
+            raise
         self.stats = result.stats
         self.trained = trained_context(ctx, result.model, f"{ctx.lm.name}+{self.name}")
         if config.forgetting_probe:
@@ -80,12 +133,17 @@ class FinetuneMethod(Method):
         """The rows as trained on; RAFT puts retrieved passages into them."""
         return rows
 
+    def _probe_before(self, ctx: RunContext) -> None:
+        """Score the forgetting probe on the base model, once per run."""
+        from finetune.probe import score_probe
+
+        if "_probe_before" not in ctx.__dict__:
+            ctx.__dict__["_probe_before"] = score_probe(ctx.model, ctx.tokenizer, ctx.prompt_format)
+
     def _forgetting(self, ctx: RunContext, trained: RunContext) -> dict:
         """Probe accuracy before (the shared base model, scored once per run) and after."""
         from finetune.probe import compare, score_probe
 
-        if "_probe_before" not in ctx.__dict__:
-            ctx.__dict__["_probe_before"] = score_probe(ctx.model, ctx.tokenizer, ctx.prompt_format)
         after = score_probe(trained.model, trained.tokenizer, trained.prompt_format)
         result = compare(ctx.__dict__["_probe_before"], after)
         if result["change"] <= -0.1:
@@ -100,7 +158,7 @@ class FinetuneMethod(Method):
 
         reason = probe_4bit()
         if reason is None:
-            return load_4bit_model(checkpoint)
+            return load_4bit_model(checkpoint, ctx.precision)
         if not self.config.allow_fallback:
             raise SetupError(
                 f"qlora: 4-bit training is not supported here: {reason}; set finetune "
@@ -125,8 +183,53 @@ class FinetuneMethod(Method):
         out = dict(self.stats)
         if getattr(self, "stats_fallback", None):
             out.setdefault("training", {})["fallback"] = f"plain LoRA: {self.stats_fallback}"
-        self.trained = None  # free the trained model: the next method loads its own
+        out["precision"] = ctx.precision
+        out["memory"] = self.memory
+        self.release(ctx)
         return out
+
+    def release(self, ctx: RunContext) -> None:
+        """Drop the trained model; a LoRA adapter on the shared base is taken off it."""
+        from experiments.models import free_memory
+
+        trained, self.trained = self.trained, None
+        adapter, self._adapter_model = self._adapter_model, None
+        if self._shared_state is not None and adapter is not None:
+            restore_base(adapter, self._shared_state)
+        self._shared_state = None
+        del trained, adapter
+        free_memory()
+
+
+def _budget(choice) -> str:
+    return "no budget" if choice.budget_gb is None else f"{choice.budget_gb:.1f} GB"
+
+
+def _training_state(model) -> dict:
+    """What training changes on the shared base and `restore_base` puts back."""
+    return {
+        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+        "use_cache": getattr(model.config, "use_cache", None),
+    }
+
+
+def restore_base(peft_model, state: dict) -> None:
+    """Take the LoRA adapter off the shared base (not merged) and undo training's switches, so
+    that the base computes exactly what it computed before the adapter was trained on it."""
+    from finetune.trainer import end_training
+
+    end_training(peft_model)
+    base = peft_model.unload() if hasattr(peft_model, "unload") else peft_model
+    for name in ("peft_config", "_hf_peft_config_loaded"):
+        if name in base.__dict__:
+            delattr(base, name)
+    flags = state["requires_grad"]
+    for name, parameter in base.named_parameters():
+        if name in flags:
+            parameter.requires_grad_(flags[name])
+    if state["use_cache"] is not None:
+        base.config.use_cache = state["use_cache"]
+    base.eval()
 
 
 def trained_context(ctx: RunContext, model, name: str) -> RunContext:

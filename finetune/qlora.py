@@ -2,9 +2,14 @@
 
 bitsandbytes trains 4-bit models on CUDA GPUs and, in this version, on its CPU backend. Support
 is detected with a tiny forward/backward probe through one 4-bit layer rather than assumed from
-the platform. Known on the CPU backend: a 4-bit model that has run a forward pass without
-gradients (generation, evaluation) gets its weights repacked and then trains to garbage, so the
-model trained here is always freshly loaded and trained before any inference.
+the platform.
+
+On a CPU with AVX-512 BF16, bitsandbytes repacks a 4-bit layer's weights into a bf16 kernel's
+layout the first time it runs without gradients in eval mode, which validation during
+training does. The repacked weights then train to garbage, and a layer whose output size is
+not a multiple of 32 fails outright (`shape '[32, 0]' is invalid`: the test suite's tiny
+model). Every 4-bit layer loaded here has that repacking switched off, so training,
+validation and scoring all use the one layout that trains.
 """
 
 from __future__ import annotations
@@ -36,20 +41,40 @@ def probe_4bit() -> str | None:
     return None
 
 
-def load_4bit_model(checkpoint: str):
-    """A fresh NF4 base with float32 compute, prepared for k-bit training."""
+def load_4bit_model(checkpoint: str, precision: str = "fp32"):
+    """A fresh NF4 base (double-quantised, as the QLoRA paper) computing in `precision`.
+
+    peft's prepare_model_for_kbit_training is not used: it upcasts every non-4-bit weight
+    (embeddings, lm_head, norms) to float32, which on an 8B model is 2 GB more than the bf16
+    copy the memory estimate counts; those weights are frozen under LoRA, so their width only
+    costs memory. Checkpointing is non-reentrant (finetune/trainer.py), so the frozen
+    embeddings need no input-gradient hook."""
     import torch
-    from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from experiments.precision import torch_dtype
+
+    dtype = torch_dtype(precision)
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.float32,
-        bnb_4bit_use_double_quant=False,
+        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_use_double_quant=True,
     )
     device_map = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(
-        checkpoint, quantization_config=quant, dtype=torch.float32, device_map=device_map
+        checkpoint, quantization_config=quant, dtype=dtype, device_map=device_map
     )
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    no_cpu_repacking(model)
+    return model
+
+
+def no_cpu_repacking(model) -> None:
+    """Switch off bitsandbytes' eval-time repacking of 4-bit weights on CPUs (module docstring)."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False

@@ -1,10 +1,13 @@
 """Train LoRA, QLoRA or every weight of a causal LM with TRL's SFTTrainer.
 
-One code path for all three: a fresh copy of the base model is loaded from its checkpoint folder
-(the shared inference model is never modified), wrapped with a LoRA adapter unless every weight
-trains, and trained on prompt/completion pairs packed best-fit-decreasing into sequences of
-`max_length` tokens, so a CPU spends its time on real tokens rather than on padding. Validation
-loss is measured a few times per epoch; training stops when it stops improving, and the best
+One code path for all three. LoRA trains its adapter on the run's own base model (one copy in
+memory; the adapter is removed after scoring, see finetune/methods.py); QLoRA trains on a 4-bit
+copy and full fine-tuning on a fresh copy in the run's precision. The model is wrapped with a
+LoRA adapter unless every weight trains, and trained on prompt/completion pairs packed
+best-fit-decreasing into sequences of `max_length` tokens, so a CPU spends its time on real
+tokens rather than on padding. The memory settings (gradient checkpointing, micro-batches with
+accumulation, the optimizer) come from the config, which the fit has filled in. Validation loss
+is measured a few times per epoch; training stops when it stops improving, and the best
 checkpoint is the one kept. The same code runs under `accelerate launch` on several GPUs.
 """
 
@@ -20,8 +23,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.errors import AdaptwiseError, TaskError
+from experiments.errors import AdaptwiseError, OutOfMemory, TaskError, is_out_of_memory
 from experiments.memory import PeakMemory
+from experiments.precision import trainer_flags
 from finetune.batches import FlatBatchCollator, PackedBatchCollator, PaddedRowsCollator
 from finetune.config import FinetuneConfig
 from finetune.curves import loss_points, write_loss_csv, write_loss_png
@@ -31,21 +35,31 @@ from finetune.row_attention import restore_sdpa, supports_row_attention, use_row
 RUN_FILE = "run.json"  # in the checkpoints folder: what the checkpoints were trained with
 
 
+# The optimizer names of `finetune optimizer:` as transformers' TrainingArguments call them.
+OPTIM_NAMES = {
+    "adamw": "adamw_torch",
+    "adamw-8bit": "adamw_8bit",
+    "paged-adamw-8bit": "paged_adamw_8bit",
+}
+
+
 @dataclass
 class TrainResult:
     """The trained model, ready for inference, and what training cost."""
 
-    model: object  # merged into a plain model for LoRA; eval mode
+    model: object  # the PEFT model (adapter on its base) for LoRA/QLoRA; eval mode
     stats: dict = field(default_factory=dict)
     folder: Path | None = None
 
 
-def load_model(checkpoint: str, config: FinetuneConfig, quantization=None):
-    """A fresh float32 copy of the base model (4-bit NF4 base when `quantization` is given)."""
-    import torch
+def load_model(checkpoint: str, config: FinetuneConfig, precision: str = "fp32", quantization=None):
+    """A fresh copy of the base model in `precision` (fp32 master weights for fp16 full
+    fine-tuning; a 4-bit NF4 base when `quantization` is given)."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": torch.float32}
+    from experiments.precision import weights_dtype
+
+    kwargs = {"dtype": weights_dtype(precision, trains_every_weight=config.method == "full-ft")}
     if quantization is not None:
         kwargs["quantization_config"] = quantization
     try:
@@ -94,12 +108,14 @@ def train_model(
     raw_texts: list[str] = (),
     label: str | None = None,
     layout: str = "packed",
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train on `train_rows`, validate on `val_rows`, save into `folder`; see module docstring.
 
-    `model` may be passed already loaded (QLoRA loads its 4-bit base itself); otherwise a fresh
-    float32 copy is loaded from `checkpoint`. `raw_texts` train with the loss on every token,
-    mixed into the same packed batches as the prompt/completion rows (never validated on).
+    `model` may be passed already loaded (the run's shared base for LoRA, QLoRA's 4-bit base);
+    otherwise a fresh copy in `precision` is loaded from `checkpoint`. `raw_texts` train with
+    the loss on every token, mixed into the same packed batches as the prompt/completion rows
+    (never validated on).
     `label` names the run's method in log lines (e.g. `raft`, which trains as `lora`).
     `layout` "padded-rows" is the benchmark's padded baseline (see `make_trainer`).
     """
@@ -123,7 +139,7 @@ def train_model(
     resume_from = _resume_point(ckpt_dir, fingerprint, config, log, get_last_checkpoint)
 
     if model is None:
-        model = load_model(checkpoint, config)
+        model = load_model(checkpoint, config, precision)
     if config.uses_lora and not hasattr(model, "peft_config"):
         from peft import get_peft_model
 
@@ -139,6 +155,7 @@ def train_model(
         ckpt_dir,
         [log_callback(label, log), *callbacks],
         layout=layout,
+        precision=precision,
     )
     steps_per_epoch = steps_per_epoch_real(trainer)
     has_val = bool(val_examples)
@@ -172,7 +189,7 @@ def train_model(
         except torch.OutOfMemoryError:
             raise _oom(config) from None
         except RuntimeError as exc:
-            if "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower():
+            if is_out_of_memory(exc):
                 raise _oom(config) from None
             if resume_from:
                 raise _corrupt(resume_from, exc) from None
@@ -182,7 +199,7 @@ def train_model(
                 raise _corrupt(resume_from, exc) from None
             raise
         finally:
-            restore_sdpa(trainer.model)
+            end_training(trainer.model)
         wall = time.perf_counter() - started
 
     state = trainer.state
@@ -205,14 +222,11 @@ def train_model(
             f"{label}: merge skipped: the base is 4-bit; load the adapter onto the "
             "float base model and merge there to get a plain model"
         )
-    if config.uses_lora and hasattr(model, "merge_and_unload") and not _is_4bit(model):
-        model = model.merge_and_unload()
-        if config.merge and main:
-            _save_dir(
-                folder / "merged",
-                lambda d: (model.save_pretrained(d), tokenizer.save_pretrained(d)),
-            )
-            saved["merged"] = str(folder / "merged")
+    elif config.merge and config.uses_lora and main:
+        # Written from the adapter's deltas: the base in memory (the run's shared copy) is
+        # never merged into.
+        _save_dir(folder / "merged", lambda d: save_merged(model, tokenizer, d))
+        saved["merged"] = str(folder / "merged")
     val_losses = [p["val_loss"] for p in points if "val_loss" in p]
     train_losses = [p["train_loss"] for p in points if "train_loss" in p]
     stats = {
@@ -246,6 +260,14 @@ def train_model(
             "best_val_loss": min(val_losses) if val_losses else None,
             "final_val_loss": val_losses[-1] if val_losses else None,
             "settings": config.fingerprint_fields(),
+            "precision": precision,
+            "memory_settings": {
+                "gradient_checkpointing": config.gradient_checkpointing == "true",
+                "micro_batch": trainer.args.per_device_train_batch_size,
+                "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+                "optimizer": _optimizer(config),
+                "optimizer_class": optimizer_class(trainer.optimizer),
+            },
             "loss_csv": str(folder / "loss.csv"),
             "loss_png": str(folder / "loss.png") if png else None,
             **saved,
@@ -269,6 +291,7 @@ def make_trainer(
     ckpt_dir,
     callbacks=(),
     layout: str = "packed",
+    precision: str = "fp32",
 ):
     """The SFTTrainer for prompt/completion examples: completion-only loss, packed batches,
     validation a few times per epoch, early stopping and the best checkpoint kept.
@@ -291,12 +314,15 @@ def make_trainer(
     steps_per_epoch = _estimate_steps(train_examples, tokenizer, config)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     has_val = bool(val_examples)
+    accumulation = config.gradient_accumulation_steps or 1
+    micro_batch = config.batch_size // accumulation
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
+        per_device_train_batch_size=micro_batch,
+        per_device_eval_batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
         # Random batches, not transformers' length-grouped sampler: grouping cut an epoch's
         # token slots by 6.6% on the demo task, but lowered accuracy after one epoch (lora
         # 0.375 -> 0.312, qlora 0.450 -> 0.350, full-ft 0.500 -> 0.438).
@@ -309,9 +335,12 @@ def make_trainer(
         packing_strategy="bfd",
         pad_to_multiple_of=config.pad_to_multiple_of,
         completion_only_loss=True,
-        activation_checkpointing=False,  # a small model: recomputing activations only costs time
-        bf16=False,
-        fp16=False,
+        # Recomputes each layer in the backward pass; non-reentrant, so a frozen base needs no
+        # input-gradient hook.
+        activation_checkpointing=config.gradient_checkpointing == "true",
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        optim=OPTIM_NAMES[_optimizer(config)],
+        **trainer_flags(precision),
         logging_steps=max(1, steps_per_epoch // 10),  # the train-loss curve; logging is cheap
         eval_strategy="steps" if has_val else "no",
         eval_steps=eval_every,
@@ -329,8 +358,9 @@ def make_trainer(
         dataloader_pin_memory=torch.cuda.is_available(),
         # Several processes without a GPU (torch.distributed.run on CPUs): accelerate only
         # sets up gloo data parallelism when told the run is on CPU; otherwise every process
-        # would train alone on all the data.
-        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        # would train alone on all the data. bf16 on a CPU (autocast) also needs to be told.
+        use_cpu=not torch.cuda.is_available()
+        and (int(os.environ.get("WORLD_SIZE", "1")) > 1 or precision == "bf16"),
         prediction_loss_only=True,  # otherwise TRL runs a second forward per eval batch for logits
     )
     if has_val:
@@ -359,6 +389,51 @@ def make_trainer(
         # packed sequence, 3.9 s one batched forward with a block mask per sequence).
         trainer.data_collator = PackedBatchCollator(tokenizer.pad_token_id)
     return trainer
+
+
+def optimizer_class(optimizer) -> str | None:
+    """The optimizer that trained, as "module.Class" with bitsandbytes' state width
+    ("bitsandbytes.optim.adamw.AdamW (8-bit)")."""
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
+    if optimizer is None:
+        return None
+    name = f"{type(optimizer).__module__}.{type(optimizer).__name__}"
+    bits = getattr(getattr(optimizer, "args", None), "optim_bits", None)
+    return f"{name} ({bits}-bit)" if bits else name
+
+
+def _optimizer(config: FinetuneConfig) -> str:
+    return "adamw" if config.optimizer == "auto" else config.optimizer
+
+
+def end_training(model) -> None:
+    """Undo what training switched on in the model, so that it scores (and, for the run's
+    shared base, serves the next method) as it did before: row attention back to SDPA,
+    activation checkpointing off, eval mode."""
+    restore_sdpa(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base, "is_activation_checkpointing", False):
+        base.activation_checkpointing_disable()
+    model.eval()
+
+
+def save_merged(model, tokenizer, folder: str) -> None:
+    """Save base + LoRA deltas as a plain model without merging into the weights in memory."""
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    state = {}
+    for key, tensor in base.state_dict().items():
+        if ".lora_" in key:
+            continue
+        state[key.replace(".base_layer.", ".")] = tensor
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer) and module.active_adapters:
+            weight = module.get_base_layer().weight
+            delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
+            state[f"{name}.weight"] = (weight.float() + delta.float()).to(weight.dtype)
+    base.save_pretrained(folder, state_dict=state)
+    tokenizer.save_pretrained(folder)
 
 
 def _varlen_attention(model) -> bool:
@@ -560,8 +635,8 @@ def _corrupt(path: str, exc) -> TaskError:
     )
 
 
-def _oom(config: FinetuneConfig) -> TaskError:
-    return TaskError(
+def _oom(config: FinetuneConfig) -> OutOfMemory:
+    return OutOfMemory(
         f"out of memory while training {config.method}; lower finetune batch_size "
         f"(now {config.batch_size}) or max_length (now {config.max_length})"
         + (", or use lora/qlora instead of full-ft" if config.method == "full-ft" else "")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.errors import AdaptwiseError, TaskError
+from experiments.errors import AdaptwiseError, OutOfMemory, TaskError
 from experiments.prompts import PromptFormat
 from experiments.task import Row, Task
 from finetune.config import build_config
@@ -312,7 +312,7 @@ def test_out_of_memory_names_the_settings_to_lower(tiny_model, tokenizer, tmp_pa
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(SFTTrainer, "train", boom)
-    with pytest.raises(TaskError, match="out of memory.*batch_size \\(now 2\\).*max_length"):
+    with pytest.raises(OutOfMemory, match="out of memory.*batch_size \\(now 2\\).*max_length"):
         train(tiny_model, tokenizer, make_task(), quick(), tmp_path / "lora")
 
 

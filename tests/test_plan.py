@@ -102,17 +102,35 @@ def test_training_time_scales_with_epochs_and_tokens():
 
 
 def test_fit_marking_and_the_change_that_makes_it_fit():
-    small = Machine(cpus=2, ram_gb=3.0)
-    plan = build_plan(LADDER, STATS, SHAPE, small, rates=RATES)
+    tiny = Machine(cpus=2, ram_gb=1.5)
+    plan = build_plan(LADDER, STATS, SHAPE, tiny, rates=RATES)
     fits = {s.method: s.fits for s in plan.steps}
-    assert fits == {"zero-shot": True, "few-shot-embedding": True, "lora": False, "full-ft": False}
-    lora = plan.steps[2]
-    assert lora.fit_change and lora.cumulative_s is None
+    # LoRA fits by taking micro-batches and checkpointing; full-ft cannot, even so.
+    assert fits == {"zero-shot": True, "few-shot-embedding": False, "lora": True, "full-ft": False}
+    embedding, lora, full = plan.steps[1:]
+    assert lora.memory_settings["gradient_checkpointing"]
+    assert "batch" in embedding.fit_change and full.fit_change == "use QLoRA instead of full-ft"
+    assert full.cumulative_s is None
     # a rung that does not fit is not counted in the climb
-    assert plan.total_s == pytest.approx(plan.steps[0].total_s + plan.steps[1].total_s)
+    assert plan.total_s == pytest.approx(plan.steps[0].total_s + lora.total_s)
     gpu = Machine(cpus=8, ram_gb=64, gpu_name="T", gpu_memory_gb=0.6)
     full = build_plan(["full-ft"], STATS, SHAPE, gpu, rates=RATES).steps[0]
     assert not full.fits and "batch" in full.fit_change or "GPU" in full.fit_change
+
+
+def test_the_plan_shows_the_settings_the_run_will_fit_with():
+    roomy = build_plan(["lora", "full-ft"], STATS, SHAPE, BIG, rates=RATES).steps
+    assert all(s.fits for s in roomy)
+    for step in roomy:  # the fastest settings when memory is plenty
+        m = step.memory_settings
+        assert not m["gradient_checkpointing"] and m["gradient_accumulation_steps"] == 1
+        assert m["optimizer"] == "adamw" and not m["shared_base_freed"]
+    small = build_plan(["lora", "full-ft"], STATS, SHAPE, Machine(cpus=2, ram_gb=3.0), rates=RATES)
+    lora, full = (s.memory_settings for s in small.steps)
+    assert all(s.fits for s in small.steps)
+    assert lora["gradient_accumulation_steps"] > 1 or lora["gradient_checkpointing"]
+    assert full["shared_base_freed"] and full["estimate_gb"] <= 3.0
+    assert any("frees the run's shared" in n for n in small.steps[1].notes)
 
 
 def test_budget_cuts_the_ladder_off():

@@ -1,0 +1,219 @@
+"""The memory settings a fine-tuning run uses: the fastest ones the estimator says fit.
+
+`adaptwise plan` and the run call the same `choose_settings`, so the plan shows exactly the
+settings the run takes. Three settings trade speed (or, for the optimizer, numerics) for memory:
+
+- gradient checkpointing: each layer's activations are recomputed in the backward pass
+  (about a third more compute; the same gradients);
+- gradient accumulation: the step's batch runs as N micro-batches (the same effective batch and,
+  up to float rounding, the same gradients; a little slower per token on a GPU);
+- the optimizer: AdamW, 8-bit AdamW or paged 8-bit AdamW (bitsandbytes); 8-bit state changes
+  the numerics, so it is used only when nothing else fits.
+
+A setting given explicitly (`--finetune gradient_checkpointing=true`, ...) is kept; `auto` ones
+are chosen. Candidates are ranked by optimizer (AdamW first), then by the time factor below,
+and the first whose estimate fits the budget wins. When none fits, the leanest is returned with
+`fits` False and the estimator's first suggestion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import product
+
+from advisor.memory import OPTIMIZERS, estimate, suggest_fit
+
+CHECKPOINTING_TIME = 1.33  # one more forward pass per backward pass
+ACCUMULATION_TIME = 0.08  # per halving of the micro-batch: smaller matmuls, more launches
+
+
+@dataclass(frozen=True)
+class FitChoice:
+    """The settings chosen for one method, and the estimate they rest on."""
+
+    method: str
+    precision: str
+    batch: int  # the effective batch: packed sequences per optimizer step
+    seq: int
+    gradient_checkpointing: bool
+    accumulation: int
+    optimizer: str
+    estimate_gb: float
+    budget_gb: float | None  # None: no budget known, the configured settings kept
+    fits: bool
+    auto: tuple[str, ...] = ()  # the settings that were chosen rather than given
+    suggestion: str | None = None  # when it does not fit: the estimator's first change
+
+    @property
+    def micro_batch(self) -> int:
+        return self.batch // self.accumulation
+
+    def describe(self) -> str:
+        """The settings in one short phrase, as `plan` and the run log print them."""
+        parts = [
+            self.precision,
+            f"batch {self.micro_batch}x{self.accumulation}"
+            if self.accumulation > 1
+            else f"batch {self.batch}",
+            f"seq {self.seq}",
+            "checkpointing" if self.gradient_checkpointing else "no checkpointing",
+            self.optimizer,
+        ]
+        return ", ".join(parts)
+
+    def finetune_flags(self) -> str:
+        """The same settings as `--finetune` options (to pin them on a run)."""
+        return (
+            f"--finetune gradient_checkpointing={str(self.gradient_checkpointing).lower()} "
+            f"--finetune gradient_accumulation_steps={self.accumulation} "
+            f"--finetune optimizer={self.optimizer}"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "precision": self.precision,
+            "batch": self.batch,
+            "micro_batch": self.micro_batch,
+            "gradient_accumulation_steps": self.accumulation,
+            "seq": self.seq,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "optimizer": self.optimizer,
+            "estimate_gb": round(self.estimate_gb, 3),
+            "budget_gb": None if self.budget_gb is None else round(self.budget_gb, 3),
+            "fits": self.fits,
+            "chosen": list(self.auto),
+            "suggestion": self.suggestion,
+        }
+
+
+def choose_settings(
+    shape,
+    method: str,
+    batch: int,
+    seq: int,
+    precision: str,
+    device: str,
+    budget_gb: float | None,
+    gradient_checkpointing: bool | None = None,
+    accumulation: int | None = None,
+    optimizer: str | None = None,
+    lora_r: int = 16,
+    lora_dropout: float = 0.0,
+    lora_targets: str = "all-linear",
+) -> FitChoice:
+    """The fastest settings for `method` whose estimated peak fits `budget_gb` (module
+    docstring). None for a setting means "choose it"; a `budget_gb` of None keeps the defaults
+    (no checkpointing, no accumulation, AdamW) for the settings not given."""
+    targets = lora_targets if lora_targets in ("all-linear", "qv") else "all-linear"
+    common = {
+        "seq": seq,
+        "precision": precision,
+        "device": device,
+        "lora_r": lora_r,
+        "lora_dropout": lora_dropout,
+        "lora_targets": targets,
+    }
+    auto = tuple(
+        name
+        for name, value in (
+            ("gradient_checkpointing", gradient_checkpointing),
+            ("gradient_accumulation_steps", accumulation),
+            ("optimizer", optimizer),
+        )
+        if value is None
+    )
+    checkpointing = [False, True] if gradient_checkpointing is None else [gradient_checkpointing]
+    accumulations = _divisors(batch) if accumulation is None else [accumulation]
+    optimizers = list(OPTIMIZERS) if optimizer is None else [optimizer]
+    if device == "cpu" and optimizer is None:
+        optimizers.remove("paged-adamw-8bit")  # paging moves GPU state to the host: no gain here
+    if budget_gb is None:  # nothing to fit: the first (fastest, AdamW) of each
+        checkpointing, accumulations = checkpointing[:1], accumulations[:1]
+        optimizers = optimizers[:1]
+
+    candidates = []
+    for ckpt, accum, opt in product(checkpointing, accumulations, optimizers):
+        est = estimate(
+            shape,
+            method,
+            batch=batch // accum,
+            optimizer=opt,
+            gradient_checkpointing=ckpt,
+            **common,
+        )
+        time_factor = (CHECKPOINTING_TIME if ckpt else 1.0) * (
+            1 + ACCUMULATION_TIME * math.log2(accum)
+        )
+        key = (OPTIMIZERS.index(opt), time_factor, est.total_bytes)
+        candidates.append((key, ckpt, accum, opt, est))
+    candidates.sort(key=lambda c: c[0])
+
+    def choice(c, fits: bool, suggestion: str | None = None) -> FitChoice:
+        _, ckpt, accum, opt, est = c
+        return FitChoice(
+            method=method,
+            precision=precision,
+            batch=batch,
+            seq=seq,
+            gradient_checkpointing=ckpt,
+            accumulation=accum,
+            optimizer=opt,
+            estimate_gb=est.total_gb,
+            budget_gb=budget_gb,
+            fits=fits,
+            auto=auto,
+            suggestion=suggestion,
+        )
+
+    if budget_gb is None:
+        return choice(candidates[0], True)
+    for c in candidates:
+        if c[4].total_gb <= budget_gb:
+            return choice(c, True)
+    leanest = min(candidates, key=lambda c: c[4].total_bytes)
+    _, ckpt, accum, opt, _ = leanest
+    hints = suggest_fit(
+        shape,
+        method,
+        max(budget_gb, 0.01),
+        batch=batch // accum,
+        optimizer=opt,
+        gradient_checkpointing=ckpt,
+        **common,
+    )
+    return choice(leanest, False, hints[0].change if hints else None)
+
+
+def fit_method(
+    shape, budget_gb: float | None, shared_gb: float, shares_base: bool, **settings
+) -> tuple[FitChoice, bool]:
+    """The settings for one method and whether the run's shared base is freed while it trains.
+
+    A method that trains on the shared base (LoRA) is held against the whole budget (its
+    estimate counts the base's weights). One that trains its own copy keeps the shared base
+    loaded when the same settings fit beside it, and frees it otherwise."""
+    alone = choose_settings(shape, budget_gb=budget_gb, **settings)
+    if shares_base or budget_gb is None or shared_gb <= 0:
+        return alone, False
+    beside = choose_settings(shape, budget_gb=budget_gb - shared_gb, **settings)
+    same = (beside.gradient_checkpointing, beside.accumulation, beside.optimizer) == (
+        alone.gradient_checkpointing,
+        alone.accumulation,
+        alone.optimizer,
+    )
+    if beside.fits and same:
+        return beside, False
+    return alone, True
+
+
+def _divisors(batch: int) -> list[int]:
+    """Accumulation steps that split `batch` evenly: 1, 2, 4, ... and `batch` itself."""
+    out, a = [], 1
+    while a <= batch:
+        if batch % a == 0:
+            out.append(a)
+        a *= 2
+    if batch not in out:
+        out.append(batch)
+    return out

@@ -1,0 +1,152 @@
+"""Before a method trains: how much memory it may use, which settings fit it (advisor/fit.py),
+and whether the run's shared base model must be freed while it trains.
+
+The budget is the memory this process can have: on a GPU the free memory plus what this process
+holds already (torch's reserved blocks and its CUDA context); on a CPU the available RAM plus
+this process's resident set. `finetune fit_memory_gb:` replaces it (to leave room for other
+work, or to test what a smaller machine would do).
+
+LoRA trains on the shared base, so its estimate (which counts the base's weights) is held
+against the whole budget. QLoRA and full fine-tuning train their own copy: the shared base
+stays loaded when the same settings fit beside it, and is freed for the training otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from experiments.memory import current_rss_mb
+from finetune.config import FinetuneConfig
+
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    choice: object | None  # advisor.fit.FitChoice; None when the model's shape is unknown
+    release_shared: bool
+    shared_gb: float
+    budget_gb: float | None
+    device: str
+
+    def to_dict(self) -> dict:
+        out = self.choice.to_dict() if self.choice is not None else {}
+        out.update(
+            {
+                "device": self.device,
+                "budget_gb": None if self.budget_gb is None else round(self.budget_gb, 3),
+                "shared_base_gb": round(self.shared_gb, 3),
+                "shared_base_freed": self.release_shared,
+            }
+        )
+        return out
+
+
+def usable_memory_gb() -> tuple[float | None, str]:
+    """(GB this process can use, "gpu" or "cpu"); GB is None when it cannot be read."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info()
+        from advisor.memory import CUDA_CONTEXT_BYTES
+
+        return (free + torch.cuda.memory_reserved() + CUDA_CONTEXT_BYTES) / GB, "gpu"
+    available = _mem_available_bytes()
+    if available is None:
+        return None, "cpu"
+    return (available + current_rss_mb() * 1e6) / GB, "cpu"
+
+
+def _mem_available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def model_shape(checkpoint: str):
+    """The estimator's shape of the model at `checkpoint`, or None when it cannot be read."""
+    from advisor.architectures import read_config, resolve_shape
+    from experiments.errors import AdaptwiseError
+
+    try:
+        path = Path(checkpoint)
+        if (path / "config.json").is_file():
+            return read_config(path / "config.json", path.name)
+        return resolve_shape(checkpoint)
+    except (AdaptwiseError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def plan_memory(
+    config: FinetuneConfig,
+    checkpoint: str,
+    precision: str,
+    shared_bytes: float,
+    shares_base: bool,
+) -> MemoryPlan:
+    """The settings `config.method` trains with, and whether the shared base is freed."""
+    from advisor.fit import fit_method
+
+    shape = model_shape(checkpoint)
+    usable, device = usable_memory_gb()
+    budget = config.fit_memory_gb if config.fit_memory_gb is not None else usable
+    if config.fit == "off":
+        budget = None
+    shared_gb = shared_bytes / GB
+    if shape is None:
+        return MemoryPlan(None, False, shared_gb, budget, device)
+    choice, release = fit_method(
+        shape, budget, shared_gb, shares_base, **fit_settings(config, precision, device)
+    )
+    return MemoryPlan(choice, release, shared_gb, budget, device)
+
+
+def fit_settings(config: FinetuneConfig, precision: str, device: str) -> dict:
+    """The keyword arguments of advisor.fit.choose_settings for `config` (less shape, budget)."""
+    targets = config.target_modules if isinstance(config.target_modules, str) else "all-linear"
+    return {
+        "method": config.method,
+        "batch": config.batch_size,
+        "seq": config.max_length,
+        "precision": precision,
+        "device": device,
+        "lora_r": config.rank,
+        "lora_dropout": config.dropout,
+        "lora_targets": targets,
+        **config.memory_settings(),
+    }
+
+
+def apply_choice(config: FinetuneConfig, choice) -> FinetuneConfig:
+    """The config with the fit's settings in place of its `auto` ones."""
+    if choice is None:
+        return resolved(config)
+    return replace(
+        config,
+        gradient_checkpointing="true" if choice.gradient_checkpointing else "false",
+        gradient_accumulation_steps=choice.accumulation,
+        optimizer=choice.optimizer,
+    )
+
+
+def resolved(config: FinetuneConfig) -> FinetuneConfig:
+    """`auto` settings as the plain defaults: no checkpointing, no accumulation, AdamW."""
+    return replace(
+        config,
+        gradient_checkpointing="false"
+        if config.gradient_checkpointing == "auto"
+        else config.gradient_checkpointing,
+        gradient_accumulation_steps=config.gradient_accumulation_steps or 1,
+        optimizer="adamw" if config.optimizer == "auto" else config.optimizer,
+    )
