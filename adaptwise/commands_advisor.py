@@ -108,12 +108,14 @@ def cmd_advise(args: argparse.Namespace) -> int:
         from advisor.verdict import answers_from_results
 
         measured = answers_from_results(read_results(args.results))
-        if args.answers:  # the user's answers stand; the run adds its measured score
-            answers = replace(answers, zero_shot_score=measured.zero_shot_score)
-        else:  # the run also tells the data size and whether the task has a corpus
+        # the user's answers stand; the run adds its measured score and whether the task
+        # has a corpus (a fact: without one, rag cannot run)
+        answers = replace(
+            answers, zero_shot_score=measured.zero_shot_score, has_corpus=measured.has_corpus
+        )
+        if not args.answers:  # the run also tells the data size and the knowledge need
             answers = replace(
                 answers,
-                zero_shot_score=measured.zero_shot_score,
                 labeled_examples=measured.labeled_examples,
                 external_knowledge=measured.external_knowledge,
             )

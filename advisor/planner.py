@@ -14,14 +14,26 @@ from advisor.recommend import recommend
 
 
 def run_settings(
-    task, k: int = 4, batch_size: int = 16, finetune_settings: dict | None = None
+    task,
+    k: int = 4,
+    batch_size: int = 16,
+    finetune_settings: dict | None = None,
+    precision: str = "fp32",
 ) -> RunSettings:
-    """The settings the run will use for `task`: its finetune: and rag: sections, and the
-    command line's `--finetune KEY=VALUE` overrides (`finetune_settings`)."""
+    """The settings the run will use for `task`: its finetune: and rag: sections, the command
+    line's `--finetune KEY=VALUE` overrides (`finetune_settings`), and the resolved precision."""
     from finetune.config import build_config
 
     ft = build_config("lora", task.settings.get("finetune", {}) or {}, finetune_settings or {}, 0)
+    memory = ft.memory_settings()
     values = dict(
+        precision=precision,
+        ft_lora_dropout=ft.dropout,
+        ft_gradient_checkpointing=memory["gradient_checkpointing"],
+        ft_accumulation=memory["accumulation"],
+        ft_optimizer=memory["optimizer"],
+        ft_fit=ft.fit,
+        ft_fit_memory_gb=ft.fit_memory_gb,
         k=k,
         batch_size=batch_size,
         ft_batch=ft.batch_size,
@@ -46,16 +58,38 @@ def run_settings(
     return RunSettings(**values)
 
 
-def runnable(method: str) -> bool:
-    """Whether this build's runner knows the method."""
+def plan_precision(requested: str, machine: Machine) -> str:
+    """The precision a run would resolve to on `machine` (experiments/precision.py), read from
+    the machine description rather than torch, so that planning for a GPU works anywhere."""
+    if requested != "auto":
+        return requested
+    if machine.device == "gpu":
+        name = (machine.gpu_name or "").upper()
+        # GPUs before Ampere have no bfloat16: fp16 with loss scaling there.
+        old = any(t in name for t in ("T4", "V100", "P100", "P40", "K80", "GTX", "RTX 20"))
+        return "fp16" if old else "bf16"
+    return "fp32"
+
+
+def runnable(method: str, ctx=None) -> bool:
+    """Whether this build's runner knows the method and, given the run's context, whether the
+    task can run it (rag needs a corpus)."""
+    return not_runnable_reason(method, ctx) is None
+
+
+def not_runnable_reason(method: str, ctx=None) -> str | None:
+    """Why the runner would refuse `method`: unknown to this build, or (with `ctx`, a
+    RunContext) the checks the runner makes before loading any model; None if it would run."""
     from experiments.errors import AdaptwiseError
     from experiments.methods import make_method
 
     try:
-        make_method(method, {})
-    except AdaptwiseError:
-        return False
-    return True
+        built = make_method(method, {})
+        if ctx is not None:
+            built.check(ctx)
+    except AdaptwiseError as exc:
+        return str(exc)
+    return None
 
 
 def make_plan(
@@ -69,6 +103,8 @@ def make_plan(
     refresh: bool = False,
     log=print,
     finetune_settings: dict | None = None,
+    precision: str | None = None,
+    methods: list[str] | None = None,
 ) -> Plan:
     """The plan for `task` on this machine (see advisor/plan.py and advisor/probe.py)."""
     from advisor.architectures import resolve_shape
@@ -115,17 +151,24 @@ def make_plan(
         rates = replace(rates, load_s=round(load_s, 2), model=name)
         store_rates(checkpoint, machine, rates)
     plan = build_plan(
-        rec.methods,
+        methods or rec.methods,
         stats,
         shape,
         machine,
-        settings=run_settings(task, finetune_settings=finetune_settings),
+        settings=run_settings(
+            task,
+            finetune_settings=finetune_settings,
+            precision=plan_precision(precision or task.precision or "auto", machine),
+        ),
         rates=rates,
         target=target,
         budget_s=budget_s,
-        runnable=runnable,
+        runnable=lambda m: runnable(m, ctx),
         model=name,
         ruled_out=[{"method": r.method, "reasons": r.reasons} for r in rec.ruled_out],
     )
+    for step in plan.steps:
+        if not step.runnable:
+            step.notes.append(not_runnable_reason(step.method, ctx) or "not runnable")
     plan.probe_cached = cached
     return plan

@@ -120,6 +120,7 @@ class Answers:
     gpu_memory_gb: float | None = None  # None: CPU only
     model: str = "smollm2-135m"  # an architecture name, config.json or model folder
     zero_shot_score: float | None = None  # measured primary metric of zero-shot, 0-1
+    has_corpus: bool | None = None  # whether the task names a corpus; None: no task known
 
     def label(self, question_id: str) -> str:
         """The chosen answer as the user read it, for reasons that cite it."""
@@ -154,6 +155,8 @@ def parse_answers(data: object, source: str = "answers") -> Answers:
                 raise AdaptwiseError(f"{source}: {key} must be a non-negative number")
             if key == "zero_shot_score" and value > 1:
                 raise AdaptwiseError(f"{source}: zero_shot_score is a fraction between 0 and 1")
+        elif key == "has_corpus" and value is not None and not isinstance(value, bool):
+            raise AdaptwiseError(f"{source}: has_corpus must be true or false")
         values[key] = value
     return Answers(**values)
 

@@ -72,7 +72,19 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
     )
 
     rag_reasons = _rag_reasons(a)
-    if rag_reasons:
+    if rag_reasons and a.has_corpus is False:
+        rec.ruled_out.append(
+            Rung(
+                "rag",
+                [
+                    "the task has no corpus to retrieve from: add `corpus: docs/` (a folder of "
+                    ".txt/.md files, or a .jsonl of {id, text}) to the task file to try it ("
+                    + "; ".join(rag_reasons)
+                    + ")"
+                ],
+            )
+        )
+    elif rag_reasons:
         rec.ladder.append(Rung("rag", rag_reasons))
     else:
         rec.ruled_out.append(
@@ -168,7 +180,7 @@ def _peft_decision(a: Answers, rec: Recommendation) -> tuple[str, list[str]] | N
         reasons.append(
             "you need a custom tone, behaviour or format -> fine-tuning is typically right for that"
         )
-    if a.zero_shot_score is not None and a.zero_shot_score < LOW_SCORE:
+    if _low_score_calls_for_tuning(a):
         reasons.append(
             f"measured zero-shot score {a.zero_shot_score:.2f} is under 0.5 -> a few "
             "hundred fine-tuning examples tend to help a lot"
@@ -180,6 +192,11 @@ def _peft_decision(a: Answers, rec: Recommendation) -> tuple[str, list[str]] | N
                 if a.external_knowledge == "yes"
                 else "many diverse tasks: fine-tuning would specialise the model"
             )
+            if a.external_knowledge == "yes" and _low_score(a):
+                why += (
+                    f"; a measured zero-shot score of {a.zero_shot_score:.2f} does not change "
+                    "that: fine-tuning does not inject the missing knowledge"
+                )
             rec.ruled_out.append(Rung("lora", [f"{why}; prompting and RAG come first"]))
             return None
         reasons.append(
@@ -193,6 +210,16 @@ def _peft_decision(a: Answers, rec: Recommendation) -> tuple[str, list[str]] | N
     if a.budget == "low":
         return "qlora", reasons + ["low budget -> QLoRA's 4-bit base needs the least memory"]
     return "lora", reasons
+
+
+def _low_score(a: Answers) -> bool:
+    return a.zero_shot_score is not None and a.zero_shot_score < LOW_SCORE
+
+
+def _low_score_calls_for_tuning(a: Answers) -> bool:
+    """Meta's "under 50%, a few hundred examples help a lot" is about behaviour; when the need
+    is knowledge, a low score means missing facts, which fine-tuning does not inject."""
+    return _low_score(a) and a.external_knowledge != "yes"
 
 
 def _full_ft(a: Answers, rec: Recommendation, fit: FitCheck) -> None:
@@ -217,13 +244,19 @@ def _full_ft(a: Answers, rec: Recommendation, fit: FitCheck) -> None:
                 ],
             )
         )
-    elif a.custom_style != "yes" and (a.zero_shot_score is None or a.zero_shot_score >= LOW_SCORE):
+    elif a.custom_style != "yes" and not _low_score_calls_for_tuning(a):
         rec.ruled_out.append(
             Rung(
                 "full-ft",
                 [
                     "nothing calls for changing every weight: no custom behaviour or "
-                    "format, and no low measured score"
+                    "format, and "
+                    + (
+                        "the low measured score comes from missing knowledge, which "
+                        "fine-tuning does not inject"
+                        if _low_score(a)
+                        else "no low measured score"
+                    )
                 ],
             )
         )

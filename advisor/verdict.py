@@ -14,20 +14,25 @@ ALPHA = 0.05  # significance level of the report's paired tests
 
 @dataclass(frozen=True)
 class Verdict:
-    holds: bool
+    holds: bool | None  # None: no verdict yet (a baseline missing, or no significant lead)
     best: str
     best_score: float
     text: str
 
 
 def answers_from_task(task, answers: Answers | None = None) -> Answers:
-    """Pre-fill what the task itself tells: a corpus means external knowledge, and the number
-    of labeled train rows picks the data-size answer."""
+    """Pre-fill what the task itself tells: a corpus means external knowledge (and whether
+    retrieval can run at all), and the number of labeled train rows picks the data-size answer."""
     answers = answers or Answers()
     n = len(task.train)
     size = "0-49" if n < 50 else "50-499" if n < 500 else "500-4999" if n < 5000 else "5000+"
     knowledge = "yes" if task.corpus is not None else answers.external_knowledge
-    return replace(answers, labeled_examples=size, external_knowledge=knowledge)
+    return replace(
+        answers,
+        labeled_examples=size,
+        external_knowledge=knowledge,
+        has_corpus=task.corpus is not None,
+    )
 
 
 def answers_from_results(results: dict, answers: Answers | None = None) -> Answers:
@@ -42,7 +47,9 @@ def answers_from_results(results: dict, answers: Answers | None = None) -> Answe
         answers = replace(answers, labeled_examples=size)
     retrieves = any("retrieval" in m or "rag" in m for m in methods.values())
     if task.get("has_corpus") or retrieves:
-        answers = replace(answers, external_knowledge="yes")
+        answers = replace(answers, external_knowledge="yes", has_corpus=True)
+    elif task.get("has_corpus") is False:
+        answers = replace(answers, has_corpus=False)
     zero = (methods.get("zero-shot") or {}).get("metrics", {}).get(task.get("metric"))
     if isinstance(zero, int | float) and 0 <= zero <= 1:
         answers = replace(answers, zero_shot_score=float(zero))
@@ -50,52 +57,62 @@ def answers_from_results(results: dict, answers: Answers | None = None) -> Answe
 
 
 def verdict(
-    rec: Recommendation, results: dict, p_vs_zero: dict[str, float] | None = None
+    rec: Recommendation,
+    results: dict,
+    p_vs_zero: dict[str, float] | None = None,
+    p_vs_best: dict[str, float] | None = None,
 ) -> Verdict | None:
     """Whether the best measured method is one the advisor put on the ladder (beyond the
-    zero-shot baseline), and what that means for the next step. With `p_vs_zero` (method ->
-    p-value of its paired test against zero-shot, from the report) the text also says whether
-    the winner's lead over zero-shot is statistically significant."""
+    zero-shot baseline), and what that means for the next step.
+
+    It judges only when zero-shot and at least one rung above it were measured; otherwise it
+    says what is missing. With `p_vs_zero` (method -> p-value of its paired test against
+    zero-shot, from the report) a method is said to have won only when its lead over zero-shot
+    is significant; with `p_vs_best` (method -> p-value against the best method) an off-ladder
+    winner contradicts the advice only when it is significantly ahead of the ladder's best."""
     metric = results["task"]["metric"]
     scores = {m: e["metrics"][metric] for m, e in results["methods"].items() if "metrics" in e}
     if not scores:
         return None
     best = max(scores, key=scores.get)
     top = scores[best]
-    cheaper = [m for m in scores if _on_ladder(m, rec) and top - scores[m] < TIE]
-    cheaper.sort(key=lambda m: _rung_index(m, rec))
-    cheapest = cheaper[0] if cheaper else best
-    zero = scores.get("zero-shot")
-    if best == "zero-shot" or (zero is not None and top - zero < TIE):
+    missing = _missing(rec, scores)
+    if missing:
+        return Verdict(None, best, top, f"No verdict yet: {missing} the advice.")
+    zero = scores["zero-shot"]
+    if best == "zero-shot" or top - zero < TIE:
         return Verdict(
             False,
             best,
             top,
-            f"Contradicts the advice: no adaptation beat zero-shot ({top:.3f}) by "
-            f"{TIE:.2f} or more on {metric}. Check the data and the eval set before climbing.",
+            f"Contradicts the advice: no adaptation beat zero-shot ({zero:.3f}) by "
+            f"{TIE:.2f} or more on {metric} (best: {best}, {top:.3f}). Check the data and the "
+            "eval set before climbing.",
+        )
+    p = (p_vs_zero or {}).get(best)
+    if p is not None and p >= ALPHA:
+        return Verdict(
+            None,
+            best,
+            top,
+            f"No verdict yet: {best} scored best ({top:.3f} {metric}, zero-shot {zero:.3f}), "
+            f"but its lead over zero-shot is not significant yet ({_p_text(p)}): score more "
+            "eval rows before relying on it.",
         )
     if _on_ladder(best, rec):
-        where = "on the recommended ladder"
-        if best not in rec.methods:
-            where = f"a variant of the ladder's {_family(best)} rung"
-        text = f"The advice held: {best}, {where}, scored best ({top:.3f} {metric})."
-        p = (p_vs_zero or {}).get(best)
-        if p is not None:
-            shown = "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
-            text += (
-                f" Its lead over zero-shot is significant ({shown})."
-                if p < ALPHA
-                else f" Its lead over zero-shot is not significant yet ({shown}): score "
-                "more eval rows before relying on it."
-            )
-        if cheapest != best:
-            text += (
-                f" {cheapest} is within {TIE:.2f} and cheaper: prefer it unless the gap matters."
-            )
-        nxt = _next_rung(rec, scores)
-        if nxt:
-            text += f" Next rung not yet measured: {nxt}."
-        return Verdict(True, best, top, text)
+        return Verdict(True, best, top, _held_text(rec, scores, best, metric, p))
+    ladder_best = max((m for m in scores if _on_ladder(m, rec)), key=scores.get)
+    gap_p = (p_vs_best or {}).get(ladder_best)
+    if gap_p is not None and gap_p >= ALPHA:
+        return Verdict(
+            None,
+            best,
+            top,
+            f"No verdict yet: {best} ({top:.3f}), not on the recommended ladder, scored best, "
+            f"but not significantly above the ladder's {ladder_best} "
+            f"({scores[ladder_best]:.3f}; {_p_text(gap_p)}): score more eval rows before "
+            "leaving the ladder.",
+        )
     return Verdict(
         False,
         best,
@@ -103,6 +120,44 @@ def verdict(
         f"Contradicts the advice: {best} ({top:.3f}) was not on the recommended ladder, yet "
         "scored best. Revisit the answers.",
     )
+
+
+def _missing(rec: Recommendation, scores: dict) -> str | None:
+    """What must be measured before the run can confirm or contradict the advice."""
+    rungs = [m for m in rec.methods if m != "zero-shot"]
+    has_zero = "zero-shot" in scores
+    climbed = not rungs or any(m != "zero-shot" and _on_ladder(m, rec) for m in scores)
+    rung = f"rung of the recommended ladder above zero-shot (first: {rungs[0]})" if rungs else ""
+    if not has_zero and not climbed:
+        return f"neither zero-shot (the baseline) nor a {rung} was measured; run both to judge"
+    if not has_zero:
+        return "zero-shot (the baseline) was not measured; run it with the others to judge"
+    if not climbed:
+        return f"no {rung} was measured; run it with zero-shot to judge"
+    return None
+
+
+def _held_text(rec: Recommendation, scores: dict, best: str, metric: str, p) -> str:
+    top = scores[best]
+    where = "on the recommended ladder"
+    if best not in rec.methods:
+        where = f"a variant of the ladder's {_family(best)} rung"
+    text = f"The advice held: {best}, {where}, scored best ({top:.3f} {metric})."
+    if p is not None:
+        text += f" Its lead over zero-shot is significant ({_p_text(p)})."
+    cheaper = [m for m in scores if _on_ladder(m, rec) and top - scores[m] < TIE]
+    cheaper.sort(key=lambda m: _rung_index(m, rec))
+    cheapest = cheaper[0] if cheaper else best
+    if cheapest != best:
+        text += f" {cheapest} is within {TIE:.2f} and cheaper: prefer it unless the gap matters."
+    nxt = _next_rung(rec, scores)
+    if nxt:
+        text += f" Next rung not yet measured: {nxt}."
+    return text
+
+
+def _p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
 
 
 def _next_rung(rec: Recommendation, scores: dict) -> str | None:

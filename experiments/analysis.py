@@ -8,6 +8,7 @@ predictions.jsonl); fields that older runs lack come out as None ("n/a" in the r
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,11 @@ from experiments.errors import AdaptwiseError
 
 BINARY_METRICS = ("accuracy", "exact_match")  # one 0/1 value per row: McNemar's test applies
 BASELINE = "zero-shot"
+# A method has collapsed onto one label when that label takes over half of its answers and at
+# least twice its share of the gold labels (zero-shot on 21 medical codes: "eye" for 53 of 60).
+COLLAPSE_SHARE = 0.5
+COLLAPSE_RATIO = 2.0
+COLLAPSE_MIN_ROWS = 10  # on fewer rows a label taking half the answers is chance
 
 
 def load_run(folder: Path) -> tuple[dict, list[dict]]:
@@ -180,6 +186,8 @@ def analyse(
         "matrix": per_example_matrix(task, names, preds, metric),
         "winners": winners(names, scored, tests, cost, best),
         "verdict": advisor_verdict(results, tests),
+        "collapse": collapses(task, names, preds),
+        "calibrated": bool((results.get("options") or {}).get("calibrate")),
     }
 
 
@@ -213,6 +221,35 @@ def winners(names, scored, tests, cost, best) -> dict:
 def _worse(tests: dict, name: str) -> bool:
     test = (tests.get(name) or {}).get("best")
     return bool(test and test["p"] < stats.ALPHA and test["diff"] < 0)
+
+
+def label_collapse(outputs: list[str], golds: list[str]) -> dict | None:
+    """The label one method's answers collapsed onto, or None: the most common answer when it
+    takes over COLLAPSE_SHARE of the answers and at least COLLAPSE_RATIO times its gold share."""
+    n = len(outputs)
+    if n < COLLAPSE_MIN_ROWS or len(golds) != n:
+        return None
+    label, count = Counter(outputs).most_common(1)[0]
+    share, gold_share = count / n, sum(g == label for g in golds) / n
+    if share <= COLLAPSE_SHARE or share < COLLAPSE_RATIO * gold_share:
+        return None
+    return {"label": label, "count": count, "n": n, "share": share, "gold_share": gold_share}
+
+
+def collapses(task: dict, names: list[str], preds: dict) -> dict[str, dict]:
+    """method -> its label collapse (`label_collapse`), for classification tasks."""
+    if task.get("kind") != "classification":
+        return {}
+    out = {}
+    for name in names:
+        recs = list(preds.get(name, {}).values())
+        found = label_collapse(
+            [str(r.get("output", "")).strip() for r in recs],
+            [str(r.get("gold", "")).strip() for r in recs],
+        )
+        if found:
+            out[name] = found
+    return out
 
 
 def per_example_matrix(task: dict, names: list[str], preds: dict, metric: str) -> list[dict]:
@@ -258,10 +295,11 @@ def advisor_verdict(results: dict, tests: dict | None = None) -> dict | None:
         return None
     answers = answers_from_results(results)
     rec = recommend(answers)
-    p_vs_zero = {
-        n: t["zero-shot"]["p"] for n, t in (tests or {}).items() if t.get("zero-shot") is not None
+    p_vs = {
+        against: {n: t[against]["p"] for n, t in (tests or {}).items() if t.get(against)}
+        for against in ("zero-shot", "best")
     }
-    judged = verdict(rec, results, p_vs_zero=p_vs_zero)
+    judged = verdict(rec, results, p_vs_zero=p_vs["zero-shot"], p_vs_best=p_vs["best"])
     return {
         "ladder": rec.methods,
         "reasons": {r.method: r.reasons for r in rec.ladder},

@@ -38,6 +38,7 @@ class RagFinetuneMethod(Method):
         self.finetune = FinetuneMethod(ft_method, options, folder_name=_folder(name), label=name)
         if raft:
             self.finetune.training_rows = self._raft_rows
+        self.needs_base = self.finetune.needs_base
         self.seed = 0
         self._oracle_count = 0  # train + validation rows shown the passage with the answer
         self.stats: dict = {"hybrid": {"retrieval": "rag", "finetune": ft_method, "raft": raft}}
@@ -46,6 +47,10 @@ class RagFinetuneMethod(Method):
             if raft
             else f"{ft_method} model answering with retrieved passages"
         )
+
+    def check(self, ctx: RunContext) -> None:
+        self.rag.check(ctx)
+        self.finetune.check(ctx)
 
     def prepare(self, ctx: RunContext) -> None:
         self.seed = ctx.seed

@@ -11,6 +11,7 @@ import re
 import time
 
 from experiments.context import RunContext
+from experiments.errors import TaskError
 from experiments.methods import (
     RESOLVERS,
     Method,
@@ -34,6 +35,16 @@ def format_passages(texts: list[str]) -> str:
     return f"{PASSAGES_INTRO}\n\n{body}\n\nQuestion:"
 
 
+def check_corpus(task, method: str) -> None:
+    """A TaskError naming the task file when `method` would retrieve from a corpus it lacks."""
+    if task.corpus is None:
+        raise TaskError(
+            f"{task.path}: method {method!r} retrieves passages, and the task has no corpus; add "
+            "`corpus: docs/` (a folder of .txt/.md files, or a .jsonl of {id, text}) to the task "
+            "file"
+        )
+
+
 class RagMethod(Method):
     def __init__(self, name: str, k: int | None, mode: str | None) -> None:
         self.name = name
@@ -49,6 +60,11 @@ class RagMethod(Method):
         self._rankings: dict[str, list[str]] = {}
         self._passages: dict[str, list[str]] = {}
         self.description = "retrieved passages before the question"
+
+    def check(self, ctx: RunContext) -> None:
+        """No corpus, or a bad rag: setting, is one line before any model loads."""
+        check_corpus(ctx.task, self.name)
+        rag_settings(ctx.task)
 
     def prepare(self, ctx: RunContext) -> None:
         from rag.store import open_index

@@ -119,6 +119,7 @@ def test_answers_round_trip_through_yaml(tmp_path):
         ({"budget": "infinite"}, "budget must be one of low, medium, high"),
         ({"gpu_memory_gb": -1}, "non-negative"),
         ({"zero_shot_score": 40}, "fraction between 0 and 1"),
+        ({"has_corpus": "maybe"}, "has_corpus must be true or false"),
         (["yes"], "expected a mapping"),
     ],
 )
@@ -217,3 +218,177 @@ def test_advise_bad_input_exits_2_with_one_line(tmp_path, args, message):
     proc = run_advise(*args, cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_rag_without_a_corpus_is_ruled_out_with_what_to_add():
+    no_corpus = replace(BASE, hallucination_tolerance="low", custom_style="yes", has_corpus=False)
+    rec = recommend(no_corpus, fit=lambda *a: None)
+    assert "rag" not in rec.methods and "rag+lora" not in rec.methods
+    reasons = " ".join(rec.reasons_for("rag"))
+    assert "no corpus" in reasons and "`corpus: docs/`" in reasons and "made-up" in reasons
+    with_corpus = recommend(replace(no_corpus, has_corpus=True), fit=lambda *a: None)
+    assert {"rag", "rag+lora"} <= set(with_corpus.methods)
+    assert "rag" in recommend(replace(no_corpus, has_corpus=None)).methods  # no task: unknown
+
+
+def test_the_task_tells_whether_it_has_a_corpus():
+    from types import SimpleNamespace
+
+    from advisor.verdict import answers_from_results, answers_from_task
+
+    task = SimpleNamespace(train=[None] * 60, corpus=None)
+    assert answers_from_task(task).has_corpus is False
+    assert answers_from_task(SimpleNamespace(train=[], corpus="docs")).has_corpus is True
+    results = {"task": {"metric": "accuracy", "has_corpus": False}, "methods": {}}
+    assert answers_from_results(results).has_corpus is False
+    assert answers_from_results({"task": {}, "methods": {}}).has_corpus is None
+
+
+def test_plan_marks_rag_unrunnable_on_a_task_without_corpus(tmp_path):
+    from advisor.planner import not_runnable_reason, runnable
+    from experiments.context import RunContext, RunOptions
+    from experiments.task import load_task
+
+    (tmp_path / "train.jsonl").write_text('{"input": "a", "output": "x"}\n')
+    (tmp_path / "eval.jsonl").write_text('{"input": "b", "output": "x"}\n')
+    (tmp_path / "task.yaml").write_text("kind: qa\ntrain: train.jsonl\neval: eval.jsonl\n")
+    ctx = RunContext(load_task(tmp_path / "task.yaml"), RunOptions())
+    assert runnable("rag") and not runnable("rag", ctx) and runnable("zero-shot", ctx)
+    assert "corpus:" in not_runnable_reason("rag-hybrid-k3", ctx)
+
+
+def test_a_low_zero_shot_score_does_not_override_a_knowledge_need():
+    knowledge = replace(BASE, external_knowledge="yes", has_corpus=True, zero_shot_score=0.0)
+    rec = recommend(knowledge, fit=lambda *a: None)
+    assert rec.methods == ["zero-shot", "few-shot-embedding", "rag"]
+    assert "does not change that" in " ".join(rec.reasons_for("lora"))
+    rich = replace(knowledge, labeled_examples="5000+", budget="high")
+    assert "missing knowledge" in " ".join(
+        recommend(rich, fit=lambda *a: None).reasons_for("full-ft")
+    )
+    # a behaviour need still brings fine-tuning in, next to retrieval
+    styled = recommend(replace(knowledge, custom_style="yes"), fit=lambda *a: None)
+    assert {"lora", "rag+lora"} <= set(styled.methods)
+
+
+def _results(scores: dict, **task) -> dict:
+    return {
+        "task": {"metric": "accuracy", **task},
+        "methods": {m: {"metrics": {"accuracy": s}} for m, s in scores.items()},
+    }
+
+
+# (case, scores, p vs zero-shot, p vs best, holds, words in the text, words not in it)
+VERDICTS = [
+    (
+        "only zero-shot",
+        {"zero-shot": 0.3},
+        None,
+        None,
+        None,
+        ["No verdict yet", "few-shot-embedding"],
+        ["Contradicts"],
+    ),
+    (
+        "one method, no baseline",
+        {"few-shot-embedding": 0.6},
+        None,
+        None,
+        None,
+        ["zero-shot (the baseline) was not measured"],
+        ["held"],
+    ),
+    (
+        "only an off-ladder method",
+        {"zero-shot": 0.1, "rag": 0.6},
+        None,
+        None,
+        None,
+        ["No verdict yet", "few-shot-embedding"],
+        ["Contradicts"],
+    ),
+    (
+        "a tie names both scores",
+        {"zero-shot": 0.0, "few-shot-embedding": 0.017},
+        None,
+        None,
+        False,
+        ["zero-shot (0.000)", "few-shot-embedding, 0.017"],
+        ["(0.017) by"],
+    ),
+    (
+        "a significant lead on the ladder",
+        {"zero-shot": 0.2, "few-shot-embedding": 0.6},
+        {"few-shot-embedding": 0.01},
+        None,
+        True,
+        ["The advice held", "(p = 0.01)"],
+        [],
+    ),
+    (
+        "a lead that is not significant",
+        {"zero-shot": 0.2, "few-shot-embedding": 0.3},
+        {"few-shot-embedding": 0.25},
+        None,
+        None,
+        ["not significant yet (p = 0.25)"],
+        ["held"],
+    ),
+    (
+        "off the ladder, not significantly above it",
+        {"zero-shot": 0.1, "few-shot-embedding": 0.5, "rag": 0.55},
+        {"rag": 0.001},
+        {"few-shot-embedding": 0.4},
+        None,
+        ["not significantly above the ladder's few-shot"],
+        ["Contradicts", "held"],
+    ),
+    (
+        "off the ladder, significantly above it",
+        {"zero-shot": 0.1, "few-shot-embedding": 0.3, "rag": 0.7},
+        {"rag": 0.001},
+        {"few-shot-embedding": 0.001},
+        False,
+        ["Contradicts the advice: rag"],
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("scores", "p_zero", "p_best", "holds", "words", "absent"),
+    [v[1:] for v in VERDICTS],
+    ids=[v[0] for v in VERDICTS],
+)
+def test_verdict_needs_a_baseline_a_rung_and_a_significant_lead(
+    scores, p_zero, p_best, holds, words, absent
+):
+    from advisor.verdict import verdict
+
+    rec = recommend(BASE)  # zero-shot, few-shot-embedding, lora; rag ruled out
+    judged = verdict(rec, _results(scores), p_vs_zero=p_zero, p_vs_best=p_best)
+    assert judged.holds is holds, judged.text
+    for word in words:
+        assert word in judged.text
+    for word in absent:
+        assert word not in judged.text
+
+
+def test_report_verdict_on_a_knowledge_task_keeps_lora_off_and_names_no_winner():
+    """The QA case: zero-shot 0.0, lora best at p = 0.25 against it."""
+    from experiments.analysis import advisor_verdict
+
+    scores = {"zero-shot": 0.0, "few-shot-embedding": 0.05, "rag": 0.1, "lora": 0.12}
+    results = _results(scores, n_train=400, has_corpus=True)
+    p_zero = {"few-shot-embedding": 0.5, "rag": 0.06, "lora": 0.25}
+    p_best = {"zero-shot": 0.25, "few-shot-embedding": 0.5, "rag": 0.9}
+    tests = {
+        m: {
+            "zero-shot": {"p": p_zero[m]} if m in p_zero else None,
+            "best": {"p": p_best[m]} if m in p_best else None,
+        }
+        for m in scores
+    }
+    v = advisor_verdict(results, tests)
+    assert "lora" not in v["ladder"] and "rag+lora" not in v["ladder"]
+    assert v["holds"] is None and "held" not in v["text"] and "p = 0.25" in v["text"]

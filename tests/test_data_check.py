@@ -224,3 +224,126 @@ def test_cli_exit_status_and_json_report(planted, tmp_path):
         [*args, str(DEMO / "task.yaml"), "--no-tokens"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "nothing blocking" in proc.stdout
+
+
+SCHEMA = (
+    "CREATE TABLE singer (singer_id INT PRIMARY KEY, name TEXT, country TEXT, song_name TEXT, "
+    "song_release_year TEXT, age INT, is_male BOOL); CREATE TABLE concert (concert_id INT "
+    "PRIMARY KEY, concert_name TEXT, theme TEXT, stadium_id INT, year TEXT); CREATE TABLE "
+    "stadium (stadium_id INT PRIMARY KEY, location TEXT, name TEXT, capacity INT, average INT)"
+)
+
+
+def sql(question: str, query: str, row_id: str) -> dict:
+    return {"id": row_id, "input": f"Question: {question}\nSchema: {SCHEMA}", "output": query}
+
+
+SQL_TRAIN = [
+    sql("How many singers do we have?", "SELECT count(*) FROM singer", "t1"),
+    sql("What is the average age of all singers?", "SELECT avg(age) FROM singer", "t2"),
+    sql(
+        "List the names of the concerts held in 2014.",
+        "SELECT concert_name FROM concert WHERE year = '2014'",
+        "t3",
+    ),
+    sql(
+        "Show the location and capacity of every stadium.",
+        "SELECT location, capacity FROM stadium",
+        "t4",
+    ),
+]
+SQL_EVAL = [  # other questions on the same schema: not leakage
+    sql("How many concerts are there?", "SELECT count(*) FROM concert", "e1"),
+    sql("What is the maximum capacity of the stadiums?", "SELECT max(capacity) FROM stadium", "e2"),
+    sql(
+        "List the names of the concerts held in 2015.",
+        "SELECT concert_name FROM concert WHERE year = '2015'",
+        "e3",
+    ),
+]
+SQL_PARAPHRASE = sql("How many singers do we have in total?", "select count(*) from singer;", "p")
+ORGANS = ["ear", "eye", "face", "neck"]
+
+
+def malformation(organ: str, row_id: str, end: str = "") -> dict:
+    text = f"Congenital malformation of {organ}, not elsewhere classified (documented at birth)"
+    return {"id": row_id, "input": text + end, "output": organ}
+
+
+TEMPLATE_TRAIN = [malformation(organ, f"t{i}") for i, organ in enumerate(["ear", "face", "neck"])]
+TEMPLATE_EVAL = [
+    malformation("eye", "e1"),  # the train rows' template, another diagnosis: not leakage
+    malformation("ear", "e2", end="."),  # a train row re-punctuated: leaked
+]
+
+
+def write_task(folder: Path, kind: str, train: list, eval_rows: list, labels=None) -> Path:
+    write_lines(folder / "train.jsonl", train)
+    write_lines(folder / "eval.jsonl", eval_rows)
+    extra = f"labels: {labels}\n" if labels else ""
+    (folder / "task.yaml").write_text(
+        f"kind: {kind}\n{extra}train: train.jsonl\neval: eval.jsonl\n", encoding="utf-8"
+    )
+    return folder / "task.yaml"
+
+
+# (case, kind, train, eval, labels, eval ids that leak)
+LEAK_CASES = [
+    ("shared schema, other questions and queries", "generation", SQL_TRAIN, SQL_EVAL, None, []),
+    (
+        "shared schema, a paraphrase with the same query",
+        "generation",
+        SQL_TRAIN,
+        [*SQL_EVAL, SQL_PARAPHRASE],
+        None,
+        ["p"],
+    ),
+    (
+        "one template, different labels",
+        "classification",
+        TEMPLATE_TRAIN,
+        TEMPLATE_EVAL[:1],
+        ORGANS,
+        [],
+    ),
+    (
+        "one template, the same row re-punctuated",
+        "classification",
+        TEMPLATE_TRAIN,
+        TEMPLATE_EVAL,
+        ORGANS,
+        ["e2"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "train", "eval_rows", "labels", "leaked"),
+    [c[1:] for c in LEAK_CASES],
+    ids=[c[0] for c in LEAK_CASES],
+)
+def test_near_leakage_needs_the_same_answer_and_ignores_shared_context(
+    tmp_path, kind, train, eval_rows, labels, leaked
+):
+    report = check_task(write_task(tmp_path, kind, train, eval_rows, labels), measure_tokens=False)
+    flagged = [w.split(" ~ ")[0] for f in report.by_check("near_leakage") for w in f.where]
+    ids = [r["id"] for r in eval_rows]
+    assert flagged == [f"{tmp_path}/eval.jsonl:{ids.index(i) + 1}" for i in leaked]
+    assert not report.by_check("near_duplicate")  # within a split: distinct rows, too
+
+
+def test_content_shingles_set_aside_context_shared_across_answers():
+    from experiments.data.near_duplicates import content_shingles, row_pairs, same_answer
+
+    rows = [(r["input"], r["output"]) for r in [*SQL_TRAIN, SQL_PARAPHRASE]]
+    kept = content_shingles(rows)
+    assert kept[1] == shingles("Question: What is the average age of all singers?")  # no schema
+    assert row_pairs(rows) == [(0, 4, pytest.approx(0.78, abs=0.01))]
+    # a question copied into several rows with the same answer stays content: duplicates of it
+    copies = [("Where is my parcel " + "right now?" * k, "in transit") for k in (1, 1, 2)]
+    assert content_shingles(copies)[0] == shingles(copies[0][0])
+    assert same_answer("SELECT name FROM singer", "select name from singer;")
+    assert not same_answer("... WHERE age > 30", "... WHERE age > 40")
+    assert not same_answer(
+        "Congenital malformation of ear", "Congenital malformation of eyes", labels=True
+    )

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data_check import build_planted
+from test_data_check import SQL_EVAL, SQL_PARAPHRASE, SQL_TRAIN, build_planted, write_task
 
 from experiments.data.checks import check_task
 from experiments.data.fix import fix_task
@@ -102,3 +102,16 @@ def test_qa_fix_keeps_corpus_reference(tmp_path):
     task = load_task(out / "task.yaml")
     assert task.corpus.resolve() == (ROOT / "demo/helpdesk-qa/corpus").resolve()
     assert len(task.train) == 120 and len(task.eval) == 88
+
+
+def test_fix_keeps_rows_that_only_share_a_schema(tmp_path):
+    """The SQL rows share one long schema: only the paraphrase with the same query leaks."""
+    folder = tmp_path / "sql"
+    folder.mkdir()
+    path = write_task(folder, "generation", SQL_TRAIN, [*SQL_EVAL, SQL_PARAPHRASE])
+    summary = fix_task(path, tmp_path / "fixed")
+    assert summary.kept == {"train": len(SQL_TRAIN) - 1, "eval": len(SQL_EVAL) + 1}
+    assert summary.dropped == [
+        {"where": f"{folder}/train.jsonl:1", "reason": f"near leakage: like {folder}/eval.jsonl:4"}
+    ]
+    assert not check_task(tmp_path / "fixed/task.yaml", measure_tokens=False).blocking

@@ -248,6 +248,35 @@ def test_rag_method_scored_by_runner(tmp_path):
     assert "## Retrieval" in (out / "report.md").read_text()
 
 
+@pytest.mark.parametrize("method", ["rag", "rag-hybrid-k3", "rag+lora"])
+def test_rag_without_corpus_fails_in_check_before_any_model_loads(tmp_path, method):
+    from experiments.context import RunContext, RunOptions
+    from experiments.methods import make_method
+
+    (tmp_path / "train.jsonl").write_text('{"input": "a", "output": "x"}\n')
+    (tmp_path / "eval.jsonl").write_text('{"input": "b", "output": "x"}\n')
+    path = tmp_path / "task.yaml"
+    path.write_text("kind: qa\ntrain: train.jsonl\neval: eval.jsonl\n")
+    ctx = RunContext(load_task(path), RunOptions())
+    with pytest.raises(TaskError) as raised:
+        make_method(method, {}).check(ctx)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and "`corpus: docs/`" in message
+    assert len(message.splitlines()) == 1
+    assert "lm" not in vars(ctx)  # the runner checks before anything loads
+
+
+def test_rag_check_passes_with_a_corpus_and_catches_bad_settings(tmp_path):
+    from experiments.context import RunContext, RunOptions
+    from experiments.methods import make_method
+
+    good = load_task(make_task(tmp_path / "good"))
+    make_method("rag", {}).check(RunContext(good, RunOptions()))
+    bad = load_task(make_task(tmp_path / "bad", rag="rag:\n  k: 0\n"))
+    with pytest.raises(TaskError, match="rag.k must be at least 1"):
+        make_method("rag", {}).check(RunContext(bad, RunOptions()))
+
+
 # --- the commands, and every bad input ------------------------------------------------------
 
 
@@ -311,7 +340,7 @@ def test_bad_input_one_line_exit_2_nothing_overwritten(built, tmp_path, run_cli,
     elif damage == "not-utf8":
         (corpus / "bad.md").write_bytes("caf\u00e9 cr\u00e8me".encode("latin-1"))
     elif damage == "unreadable":
-        (corpus / "gone.md").symlink_to(tmp_path / "missing.md")
+        (corpus / "gone.md").symlink_to(corpus / "missing.md")  # a dangling link inside
     elif damage == "too-large":
         task.write_text(task.read_text() + "  max_document_mb: 0.0001\n")
     elif damage == "other-model":

@@ -329,7 +329,8 @@ def test_advisor_reads_results_and_judges_variants():
         and "Next rung not yet measured: lora" in judged.text
     )
     judged = verdict(rec, results, p_vs_zero={"few-shot-jaccard-k8": 0.3})
-    assert "not significant yet" in judged.text
+    assert "not significant yet" in judged.text and "held" not in judged.text
+    assert judged.holds is None
     # without p-values the text is what the TUI has always shown
     assert "significant" not in verdict(rec, results).text
 
@@ -343,3 +344,43 @@ def test_single_method_and_free_prices(tmp_path):
     assert analysis["winners"]["cost"] == "zero-shot"
     report = render_report(results, analysis)
     assert "Nothing to compare yet" in report and "| 0.0000 |" in report
+
+
+# (case, outputs, golds, collapsed label or None)
+COLLAPSES = [
+    ("one label for 53 of 60", ["eye"] * 53 + ["ear"] * 7, ["eye"] * 3 + ["ear"] * 57, "eye"),
+    ("the majority is the gold majority", ["a"] * 40 + ["b"] * 20, ["a"] * 40 + ["b"] * 20, None),
+    ("half, not more", ["a"] * 30 + ["b"] * 30, ["b"] * 60, None),
+    (
+        "over half but under twice its gold share",
+        ["a"] * 40 + ["b"] * 20,
+        ["a"] * 25 + ["b"] * 35,
+        None,
+    ),
+    ("too few rows to tell", ["a"] * 9, ["b"] * 9, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "golds", "label"), [c[1:] for c in COLLAPSES], ids=[c[0] for c in COLLAPSES]
+)
+def test_label_collapse(outputs, golds, label):
+    from experiments.analysis import label_collapse
+
+    found = label_collapse(outputs, golds)
+    assert (found["label"] if found else None) == label
+
+
+def test_report_warns_of_label_collapse_and_suggests_calibrate(tmp_path):
+    run = make_run(tmp_path / "run")
+    results, records = load_run(run)
+    for rec in records:
+        if rec["method"] == "zero-shot":
+            rec["output"] = "billing"
+    analysis = analyse(results, records)
+    assert set(analysis["collapse"]) == {"zero-shot"}
+    report = render_report(results, analysis)
+    assert "Label collapse: zero-shot answered 'billing' for 40 of 40 rows (100%; 35%" in report
+    assert "`--calibrate`" in report
+    results["options"]["calibrate"] = True
+    assert "--calibrate already" in render_report(results, analyse(results, records))

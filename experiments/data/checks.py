@@ -14,7 +14,7 @@ from pathlib import Path
 
 from experiments.data import near_duplicates, tokens
 from experiments.data.report import ERROR, WARNING, Finding, Report
-from experiments.data.rows import RawTask, full_text, input_key, normalise, read_task
+from experiments.data.rows import RawTask, input_key, input_output, normalise, read_task
 from experiments.errors import AdaptwiseError, TaskError
 from experiments.task import Row, load_task
 
@@ -26,6 +26,10 @@ MINORITY_SHARE = 0.02
 # Shorter questions ("What is it?") appear in almost any text; from 4 words on, a verbatim
 # match in a corpus document means the question was taken from it.
 QUESTION_MIN_WORDS = 4
+_NEAR_RULE = (
+    "the same answer, and Jaccard of character 5-grams of the inputs, without the context "
+    "they share with rows of other answers,"
+)
 
 
 def check_task(
@@ -55,6 +59,7 @@ def check_task(
         kind=task.kind,
         thresholds={
             "near_duplicate_jaccard": threshold,
+            "context_words": near_duplicates.CONTEXT_WORDS,
             "majority_share": MAJORITY_SHARE,
             "minority_share": MINORITY_SHARE,
             "max_length": max_length,
@@ -70,10 +75,12 @@ def check_task(
                 for label in allowed + sorted(set(labels) - set(allowed))
             }
             findings += _balance(split, report.splits[split]["labels"], len(rows))
-        findings += _duplicates(split, rows, threshold)
+        findings += _duplicates(split, rows, threshold, task.kind == "classification")
         findings += _inconsistent(split, rows)
         findings += _output_format(split, rows, task.kind)
-    findings += _leakage(task.rows["train"], task.rows["eval"], threshold)
+    findings += _leakage(
+        task.rows["train"], task.rows["eval"], threshold, task.kind == "classification"
+    )
     findings += _eval_in_corpus(task.rows["eval"], corpus_docs)
     if measure_tokens:
         findings += _token_lengths(task, report, max_length, model)
@@ -170,7 +177,7 @@ def _balance(split: str, labels: dict[str, int], total: int) -> list[Finding]:
     return findings
 
 
-def _duplicates(split: str, rows: list[Row], threshold: float) -> list[Finding]:
+def _duplicates(split: str, rows: list[Row], threshold: float, labels: bool) -> list[Finding]:
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for row in rows:
         groups[(input_key(row), normalise(row.output))].append(row)
@@ -191,7 +198,7 @@ def _duplicates(split: str, rows: list[Row], threshold: float) -> list[Finding]:
     keys = [input_key(r) for r in rows]
     pairs = [
         p
-        for p in near_duplicates.similar_pairs([full_text(r) for r in rows], threshold)
+        for p in near_duplicates.row_pairs([input_output(r) for r in rows], threshold, labels)
         if keys[p[0]] != keys[p[1]]
     ]
     if pairs:
@@ -206,8 +213,8 @@ def _duplicates(split: str, rows: list[Row], threshold: float) -> list[Finding]:
             Finding(
                 "near_duplicate",
                 WARNING,
-                f"{split}: {len(where)} group(s) of near-duplicate rows (Jaccard of character "
-                f"5-grams >= {threshold}); `data fix` keeps the first of each",
+                f"{split}: {len(where)} group(s) of near-duplicate rows ({_NEAR_RULE} >= "
+                f"{threshold}); `data fix` keeps the first of each",
                 where,
             )
         )
@@ -267,7 +274,9 @@ def _output_format(split: str, rows: list[Row], kind: str) -> list[Finding]:
     return findings
 
 
-def _leakage(train: list[Row], eval_rows: list[Row], threshold: float) -> list[Finding]:
+def _leakage(
+    train: list[Row], eval_rows: list[Row], threshold: float, labels: bool
+) -> list[Finding]:
     seen: dict[str, Row] = {}
     for row in train:
         seen.setdefault(input_key(row), row)
@@ -285,16 +294,16 @@ def _leakage(train: list[Row], eval_rows: list[Row], threshold: float) -> list[F
         )
     leaked = {id(e) for e, _ in exact}
     rest = [r for r in eval_rows if id(r) not in leaked]
-    matches = near_duplicates.best_matches(
-        [full_text(r) for r in rest], [full_text(r) for r in train], threshold
+    matches = near_duplicates.row_matches(
+        [input_output(r) for r in rest], [input_output(r) for r in train], threshold, labels
     )
     if matches:
         findings.append(
             Finding(
                 "near_leakage",
                 ERROR,
-                f"{len(matches)} eval row(s) are near-duplicates of a train row (Jaccard of "
-                f"character 5-grams >= {threshold}). `data fix` drops those train rows",
+                f"{len(matches)} eval row(s) are near-duplicates of a train row ({_NEAR_RULE} "
+                f">= {threshold}). `data fix` drops those train rows",
                 [
                     f"{rest[i].source} ~ {train[j].source} (similarity {sim:.2f})"
                     for i, (j, sim) in sorted(matches.items())

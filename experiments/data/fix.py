@@ -17,10 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from experiments.data import near_duplicates
-from experiments.data.output import check_out, rows_jsonl, write_task_dir
-from experiments.data.rows import RawTask, full_text, input_key, normalise, read_task
+from experiments.data.output import rows_jsonl, write_task_dir
+from experiments.data.rows import RawTask, input_key, input_output, normalise, read_task
 from experiments.errors import TaskError
+from experiments.outputs import check_replaceable
 from experiments.task import Row
+
+COMMAND = "data fix"
 
 
 @dataclass
@@ -54,7 +57,8 @@ def fix_task(
     """
     task = read_task(path)
     out = Path(out)
-    check_out(out, overwrite, protect=[task.path.parent])
+    inputs = _inputs(task)
+    check_replaceable(out, COMMAND, overwrite, inputs)
     if eval_fraction is not None and not 0 < eval_fraction < 1:
         raise TaskError(f"--eval-fraction {eval_fraction}: give a share between 0 and 1")
     summary = FixSummary(task_path=task.path)
@@ -63,14 +67,18 @@ def fix_task(
     ]
     labels = _canonical_labels(task)
     splits = {s: _standardise(task, rows, labels, summary) for s, rows in task.rows.items()}
+    labels_kind = task.kind == "classification"
     if eval_fraction is not None:
-        pool = _dedupe(splits["train"] + splits["eval"], keep_near_duplicates, threshold, summary)
-        splits = _split(pool, eval_fraction, seed, task.kind == "classification")
+        pool = _dedupe(
+            splits["train"] + splits["eval"], keep_near_duplicates, threshold, labels_kind, summary
+        )
+        splits = _split(pool, eval_fraction, seed, labels_kind)
     else:
         splits = {
-            s: _dedupe(rows, keep_near_duplicates, threshold, summary) for s, rows in splits.items()
+            s: _dedupe(rows, keep_near_duplicates, threshold, labels_kind, summary)
+            for s, rows in splits.items()
         }
-    splits["train"] = _drop_leaked(splits["train"], splits["eval"], threshold, summary)
+    splits["train"] = _drop_leaked(splits["train"], splits["eval"], threshold, labels_kind, summary)
     for split, rows in splits.items():
         if not rows:
             raise TaskError(f"{task.path}: no {split} rows left after fixing; nothing written")
@@ -86,8 +94,17 @@ def fix_task(
         "changed": summary.changed,
     }
     files["fix.json"] = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    write_task_dir(out, spec, files, overwrite=overwrite)
+    write_task_dir(out, spec, files, COMMAND, overwrite=overwrite, inputs=inputs)
     return summary
+
+
+def _inputs(task: RawTask) -> list[Path]:
+    """Every file or folder the task reads: the output may be none of them, nor hold one."""
+    paths = [task.path, *task.files.values(), task.corpus]
+    finetune = task.spec.get("finetune")
+    if isinstance(finetune, dict) and isinstance(finetune.get("raw_text"), str):
+        paths.append(task.path.parent / finetune["raw_text"])
+    return [p for p in paths if p is not None]
 
 
 def _canonical_labels(task: RawTask) -> dict[str, str]:
@@ -139,7 +156,9 @@ def _corpus_ids(task: RawTask) -> set[str] | None:
     return {d.id for d in load_corpus(task.corpus)}
 
 
-def _dedupe(rows: list[Row], keep_near: bool, threshold: float, summary: FixSummary) -> list:
+def _dedupe(
+    rows: list[Row], keep_near: bool, threshold: float, labels: bool, summary: FixSummary
+) -> list:
     """Settle inconsistent outputs, then drop exact and near duplicates; first row kept."""
     rows = _settle_inconsistent(rows, summary)
     first: dict[tuple[str, str], Row] = {}
@@ -155,7 +174,7 @@ def _dedupe(rows: list[Row], keep_near: bool, threshold: float, summary: FixSumm
         unique.append(row)
     if keep_near:
         return unique
-    pairs = near_duplicates.similar_pairs([full_text(r) for r in unique], threshold)
+    pairs = near_duplicates.row_pairs([input_output(r) for r in unique], threshold, labels)
     drop = set()
     for group in near_duplicates.clusters(len(unique), pairs):
         for i in group[1:]:
@@ -203,10 +222,12 @@ def _split(rows: list[Row], fraction: float, seed: int, stratify: bool) -> dict[
     return {"train": train, "eval": eval_rows}
 
 
-def _drop_leaked(train: list[Row], eval_rows: list[Row], threshold: float, summary) -> list:
+def _drop_leaked(
+    train: list[Row], eval_rows: list[Row], threshold: float, labels: bool, summary
+) -> list:
     eval_inputs = {input_key(r): r for r in eval_rows}
-    near = near_duplicates.best_matches(
-        [full_text(r) for r in train], [full_text(r) for r in eval_rows], threshold
+    near = near_duplicates.row_matches(
+        [input_output(r) for r in train], [input_output(r) for r in eval_rows], threshold, labels
     )
     kept = []
     for i, row in enumerate(train):

@@ -46,9 +46,10 @@ def input_key(row: Row) -> str:
     return normalise("\n".join(f"{m['role']}: {m['content']}" for m in row.messages))
 
 
-def full_text(row: Row) -> str:
-    """Everything a row says, input then output: what near-duplicate matching compares."""
-    return "\n".join([*(m["content"] for m in row.messages), row.output])
+def input_output(row: Row) -> tuple[str, str]:
+    """A row's input text (every message before the answer) and its output: what
+    near-duplicate matching compares (`near_duplicates.row_pairs`)."""
+    return "\n".join(m["content"] for m in row.messages), row.output
 
 
 def read_spec(path: Path) -> dict:
