@@ -244,7 +244,7 @@ def _trainer(train_only, options, progress):
             method, {"finetune": {**settings, "forgetting_probe": False}}, folder_name=name
         )
         trial.prepare(ctx)
-        trial.trained = None  # free the trained model
+        trial.release(ctx)  # free the trained model; a LoRA adapter comes off the shared base
         return dict(trial.stats.get("training") or {})
 
     return train
@@ -256,23 +256,25 @@ class SweepWinner(FinetuneMethod):
     def __init__(self, name: str, settings: dict, folder: Path):
         super().__init__(name, {"finetune": settings})
         self.folder = Path(folder)
+        self.needs_base = not (self.folder / "model").is_dir()
         self.description = f"{DESCRIPTIONS[name]}; sweep winner {self.folder.name}"
 
     def prepare(self, ctx) -> None:
+        from finetune.methods import _training_state
         from finetune.trainer import load_model
 
         self.config = build_config(
             self.name, ctx.task.settings.get("finetune", {}), self.cli_settings, ctx.seed
         )
-        checkpoint = str(ctx.lm.path) if ctx.lm.path else ctx.options.model
         if (self.folder / "model").is_dir():
-            model = load_model(str(self.folder / "model"), self.config)
+            model = load_model(str(self.folder / "model"), self.config, ctx.precision)
         else:
             from peft import PeftModel
 
-            base = load_model(checkpoint, self.config)
-            model = PeftModel.from_pretrained(base, str(self.folder / "adapter"))
-            model = model.merge_and_unload()
+            # The adapter goes onto the run's own base (one copy) and comes off in release().
+            self._shared_state = _training_state(ctx.model)
+            model = PeftModel.from_pretrained(ctx.model, str(self.folder / "adapter"))
+            self._adapter_model = model
         model.eval()
         training = json.loads((self.folder / "training.json").read_text(encoding="utf-8"))
         self.stats = {"training": training, "sweep_trial": self.folder.name}

@@ -3,8 +3,8 @@ and whether the run's shared base model must be freed while it trains.
 
 The budget is the memory this process can have: on a GPU the free memory plus what this process
 holds already (torch's reserved blocks and its CUDA context); on a CPU the available RAM plus
-this process's resident set. `finetune fit_memory_gb:` replaces it (to leave room for other
-work, or to test what a smaller machine would do).
+this process's own (anonymous) resident memory. `finetune fit_memory_gb:` replaces it (to leave
+room for other work, or to test what a smaller machine would do).
 
 LoRA trains on the shared base, so its estimate (which counts the base's weights) is held
 against the whole budget. QLoRA and full fine-tuning train their own copy: the shared base
@@ -55,7 +55,20 @@ def usable_memory_gb() -> tuple[float | None, str]:
     available = _mem_available_bytes()
     if available is None:
         return None, "cpu"
-    return (available + current_rss_mb() * 1e6) / GB, "cpu"
+    return (available + _anonymous_rss_bytes()) / GB, "cpu"
+
+
+def _anonymous_rss_bytes() -> float:
+    """This process's resident memory that is not file cache (a memory-mapped checkpoint's
+    pages are in RSS and also in MemAvailable: counting them twice would inflate the budget)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return current_rss_mb() * 1e6
 
 
 def _mem_available_bytes() -> int | None:

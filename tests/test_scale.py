@@ -258,3 +258,54 @@ def test_running_out_while_training_is_a_result_and_the_base_is_restored(
     ]
     assert after == before  # the adapter was taken off the shared base after the failure
     assert results["methods"]["zero-shot"]["metrics"] == alone["methods"]["zero-shot"]["metrics"]
+
+
+def test_the_run_trains_with_the_settings_the_plan_shows(tiny_model, tmp_path):
+    """The plan's fit and the run's fit are one computation: given the same memory (a machine
+    of B GB for the plan, `fit_memory_gb: B` for the run) they choose the same settings."""
+    from test_plan import STATS
+
+    from advisor.machine import Machine
+    from advisor.plan import build_plan
+    from advisor.planner import run_settings
+    from experiments.runner import run_task
+    from finetune.fitting import model_shape
+
+    shape = model_shape(str(tiny_model))
+    task = make_task(n_train=12, n_eval=3)
+    # Long sequences of a 49k vocabulary: the logits dominate, so micro-batches pay off.
+    settings = {"batch_size": 8, "max_length": 512, "rank": 4}
+    whole = choose_settings(shape, "lora", 8, 512, "fp32", "cpu", budget_gb=100, lora_r=4)
+    half = choose_settings(
+        shape, "lora", 8, 512, "fp32", "cpu", budget_gb=100, accumulation=2, lora_r=4
+    )
+    assert half.estimate_gb < whole.estimate_gb
+    budget = (whole.estimate_gb + half.estimate_gb) / 2
+    plan = build_plan(
+        ["lora"],
+        STATS,
+        shape,
+        Machine(cpus=2, ram_gb=budget),
+        settings=run_settings(task, finetune_settings=settings, precision="fp32"),
+    )
+    planned = plan.steps[0].memory_settings
+    assert planned["gradient_accumulation_steps"] == 2 and planned["fits"]
+    options = RunOptions(
+        model=str(tiny_model),
+        precision="fp32",
+        extra={
+            "finetune": {
+                **settings,
+                "max_steps": 1,
+                "fit_memory_gb": budget,
+                "forgetting_probe": False,
+            }
+        },
+    )
+    results = run_task(task, ["lora"], tmp_path / "out", options)
+    ran = results["methods"]["lora"]["memory"]
+    keys = ("micro_batch", "gradient_accumulation_steps", "gradient_checkpointing", "optimizer")
+    assert {k: ran[k] for k in keys} == {k: planned[k] for k in keys}
+    assert ran["estimate_gb"] == pytest.approx(planned["estimate_gb"], abs=1e-3)
+    trained = results["methods"]["lora"]["training"]["memory_settings"]
+    assert trained["gradient_accumulation_steps"] == 2 and trained["micro_batch"] == 4
