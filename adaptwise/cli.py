@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         "number of examples or passages, e.g. few-shot-jaccard-k8",
     )
     run.add_argument("--out", type=Path, help="output folder (default: runs/<task name>)")
+    run.add_argument(
+        "--rerun",
+        nargs="?",
+        const="all",
+        metavar="METHODS",
+        help="run again methods whose results --out already holds from a run with the same "
+        "rows and options (kept otherwise); alone: all of them, or a comma-separated list",
+    )
     _add_run_options(run)
     climb = run.add_argument_group(
         "ladder, sweeps and learning curves (README: Climbing the ladder, sweeps and learning "
@@ -252,7 +260,9 @@ def _methods(value: str) -> list[str]:
     return names
 
 
-def _run_one(task_path: Path, methods: list[str], out: Path | None, options, ui) -> Path:
+def _run_one(
+    task_path: Path, methods: list[str], out: Path | None, options, ui, rerun=False
+) -> Path:
     from experiments.methods import make_method
     from experiments.runner import claim_run_folder, run_task
     from experiments.task import load_task
@@ -267,7 +277,7 @@ def _run_one(task_path: Path, methods: list[str], out: Path | None, options, ui)
     sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
     ui.log(f"[bold]{task.name}[/] ({task.kind}): {sizes}{subset}")
     ui.log(f"  results -> {out}")
-    run_task(task, methods, out, options, progress=ui)
+    run_task(task, methods, out, options, progress=ui, rerun=rerun)
     return out
 
 
@@ -287,10 +297,26 @@ def cmd_run(args) -> int:
         if getattr(args, flag):
             raise AdaptwiseError(f"--{flag} needs --ladder (or, for --budget, --sweep)")
     methods = _methods(args.methods)
+    rerun = _rerun(args.rerun, methods)
     with RichProgress() as ui:
-        out = _run_one(args.task, methods, args.out, options, ui)
+        out = _run_one(args.task, methods, args.out, options, ui, rerun=rerun)
     _show_report(out)
     return 0
+
+
+def _rerun(value: str | None, methods: list[str]) -> bool | set[str]:
+    """--rerun: absent False, alone True, else the named methods (each one of --methods)."""
+    if value is None:
+        return False
+    if value == "all":
+        return True
+    names = {m.strip() for m in value.split(",") if m.strip()}
+    unknown = sorted(names - set(methods))
+    if unknown:
+        from experiments.errors import AdaptwiseError
+
+        raise AdaptwiseError(f"--rerun {unknown[0]}: not one of --methods ({', '.join(methods)})")
+    return names
 
 
 def _cmd_climb(args, options) -> int:

@@ -181,6 +181,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(f"Wrote {path}: {counts['train']} train, {counts['eval']} eval rows")
+    if counts.get("unlabelled"):
+        print(
+            f"Skipped {counts['unlabelled']} unlabelled rows (ClassLabel -1, Hugging Face's "
+            "'no label'); give an eval split with labels (--eval) if eval came out empty"
+        )
     return 0
 
 

@@ -79,7 +79,10 @@ def cmd_chat(args) -> int:
     from rich.console import Console
 
     from experiments.chat import load_chat_model
+    from experiments.errors import AdaptwiseError
 
+    if args.max_new_tokens < 1:
+        raise AdaptwiseError("--max-new-tokens must be at least 1")
     console = Console()
     chat = load_chat_model(args.model, args.adapter, progress=console.print)
     console.print(f"[bold]{chat.name}[/] · empty line or Ctrl-D quits, /reset starts over")

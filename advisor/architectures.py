@@ -147,6 +147,14 @@ def shape_from_config(config: dict, name: str) -> ModelShape:
     missing = [key for key in required if not isinstance(config.get(key), int)]
     if missing:
         raise AdaptwiseError(f"{name}: config.json lacks {', '.join(missing)}")
+    bad = [key for key in required if config[key] < 1]
+    kv = config.get("num_key_value_heads")
+    if kv is not None and (not isinstance(kv, int) or kv < 1):
+        bad.append("num_key_value_heads")
+    if bad:
+        raise AdaptwiseError(
+            f"{name}: config.json gives {bad[0]} {config.get(bad[0])!r}; it must be 1 or more"
+        )
     heads = config["num_attention_heads"]
     model_type = str(config.get("model_type", ""))
     return ModelShape(

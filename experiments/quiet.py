@@ -8,6 +8,10 @@ import warnings
 def quiet_libraries() -> None:
     """Silence the library messages a user cannot act on, at their source."""
     import logging
+    import os
+
+    # No usage reports from huggingface_hub: adaptwise runs offline on the user's data.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
     # Raised inside transformers when peft or TRL asks about checkpointing.
     warnings.filterwarnings(

@@ -61,11 +61,15 @@ def run_task(
     options: RunOptions,
     progress: RunProgress | None = None,
     sections: dict | None = None,
+    rerun: bool | set[str] = False,
 ) -> dict:
     """Score each method on the (possibly limited) eval set; return the results dict.
 
-    `method_names` may also hold ready-made Method objects (a sweep's winner, loaded from its
-    trial). `sections` are extra top-level keys written into results.json (e.g. `ladder`)."""
+    A method whose complete result is already in `out_dir`, made on the same eval and train
+    rows with the same options, is kept from the earlier run, not redone; `rerun` (True, or a
+    set of method names) runs it again. `method_names` may also hold ready-made Method objects
+    (a sweep's winner, loaded from its trial), which always run. `sections` are extra
+    top-level keys written into results.json (e.g. `ladder`)."""
     progress = progress or SilentProgress()
     methods = [
         m if isinstance(m, Method) else make_method(m, {"k": options.k, **options.extra})
@@ -78,13 +82,21 @@ def run_task(
     costs = parse_prices(task.settings.get("costs"), f"{task.path}")
     for method in methods:
         method.check(ctx)  # a bad setting is one line now, not after the model has loaded
-    results, predictions = _previous(out_dir, task, rows)
-    results["options"] = _options_record(options)
+    record = _options_record(options)
+    results, predictions = _previous(out_dir, task, rows, record, progress.log)
+    results["options"] = record
     if costs:
         results["costs"] = costs
     results.update(sections or {})
 
-    for method in methods:
+    for method, given in zip(methods, method_names):
+        again = rerun is True or (rerun and method.name in rerun) or isinstance(given, Method)
+        if method.name in results["methods"] and not again:
+            progress.log(
+                f"{task.name}: {method.name} kept from the earlier run in {out_dir} "
+                f"(--rerun {method.name} runs it again)"
+            )
+            continue
         try:
             entry, preds = run_method(ctx, method, rows, progress)
         except Exception as exc:
@@ -275,13 +287,19 @@ def task_record(task: Task, rows: list[Row]) -> dict:
         "n_eval": len(rows),
         "n_eval_total": len(task.eval),
         "eval_fingerprint": eval_fingerprint(rows),
+        "train_fingerprint": eval_fingerprint(task.train),
         "has_corpus": task.corpus is not None,
     }
 
 
-def _previous(out_dir: Path, task: Task, rows: list[Row]) -> tuple[dict, dict]:
-    """Results and predictions already in `out_dir` for the same eval rows, else empty ones."""
-    fingerprint = eval_fingerprint(rows)
+def _previous(
+    out_dir: Path, task: Task, rows: list[Row], options_record: dict, log=print
+) -> tuple[dict, dict]:
+    """Results and predictions already in `out_dir` made on the same eval and train rows with
+    the same options (`experiments.stored.MATCHED_OPTIONS`), else empty ones. Earlier results
+    that do not match, or that cannot be read, are replaced by this run's, with one line."""
+    from experiments.stored import MATCHED_OPTIONS
+
     results = {
         "version": RESULTS_VERSION,
         "task": task_record(task, rows),
@@ -294,26 +312,54 @@ def _previous(out_dir: Path, task: Task, rows: list[Row]) -> tuple[dict, dict]:
         return results, predictions
     try:
         old = json.loads(old_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError):
-        return results, predictions  # replaced by this run's files
-    if old.get("task", {}).get("eval_fingerprint") != fingerprint:
+        if not isinstance(old, dict) or not isinstance(old.get("methods", {}), dict):
+            raise ValueError("not a results object")
+        old_predictions = _read_predictions(out_dir / "predictions.jsonl")
+    except (ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
+        log(f"{out_dir}: the earlier results there cannot be read ({exc}); this run replaces them")
         return results, predictions
-    results["methods"] = old.get("methods", {})
+    fresh = results["task"]
+    stored = old.get("options") or {}
+    differs = [k for k in (*MATCHED_OPTIONS, "extra") if stored.get(k) != options_record.get(k)]
+    if (old.get("task") or {}).get("eval_fingerprint") != fresh["eval_fingerprint"]:
+        return results, predictions  # other eval rows: nothing to compare with
+    if (old.get("task") or {}).get("train_fingerprint") != fresh["train_fingerprint"]:
+        differs.append("train rows")
+    if differs and old.get("methods"):
+        log(
+            f"{out_dir}: the earlier results there were made with other "
+            f"{', '.join(differs)}; this run replaces them"
+        )
+        return results, predictions
+    results["methods"] = {
+        m: v for m, v in old.get("methods", {}).items() if m in old_predictions and "metrics" in v
+    }
+    predictions.update({m: p for m, p in old_predictions.items() if m in results["methods"]})
+    if isinstance(old.get("failed"), dict):
+        results["failed"] = old["failed"]
+    return results, predictions
+
+
+def _read_predictions(path: Path) -> dict[str, list[Prediction]]:
     fields = set(Prediction.__dataclass_fields__)
-    pred_path = out_dir / "predictions.jsonl"
-    if pred_path.is_file():
-        for line in pred_path.read_text(encoding="utf-8").splitlines():
+    predictions: dict[str, list[Prediction]] = {}
+    if not path.is_file():
+        return predictions
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             rec = json.loads(line)
             extra = {
                 k: v for k, v in rec.items() if k not in fields | {"method", "correct", "scores"}
             }
-            predictions.setdefault(rec["method"], []).append(
-                Prediction(rec["id"], rec["prompt"], rec["output"], rec["gold"], 0, 0, extra)
+            prediction = Prediction(
+                rec["id"], rec["prompt"], rec["output"], rec["gold"], 0, 0, extra
             )
-    results["methods"] = {m: v for m, v in results["methods"].items() if m in predictions}
-    if isinstance(old.get("failed"), dict):
-        results["failed"] = old["failed"]
-    return results, predictions
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path.name} line {number}: {type(exc).__name__}") from None
+        predictions.setdefault(rec["method"], []).append(prediction)
+    return predictions
 
 
 def _options_record(options: RunOptions) -> dict:

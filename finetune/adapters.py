@@ -17,6 +17,15 @@ def load_adapter(model, adapter_dir: str | Path):
         raise SetupError(f"{folder}: adapter folder not found")
     if not config_path.is_file():
         raise SetupError(f"{folder}: not a PEFT adapter folder (no adapter_config.json)")
+    weights = [folder / "adapter_model.safetensors", folder / "adapter_model.bin"]
+    if not weights[0].is_file():
+        if weights[1].is_file():
+            raise SetupError(
+                f"{weights[1]}: the adapter's weights are a pickle file, which adaptwise does "
+                "not load (it can run code); save the adapter as adapter_model.safetensors"
+            )
+        # PEFT would otherwise look for the weights on the hub under the folder's name.
+        raise SetupError(f"{folder}: no adapter_model.safetensors; the adapter has no weights")
     try:
         base = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
     except (OSError, ValueError) as exc:
@@ -25,7 +34,7 @@ def load_adapter(model, adapter_dir: str | Path):
 
     try:
         return PeftModel.from_pretrained(model, str(folder)).eval()
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
         text = str(exc)
         if "size mismatch" in text or "not found in the base model" in text or "Target" in text:
             raise AdaptwiseError(

@@ -395,3 +395,123 @@ def test_corpus_links_to_outside_files_are_not_read(tmp_path, cli):
     assert "skipped 1 link" in outcome.stdout and "diary.md" in outcome.stdout
     meta = json.loads((task.parent / ".adaptwise" / "index" / "index.json").read_text())
     assert not any("PRIVATE-NOTE-7731" in c["text"] for c in meta["chunks"])
+
+
+# --- Rerun and resume ------------------------------------------------------------------------
+
+
+class StopAt:
+    """The runner's progress, raising KeyboardInterrupt (Ctrl-C) when `method` starts scoring."""
+
+    def __init__(self, method: str | None = None):
+        self.method, self.lines = method, []
+
+    def start(self, label: str, total: int) -> None:
+        if self.method and label.endswith(f"· {self.method}"):
+            raise KeyboardInterrupt
+
+    def advance(self, n: int) -> None: ...
+    def finish(self) -> None: ...
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
+
+
+def _metrics(results: dict) -> dict:
+    return {m: e["metrics"] for m, e in results["methods"].items()}
+
+
+def test_interrupted_run_reruns_no_finished_method(tiny_model, tmp_path):
+    from test_finetune import make_task
+
+    from experiments.context import RunOptions
+    from experiments.runner import run_task
+
+    task = make_task(n_train=12, n_eval=3)
+    options = RunOptions(
+        model=str(tiny_model),
+        extra={"finetune": {"max_steps": 2, "rank": 4, "forgetting_probe": False}},
+    )
+    methods = ["zero-shot", "few-shot-random", "lora"]
+    whole = run_task(task, methods, tmp_path / "whole", options)
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        run_task(task, methods, out, options, progress=StopAt("few-shot-random"))
+    assert set(json.loads((out / "results.json").read_text())["methods"]) == {"zero-shot"}
+    again = StopAt()
+    resumed = run_task(task, methods, out, options, progress=again)
+    kept = [line for line in again.lines if "kept from the earlier run" in line]
+    assert len(kept) == 1 and "zero-shot" in kept[0]
+    assert _metrics(resumed) == _metrics(whole)
+    stored = json.loads((out / "results.json").read_text())
+    assert _metrics(stored) == _metrics(json.loads((tmp_path / "whole/results.json").read_text()))
+    # A third run redoes nothing; --rerun redoes what it names.
+    third = StopAt("zero-shot")  # would raise if zero-shot were scored again
+    run_task(task, methods, out, options, progress=third)
+    assert sum("kept from the earlier run" in line for line in third.lines) == 3
+    rerun = StopAt()
+    run_task(task, methods, out, options, progress=rerun, rerun={"few-shot-random"})
+    assert sum("kept from the earlier run" in line for line in rerun.lines) == 2
+
+
+def test_results_made_with_other_options_are_not_relabelled(tiny_model, tmp_path):
+    from test_finetune import make_task
+
+    from experiments.context import RunOptions
+    from experiments.runner import run_task
+
+    task = make_task(n_train=12, n_eval=3)
+    out = tmp_path / "out"
+    run_task(task, ["zero-shot", "few-shot-random"], out, RunOptions(model=str(tiny_model)))
+    log = StopAt()
+    results = run_task(task, ["zero-shot"], out, RunOptions(model=str(tiny_model), k=2), log)
+    assert set(results["methods"]) == {"zero-shot"}  # few-shot-random (k=4) is not kept as k=2
+    assert any("other k" in line and "replaces" in line for line in log.lines)
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [("[]", "cannot be read"), ('{"methods": {}}\n', None)],
+)
+def test_damaged_results_in_out_are_replaced_in_one_line(tiny_model, tmp_path, damage, words):
+    from test_finetune import make_task
+
+    from experiments.context import RunOptions
+    from experiments.runner import run_task
+
+    task = make_task(n_train=12, n_eval=3)
+    out = tmp_path / "out"
+    options = RunOptions(model=str(tiny_model))
+    run_task(task, ["zero-shot"], out, options)
+    (out / "results.json").write_text(damage)
+    (out / "predictions.jsonl").write_text('{"method": "zero-shot", "id": \n')
+    log = StopAt()
+    results = run_task(task, ["zero-shot"], out, options, log)
+    assert set(results["methods"]) == {"zero-shot"}
+    if words:
+        assert any(words in line for line in log.lines)
+
+
+def test_eval_rows_longer_than_the_context_are_counted_wrong_with_a_warning(tiny_model, tmp_path):
+    from dataclasses import replace
+
+    from test_finetune import make_task
+
+    from experiments.context import RunOptions
+    from experiments.runner import run_task
+
+    task = make_task(n_train=12, n_eval=3)
+    long_row = replace(
+        task.eval[0], messages=({"role": "user", "content": "refund " * 700},), id="long"
+    )
+    task.eval = [long_row, *task.eval[1:]]  # the tiny model's context is 512 tokens
+    log = StopAt()
+    results = run_task(
+        task, ["zero-shot"], tmp_path / "out", RunOptions(model=str(tiny_model)), log
+    )
+    warned = [line for line in log.lines if "longer than the model's context" in line]
+    assert len(warned) == 1 and "1 of 3" in warned[0]
+    records = [json.loads(x) for x in (tmp_path / "out/predictions.jsonl").read_text().splitlines()]
+    skipped = next(r for r in records if r["id"] == "long")
+    assert skipped["output"] == "" and not skipped["correct"] and "exceeds" in skipped["skipped"]
+    assert results["methods"]["zero-shot"]["n_eval"] == 3

@@ -122,6 +122,17 @@ def test_hf_dataset_round_trip_and_splits(tmp_path):
     assert counts == {"train": 3, "eval": 2}
     assert [r.output for r in task.train] == ["pos", "neg", "pos"]  # ClassLabel ids -> names
 
+    # ClassLabel -1 is Hugging Face's "no label": such rows are skipped and counted, never
+    # mapped to the last class name.
+    unlabelled = {"text": ["dim", "bright", "flickers"], "label": [-1, 1, -1]}
+    DatasetDict(
+        train=Dataset.from_dict(split, features=features),
+        test=Dataset.from_dict(unlabelled, features=features),
+    ).save_to_disk(str(tmp_path / "unlabelled"))
+    path, counts = convert(tmp_path / "unlabelled", "hf", tmp_path / "t2", kind="classification")
+    assert counts == {"train": 3, "eval": 1, "unlabelled": 2}
+    assert [r.output for r in load_task(path).eval] == ["pos"]
+
 
 def test_bad_records_name_the_record_and_the_fix(tmp_path):
     source = write_json(tmp_path / "a.json", [ALPACA[0], {"instruction": "x"}])

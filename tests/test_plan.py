@@ -235,7 +235,7 @@ def test_probe_and_plan_on_the_real_model(tmp_path, monkeypatch):
     rates = plan.rates
     assert rates.forward_s_per_token > 0 and rates.train_s_per_token["lora"] > 0
     assert rates.decode_s_per_step >= rates.forward_s_per_token  # never below one token a row
-    assert rates.probe_s < 60 and not plan.probe_cached
+    assert rates.probe_s > 0 and not plan.probe_cached  # its duration: bench/bench_plan_probe.py
     assert [s.method for s in plan.steps][:2] == ["zero-shot", "few-shot-embedding"]
     assert all(s.total_s and s.total_s > 0 for s in plan.steps)
     again = make_plan(task, limit=4, machine=machine, log=lambda m: None)

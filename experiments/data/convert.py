@@ -93,6 +93,7 @@ def convert(
     """
     source, out = Path(source), Path(out)
     check_replaceable(out, "data convert", overwrite, [source, eval_source])
+    UNLABELLED.clear()
     splits = None
     if fmt == "hf" and eval_source is None:
         splits = _hf_splits(source, mapping or {})
@@ -109,11 +110,35 @@ def convert(
     if instruction:
         spec["instruction"] = instruction
     spec.update({"train": "train.jsonl", "eval": "eval.jsonl"})
+    _unique_ids(splits)
     files = {f"{s}.jsonl": jsonl(records) for s, records in splits.items()}
     path = write_task_dir(
         out, spec, files, "data convert", overwrite=overwrite, inputs=[source, eval_source]
     )
-    return path, {s: len(r) for s, r in splits.items()}
+    counts = {s: len(r) for s, r in splits.items()}
+    if UNLABELLED:
+        counts["unlabelled"] = sum(UNLABELLED.values())
+    return path, counts
+
+
+def _unique_ids(splits: dict[str, list[dict]]) -> None:
+    """Ids unique across the task (a suffix on repeats; rows without one get their position):
+    `run` refuses a file with a repeated id, and a row in both splits would read as leakage."""
+    seen: set[str] = set()
+    for split, records in splits.items():
+        for n, record in enumerate(records, 1):
+            raw = record.get("id")
+            base = f"{split}-{n}" if raw is None or raw == "" else str(raw)
+            record_id, k = base, 1
+            while record_id in seen:
+                k += 1
+                record_id = f"{base}-{k}"
+            seen.add(record_id)
+            record["id"] = record_id
+
+
+# Rows skipped because their ClassLabel is -1 ("no label"), per split, for the summary line.
+UNLABELLED: dict[str, int] = {}
 
 
 def _split(records: list[dict], fraction: float, seed: int, source: Path) -> dict:
@@ -243,12 +268,12 @@ def _columns(available: list[str], mapping: dict[str, str], where: str) -> dict[
     return chosen
 
 
-def _from_columns(values: dict, chosen: dict[str, str]) -> dict:
+def _from_columns(values: dict, chosen: dict[str, str], where: str = "") -> dict:
     record = {}
     for field, column in chosen.items():
         value = values.get(column)
         if field == "context_ids":
-            record[field] = _id_list(value)
+            record[field] = _id_list(value, where)
         elif field == "id":
             record[field] = value
         else:
@@ -256,13 +281,22 @@ def _from_columns(values: dict, chosen: dict[str, str]) -> dict:
     return record
 
 
-def _id_list(value: object) -> list[str]:
+def _id_list(value: object, where: str = "") -> list[str]:
     """context ids: a list, a JSON list, or ;-separated text."""
     if isinstance(value, list):
         return [str(v) for v in value]
     text = str(value or "").strip()
     if text.startswith("["):
-        return [str(v) for v in json.loads(text)]
+        try:
+            ids = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TaskError(
+                f"{where}: context_ids {text[:40]!r} is not a JSON list ({exc.msg}); write it as "
+                '["doc-1", "doc-2"] or doc-1;doc-2'
+            ) from None
+        if not isinstance(ids, list):
+            raise TaskError(f"{where}: context_ids must be a list of document ids")
+        return [str(v) for v in ids]
     return [part.strip() for part in text.split(";") if part.strip()]
 
 
@@ -276,7 +310,8 @@ def _csv_records(source: Path, mapping: dict[str, str]) -> list[tuple[str, dict]
     # Line numbers count the header as line 1; a quoted field may span lines, hence line_num.
     records = []
     for row in reader:
-        records.append((f"{source}:{reader.line_num}", _from_columns(row, chosen)))
+        where = f"{source}:{reader.line_num}"
+        records.append((where, _from_columns(row, chosen, where)))
     return records
 
 
@@ -327,8 +362,13 @@ def _hf_rows(dataset, mapping: dict[str, str], where: str) -> list[dict]:
     for i, item in enumerate(dataset, 1):
         values = dict(item)
         if names is not None:
-            values[chosen["output"]] = names[values[chosen["output"]]]
-        record = _from_columns(values, chosen)
+            label = values[chosen["output"]]
+            if not isinstance(label, int) or not 0 <= label < len(names):
+                # Hugging Face's ClassLabel writes -1 for "no label" (test splits often).
+                UNLABELLED[where] = UNLABELLED.get(where, 0) + 1
+                continue
+            values[chosen["output"]] = names[label]
+        record = _from_columns(values, chosen, f"{where}: row {i}")
         parse_row(record, f"{where}: row {i}", default_id="")
         records.append(record)
     return records

@@ -51,7 +51,8 @@ def summary_lines(report: Report, examples: int = 5) -> list[tuple[str, str]]:
             )
         lines.append(("", text))
         if stats.get("labels"):
-            parts = [f"{k} {v} ({v / stats['rows']:.0%})" for k, v in stats["labels"].items()]
+            rows = max(stats["rows"], 1)
+            parts = [f"{k} {v} ({v / rows:.0%})" for k, v in stats["labels"].items()]
             lines.append(("dim", "    labels: " + ", ".join(parts)))
     if not report.findings:
         lines.append(("green", "No problems found."))

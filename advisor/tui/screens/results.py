@@ -46,12 +46,23 @@ class ResultsScreen(Screen):
             f"{task['name']}: {task['n_eval']} eval rows · results in {out}"
         )
         self.fill_summary()
-        judged = verdict(session.recommendation, self.results)
+        judged = verdict(session.recommendation, self.results, *self.p_values())
         if judged:
             style = "green" if judged.holds else "yellow"
             self.query_one("#verdict", Static).update(f"[{style}]{judged.text}[/]")
         self.fill_examples()
         self.query_one("#examples", DataTable).focus()
+
+    def p_values(self) -> tuple[dict, dict]:
+        """Each method's paired-test p-value against zero-shot and against the best method, as
+        the report computes them, so the screen's verdict needs the same significance."""
+        from experiments.analysis import analyse
+
+        tests = analyse(self.results, self.predictions)["tests"]
+        return tuple(
+            {n: t[against]["p"] for n, t in tests.items() if t.get(against)}
+            for against in ("zero-shot", "best")
+        )
 
     def fill_summary(self) -> None:
         table = self.query_one("#summary", DataTable)
