@@ -271,7 +271,7 @@ def _run_one(
     for name in methods:  # an unknown method is one line, before any folder is made
         make_method(name, {"k": options.k, **options.extra})
     out = out or Path("runs") / task.folder_name
-    claim_run_folder(out, task)  # refuse a folder of the user's before anything is printed
+    claim_run_folder(out, task, record=False)  # refuse a folder of the user's, first thing
     scored = min(options.limit or len(task.eval), len(task.eval))
     subset = f" (scoring the first {scored}; --limit 0 for all)" if scored < len(task.eval) else ""
     sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
@@ -360,7 +360,7 @@ def _cmd_climb(args, options) -> int:
     from adaptwise.progress import RichProgress
     from experiments.runner import claim_run_folder
 
-    claim_run_folder(out, task)
+    claim_run_folder(out, task, record=False)
 
     with RichProgress() as ui:
         ui.log(f"[bold]{task.name}[/] ({task.kind}): results -> {out}")

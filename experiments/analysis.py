@@ -47,6 +47,13 @@ def load_run(folder: Path) -> tuple[dict, list[dict]]:
             results["task"][key]  # noqa: B018
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError, TypeError):
         raise AdaptwiseError(f"{path}: not an adaptwise results.json") from None
+    for name, entry in results["methods"].items():
+        metrics = entry.get("metrics") if isinstance(entry, dict) else None
+        if not isinstance(metrics, dict) or results["task"]["metric"] not in metrics:
+            raise AdaptwiseError(
+                f"{path}: method {name!r} has no {results['task']['metric']} (a damaged "
+                f"results.json); rerun it with `adaptwise run ... --rerun {name}`"
+            )
     records: list[dict] = []
     pred_path = folder / "predictions.jsonl"
     if pred_path.is_file():

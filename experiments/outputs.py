@@ -84,9 +84,10 @@ def check_replaceable(
         )
 
 
-def claim(folder: Path, command: str, names: Iterable[str]) -> None:
+def claim(folder: Path, command: str, names: Iterable[str], record: bool = True) -> None:
     """Record `names` (top-level entries of `folder`) as written by `command`, refusing any that
-    exists already without the manifest listing it. Call before writing them."""
+    exists already without the manifest listing it. Call before writing them; `record` False
+    only checks (nothing is written)."""
     folder = Path(folder)
     names = list(names)
     if folder.exists() and not folder.is_dir():
@@ -104,7 +105,7 @@ def claim(folder: Path, command: str, names: Iterable[str]) -> None:
                 f"{folder / name}: already there and not written by adaptwise, which never "
                 "replaces a file it did not write; move it away or choose another --out"
             )
-    if manifest and set(names) <= owned:
+    if not record or (manifest and set(names) <= owned):
         return
     write_text_atomic(folder / MANIFEST, manifest_text(command, owned | set(names)))
 

@@ -76,12 +76,36 @@ def run_task(
         for m in method_names
     ]
     rows = task.eval[: options.limit] if options.limit else task.eval
-    claim_run_folder(out_dir, task)
     ctx = RunContext(task, options, log=progress.log)
     ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
-    costs = parse_prices(task.settings.get("costs"), f"{task.path}")
+    parse_prices(task.settings.get("costs"), f"{task.path}")  # a bad costs: section: one line
     for method in methods:
         method.check(ctx)  # a bad setting is one line now, not after the model has loaded
+    created = not out_dir.exists()
+    claim_run_folder(out_dir, task)
+    try:
+        return _run_methods(ctx, methods, method_names, rows, out_dir, progress, sections, rerun)
+    finally:
+        if created:
+            remove_if_unused(out_dir)
+
+
+def remove_if_unused(folder: Path) -> None:
+    """Remove a folder this run created when it still holds nothing but the manifest (a run
+    that failed before its first result leaves no empty output behind)."""
+    from experiments.outputs import MANIFEST
+
+    try:
+        if [p.name for p in folder.iterdir()] == [MANIFEST]:
+            (folder / MANIFEST).unlink()
+            folder.rmdir()
+    except OSError:
+        pass
+
+
+def _run_methods(ctx, methods, method_names, rows, out_dir, progress, sections, rerun) -> dict:
+    task, options = ctx.task, ctx.options
+    costs = parse_prices(task.settings.get("costs"), f"{task.path}")
     record = _options_record(options)
     results, predictions = _previous(out_dir, task, rows, record, progress.log)
     results["options"] = record
@@ -162,11 +186,12 @@ def release_method(ctx: RunContext, method: Method) -> None:
     free_memory()
 
 
-def claim_run_folder(out_dir: Path, task: Task) -> None:
+def claim_run_folder(out_dir: Path, task: Task, record: bool = True) -> None:
     """Refuse a folder that is or holds an input of the task, or whose results.json,
-    predictions.jsonl or reports adaptwise did not write; then mark them as the run's."""
+    predictions.jsonl or reports adaptwise did not write; then (`record`) mark them as the
+    run's."""
     refuse_inputs(out_dir, task.inputs)
-    claim(out_dir, RUN_COMMAND, RUN_FILES)
+    claim(out_dir, RUN_COMMAND, RUN_FILES, record=record)
 
 
 def run_method(

@@ -100,12 +100,10 @@ class FinetuneMethod(Method):
         if config.method == "qlora":
             model = self._qlora_base(ctx, checkpoint)
         elif shares_base:
-            from peft import get_peft_model
-
-            from finetune.trainer import lora_config
+            from finetune.trainer import add_adapter
 
             self._shared_state = _training_state(ctx.model)
-            model = self._adapter_model = get_peft_model(ctx.model, lora_config(config))
+            model = self._adapter_model = add_adapter(ctx.model, config)
         try:
             result = train_model(
                 checkpoint,

@@ -69,6 +69,17 @@ def load_model(checkpoint: str, config: FinetuneConfig, precision: str = "fp32",
         raise AdaptwiseError(f"could not load base model {checkpoint}: {first}") from None
 
 
+def add_adapter(model, config: FinetuneConfig):
+    """`model` wrapped with a fresh LoRA adapter, initialised from the run's seed: peft draws
+    lora_A from torch's global generator, which each process seeds at random, so two identical
+    runs trained different adapters (lora_B starts at zero, so their first losses agreed)."""
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    return get_peft_model(model, lora_config(config))
+
+
 def lora_config(config: FinetuneConfig):
     from peft import LoraConfig
 
@@ -141,9 +152,7 @@ def train_model(
     if model is None:
         model = load_model(checkpoint, config, precision)
     if config.uses_lora and not hasattr(model, "peft_config"):
-        from peft import get_peft_model
-
-        model = get_peft_model(model, lora_config(config))
+        model = add_adapter(model, config)
     trainable, total = count_parameters(model)
 
     trainer = make_trainer(

@@ -515,3 +515,128 @@ def test_eval_rows_longer_than_the_context_are_counted_wrong_with_a_warning(tiny
     skipped = next(r for r in records if r["id"] == "long")
     assert skipped["output"] == "" and not skipped["correct"] and "exceeds" in skipped["skipped"]
     assert results["methods"]["zero-shot"]["n_eval"] == 3
+
+
+# --- One line, not a traceback: models, adapters, data tools, the estimator ----------------------
+
+
+def _empty_eval_split(t: Path) -> list:
+    task = copy_demo(DEMO_CLASSIFY, t)
+    (task.parent / "eval.jsonl").write_text("not json\n{broken\n")
+    return ["data", "check", task, "--no-tokens"]
+
+
+def _broken_context_ids(t: Path) -> list:
+    (t / "rows.csv").write_text('question,answer,docs\nWhat is it?,A lamp,"[broken"\n')
+    return ["data", "convert", t / "rows.csv", "--from", "csv", "--kind", "qa", "--map",
+            "input=question,output=answer,context_ids=docs", "--out", t / "task"]  # fmt: skip
+
+
+def _zero_heads(t: Path) -> list:
+    config = {"vocab_size": 100, "hidden_size": 64, "intermediate_size": 128,
+              "num_hidden_layers": 2, "num_attention_heads": 0}  # fmt: skip
+    (t / "config.json").write_text(json.dumps(config))
+    return ["estimate", "--model", t / "config.json", "--method", "lora"]
+
+
+def _config_only_model(t: Path) -> list:
+    (t / "model").mkdir()
+    (t / "model" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    return ["chat", "--model", t / "model"]
+
+
+def _bad_gguf(t: Path) -> list:
+    (t / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00truncated")
+    return ["chat", "--model", t / "broken.gguf"]
+
+
+def _adapter(t: Path, weights: str | None) -> list:
+    folder = t / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    if weights:
+        (folder / weights).write_bytes(b"\x80\x04 a pickle, never loaded")
+    return ["chat", "--adapter", folder]
+
+
+def _damaged_run(t: Path) -> list:
+    folder = t / "run"
+    folder.mkdir()
+    task = {"name": "t", "kind": "classification", "metric": "accuracy", "n_eval": 1}
+    results = {"task": task, "methods": {"zero-shot": {"n_eval": 1}}}
+    (folder / "results.json").write_text(json.dumps(results))
+    return ["report", folder]
+
+
+ONE_LINE = [
+    ("report-method-without-metrics", _damaged_run, 2, ("zero-shot", "has no accuracy")),
+    (
+        "data-check-json-to-a-folder",
+        lambda t: ["data", "check", copy_demo(DEMO_CLASSIFY, t), "--no-tokens", "--json", t],
+        2,
+        ("Is a directory", "name a file"),
+    ),
+    ("data-check-split-with-no-readable-row", _empty_eval_split, 1, ("eval",)),
+    ("convert-csv-broken-context-ids", _broken_context_ids, 2, ("context_ids", "JSON list")),
+    ("estimate-zero-heads", _zero_heads, 2, ("num_attention_heads", "1 or more")),
+    ("chat-config-only-model", _config_only_model, 2, ("could not load model",)),
+    ("chat-corrupt-gguf", _bad_gguf, 2, ("broken.gguf", "not a readable GGUF")),
+    ("chat-adapter-without-weights", lambda t: _adapter(t, None), 2, ("no adapter_model",)),
+    ("chat-pickled-adapter", lambda t: _adapter(t, "adapter_model.bin"), 2, ("pickle",)),
+    ("chat-max-new-tokens-0", lambda t: ["chat", "--max-new-tokens", "0"], 2, ("at least 1",)),
+    (
+        "finetune-set-names-set",
+        lambda t: ["finetune", copy_demo(DEMO_CLASSIFY, t), "--set", "rank"],
+        2,
+        ("--set 'rank'",),
+    ),
+]
+
+
+@pytest.mark.parametrize(("setup", "code", "words"), [c[1:] for c in ONE_LINE],
+                         ids=[c[0] for c in ONE_LINE])  # fmt: skip
+def test_every_failure_is_one_line(cli, tmp_path, setup, code, words):
+    argv = setup(tmp_path)
+    before = tree_digest(tmp_path)
+    outcome = cli(*argv)
+    assert "Traceback" not in outcome.stderr + outcome.stdout
+    assert outcome.code == code, (outcome.stdout, outcome.stderr)
+    if code == 2:
+        one_line(outcome, *words)
+    else:
+        assert all(w in outcome.stdout for w in words), outcome.stdout
+    assert tree_digest(tmp_path, skip=tmp_path / "task") == before
+
+
+def test_remote_code_model_is_refused_in_one_line(cli, tmp_path, tiny_model):
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    auto_map = {"AutoConfig": "mod.Config", "AutoModelForCausalLM": "mod.Model"}
+    config.update(model_type="totally-custom", auto_map=auto_map)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "mod.py").write_text("raise SystemExit('the model's own code ran')\n")
+    outcome = cli("chat", "--model", folder)
+    one_line(outcome, "--trust-remote-code")
+    assert "weights_only" not in outcome.stderr
+
+
+def test_debug_shows_the_traceback(cli, tmp_path, monkeypatch):
+    argv = _zero_heads(tmp_path)
+    monkeypatch.setenv("ADAPTWISE_DEBUG", "1")
+    from experiments.errors import AdaptwiseError
+
+    with pytest.raises(AdaptwiseError):
+        main([str(a) for a in argv])
+
+
+def test_a_run_that_fails_before_any_result_leaves_no_output_folder(cli, tmp_path):
+    task = copy_demo(DEMO_CLASSIFY, tmp_path / "in")
+    _config_only_model(tmp_path)
+    out = tmp_path / "out"
+    outcome = cli(
+        "run", task, "--methods", "zero-shot", "--model", tmp_path / "model", "--out", out
+    )
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("adaptwise: error")]
+    assert outcome.code == 2 and len(errors) == 1 and "could not load model" in errors[0]
+    assert "Traceback" not in outcome.stderr and not out.exists()

@@ -309,3 +309,28 @@ def test_the_run_trains_with_the_settings_the_plan_shows(tiny_model, tmp_path):
     assert ran["estimate_gb"] == pytest.approx(planned["estimate_gb"], abs=1e-3)
     trained = results["methods"]["lora"]["training"]["memory_settings"]
     assert trained["gradient_accumulation_steps"] == 2 and trained["micro_batch"] == 4
+
+
+def test_two_identical_lora_runs_give_identical_results(tiny_model, tmp_path):
+    """Whatever the global generator holds (each process seeds it at random), the same seed
+    trains the same adapter: peft's lora_A initialisation is seeded from the run's seed."""
+    import torch
+
+    from experiments.runner import run_task
+
+    task = make_task(n_train=12, n_eval=3)
+    options = RunOptions(
+        model=str(tiny_model),
+        extra={"finetune": {"max_steps": 3, "rank": 4, "forgetting_probe": False}},
+    )
+    runs = []
+    for n in (1, 2):
+        torch.manual_seed(1000 + n)  # another random state, as another process would have
+        runs.append(run_task(task, ["lora"], tmp_path / f"run{n}", options)["methods"]["lora"])
+        runs[-1]["logprobs"] = [
+            json.loads(line)["label_logprobs"]
+            for line in (tmp_path / f"run{n}" / "predictions.jsonl").read_text().splitlines()
+        ]
+    first, second = runs
+    assert first["training"]["best_val_loss"] == second["training"]["best_val_loss"]
+    assert first["metrics"] == second["metrics"] and first["logprobs"] == second["logprobs"]
