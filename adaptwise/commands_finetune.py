@@ -68,6 +68,7 @@ def cmd_finetune(args) -> int:
 
     options = _options(args)
     options.extra["finetune"] = parse_settings(args.settings)
+    options.extra["finetune_flag"] = "--set"  # errors name the flag the user typed
     methods = _methods(args.methods)
     with RichProgress() as ui:
         out = _run_one(args.task, methods, args.out, options, ui)

@@ -6,6 +6,7 @@ runner calls after every method and `adaptwise report DIR` calls to re-render a 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from experiments.atomic import write_text_atomic
@@ -122,7 +123,15 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
     lines += ladder_section(results)
     lines += sweep_section(results)
     lines += curve_section(results)
-    return "\n".join(lines) + "\n"
+    return no_raw_html("\n".join(lines) + "\n")
+
+
+def no_raw_html(markdown: str) -> str:
+    """Markdown with every tag opening (`<b`, `</`, `<!--`) written as `&lt;`: task names,
+    labels and model names come from the user's files, and a markdown viewer would run
+    `<script>` or `<img onerror=...>` in them. A `<` before a space or a digit ("p < 0.05")
+    opens no tag and stays as it is."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", markdown)
 
 
 def _ci_cell(value, ci: dict | None) -> str:

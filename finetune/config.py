@@ -130,10 +130,13 @@ class FinetuneConfig:
 _FIELDS = {f.name: f for f in fields(FinetuneConfig) if f.name != "method"}
 
 
-def build_config(method: str, task_settings: dict, cli_settings: dict, seed: int) -> FinetuneConfig:
-    """Merge defaults, the task file's `finetune:` section and command-line overrides."""
+def build_config(
+    method: str, task_settings: dict, cli_settings: dict, seed: int, flag: str = "--finetune"
+) -> FinetuneConfig:
+    """Merge defaults, the task file's `finetune:` section and command-line overrides (given
+    with `flag`: `run --finetune`, `finetune --set`)."""
     values: dict = {}
-    for source, where in ((task_settings, "task file finetune:"), (cli_settings, "--finetune")):
+    for source, where in ((task_settings, "task file finetune:"), (cli_settings, flag)):
         values.update(_flat(source, method, where))
     config = FinetuneConfig(method=method)
     for key, value in values.items():

@@ -41,6 +41,7 @@ class FinetuneMethod(Method):
         self.label = label or name  # the run's method name in log lines
         self.description = DESCRIPTIONS[name]
         self.cli_settings = dict(options.get("finetune") or {})
+        self.flag = options.get("finetune_flag", "--finetune")  # how the CLI names overrides
         self.config: FinetuneConfig | None = None
         self.trained: RunContext | None = None
         self.stats: dict = {}
@@ -51,16 +52,23 @@ class FinetuneMethod(Method):
 
     def check(self, ctx: RunContext) -> None:
         """Validate the settings before any model loads (one line, exit 2, in seconds)."""
-        build_config(self.name, ctx.task.settings.get("finetune", {}), self.cli_settings, ctx.seed)
+        self._config(ctx)
+
+    def _config(self, ctx: RunContext) -> FinetuneConfig:
+        return build_config(
+            self.name,
+            ctx.task.settings.get("finetune", {}),
+            self.cli_settings,
+            ctx.seed,
+            flag=self.flag,
+        )
 
     def prepare(self, ctx: RunContext) -> None:
         from finetune.data import check_leakage, load_raw_text, split_validation
         from finetune.fitting import apply_choice, plan_memory
         from finetune.trainer import train_model
 
-        config = build_config(
-            self.name, ctx.task.settings.get("finetune", {}), self.cli_settings, ctx.seed
-        )
+        config = self._config(ctx)
         self.config = config
         check_leakage(ctx.task.train, ctx.task.eval, config.allow_leakage, ctx.log)
         train_rows, val_rows = split_validation(ctx.task.train, config.val_fraction, config.seed)

@@ -640,3 +640,123 @@ def test_a_run_that_fails_before_any_result_leaves_no_output_folder(cli, tmp_pat
     errors = [line for line in outcome.stderr.splitlines() if line.startswith("adaptwise: error")]
     assert outcome.code == 2 and len(errors) == 1 and "could not load model" in errors[0]
     assert "Traceback" not in outcome.stderr and not out.exists()
+
+
+# --- Unclear or noisy ----------------------------------------------------------------------------
+
+
+def _json_object_source(t: Path) -> list:
+    (t / "one.json").write_text(json.dumps({"instruction": "a", "output": "b"}, indent=2))
+    return ["data", "convert", t / "one.json", "--from", "alpaca", "--kind", "generation",
+            "--out", t / "task"]  # fmt: skip
+
+
+def _non_utf8_train(t: Path) -> list:
+    task = copy_demo(DEMO_CLASSIFY, t)
+    (task.parent / "train.jsonl").write_bytes("caf\u00e9\n".encode("latin-1"))
+    return ["data", "fix", task, "--out", t / "fixed"]
+
+
+def _index_dir_is_a_file(t: Path) -> list:
+    task = copy_demo(DEMO_QA, t)
+    (t / "idx").write_text("a file of mine\n")
+    return ["index", task, "--index-dir", t / "idx"]
+
+
+NOISY = [
+    ("convert-a-json-object", _json_object_source, ("one JSON object", "wrap the records")),
+    ("fix-non-utf8-train", _non_utf8_train, ("no train rows left", "not UTF-8")),
+    ("index-dir-is-a-file", _index_dir_is_a_file, ("idx", "not a folder")),
+    (
+        "run-finetune-bad-value-before-loading",
+        lambda t: [
+            "run",
+            copy_demo(DEMO_CLASSIFY, t),
+            "--methods",
+            "lora",
+            "--finetune",
+            "rank=many",
+            "--out",
+            t / "out",
+        ],  # fmt: skip
+        ("rank", "not a valid value"),
+    ),
+    (
+        "finetune-set-unknown-setting",
+        lambda t: [
+            "finetune",
+            copy_demo(DEMO_CLASSIFY, t),
+            "--set",
+            "ranks=8",
+            "--out",
+            t / "out",
+        ],  # fmt: skip
+        ("--set unknown setting 'ranks'",),
+    ),
+]
+
+
+@pytest.mark.parametrize(("setup", "words"), [c[1:] for c in NOISY], ids=[c[0] for c in NOISY])
+def test_noisy_cases_say_what_to_do(cli, tmp_path, setup, words):
+    argv = setup(tmp_path)
+    before = tree_digest(tmp_path)
+    outcome = cli(*argv)
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("adaptwise: error")]
+    assert outcome.code == 2 and len(errors) == 1, outcome.stderr
+    assert "Traceback" not in outcome.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    assert tree_digest(tmp_path) == before  # nothing written, no empty --out left
+
+
+def test_convert_makes_ids_unique_and_from_repo_takes_a_string_comment(cli, tmp_path):
+    rows = [{"id": "same", "instruction": "Route it.", "input": f"parcel {i}", "output": "x"}
+            for i in range(6)]  # fmt: skip
+    (tmp_path / "dup.json").write_text(json.dumps(rows))
+    out = tmp_path / "task"
+    assert cli("data", "convert", tmp_path / "dup.json", "--from", "alpaca", "--kind",
+               "generation", "--out", out).code == 0  # fmt: skip
+    from experiments.task import load_task
+
+    task = load_task(out / "task.yaml")  # run accepts it: no repeated id
+    ids = [r.id for r in task.train + task.eval]
+    assert len(set(ids)) == 6 and "same" in ids
+    repo = make_repo(tmp_path)
+    prs = [{"number": 3, "title": "Fix", "comments": "one comment as a string", "diff": ""}]
+    (tmp_path / "prs.json").write_text(json.dumps(prs))
+    outcome = cli("data", "from-repo", repo, "--prs", tmp_path / "prs.json", "--out",
+                  tmp_path / "repo-task")  # fmt: skip
+    assert outcome.code == 0, outcome.stderr
+    raw = (tmp_path / "repo-task" / "raw.jsonl").read_text()
+    assert "- one comment as a string" in raw and "- o\\n- n" not in raw
+
+
+def test_report_md_carries_no_raw_html_from_the_users_names(tmp_path):
+    from experiments.report import render_report
+
+    task = {"name": "<script>alert(1)</script>", "kind": "classification", "metric": "accuracy",
+            "n_eval": 1, "n_train": 1, "labels": ["<img src=x onerror=alert(1)>", "b"]}  # fmt: skip
+    text = render_report({"task": task, "methods": {}, "options": {"model": "<b>m</b>"}})
+    assert "<script" not in text and "<img" not in text and "<b>" not in text
+    assert "&lt;script>" in text
+
+
+@pytest.mark.parametrize(
+    ("errno_name", "words"),
+    [("EROFS", "read-only"), ("ENOSPC", "free some disk space"), ("EACCES", "may write to")],
+)
+def test_file_system_faults_are_one_line(cli, tmp_path, monkeypatch, errno_name, words):
+    import errno
+
+    import experiments.data.output as output
+
+    def fail(*args, **kwargs):
+        code = getattr(errno, errno_name)
+        raise OSError(code, os.strerror(code), str(tmp_path / "task" / "train.jsonl"))
+
+    monkeypatch.setattr(output, "set_default_modes", fail)
+    source = alpaca_source(tmp_path)
+    outcome = cli("data", "convert", source, "--from", "alpaca", "--kind", "generation", "--out",
+                  tmp_path / "task")  # fmt: skip
+    one_line(outcome, "train.jsonl", words)
+    assert not (tmp_path / "task").exists() and not list(tmp_path.glob(".task.*"))

@@ -168,6 +168,17 @@ def _json_items(source: Path) -> list[tuple[str, object]]:
         except json.JSONDecodeError as exc:
             raise TaskError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         return [(f"{source}: record {i}", item) for i, item in enumerate(items, start=1)]
+    if text.lstrip().startswith("{") and "\n" in text.strip():
+        try:  # one JSON object over several lines: a file, not JSON Lines
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, dict):
+            raise TaskError(
+                f"{source}: one JSON object, not a list of records; wrap the records in [...] "
+                "(or write one object per line, JSON Lines)"
+                + (f"; its keys: {', '.join(list(whole)[:5])}" if whole else "")
+            )
     result = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():

@@ -81,7 +81,13 @@ def fix_task(
     splits["train"] = _drop_leaked(splits["train"], splits["eval"], threshold, labels_kind, summary)
     for split, rows in splits.items():
         if not rows:
-            raise TaskError(f"{task.path}: no {split} rows left after fixing; nothing written")
+            whole_file = next(
+                (e for e in task.errors if e.startswith(f"{task.files.get(split)}: ")), None
+            )
+            why = f" ({whole_file})" if whole_file else ""
+            raise TaskError(
+                f"{task.path}: no {split} rows left after fixing{why}; nothing written"
+            )
         summary.kept[split] = len(rows)
     spec = _new_spec(task, labels, out)
     files = {f"{s}.jsonl": rows_jsonl(rows) for s, rows in splits.items()}
