@@ -13,15 +13,17 @@ Prepared to run in well under 10 minutes on one GPU (an H100/H200-class card), i
    `advisor.memory.estimate` for the same settings, and the seconds per step.
 
 Install step (the GPU machine has torch, transformers, peft and accelerate; the rest travel as
-wheels). Here, in the repository root, with Python 3.12 wheels for the GPU machine:
+wheels, about 52 MB of a call's 64 MiB: no faiss, which only RAG needs). Here, in the
+repository root, with Python 3.12 wheels for the GPU machine:
 
     echo /.whl/ >> .git/info/exclude
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \\
-        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \\
-        --platform manylinux2014_x86_64 -d .whl trl bitsandbytes datasets dill multiprocess \\
-        gguf faiss-cpu langchain-core langchain-text-splitters jsonpatch jsonpointer tenacity \\
-        datasketch pydantic pydantic-core annotated-types typing-inspection langsmith orjson \\
-        requests-toolbelt zstandard
+        --implementation cp --platform manylinux_2_24_x86_64 --platform manylinux_2_28_x86_64 \\
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \\
+        bitsandbytes==0.50.2 trl datasets dill multiprocess gguf langchain-core \\
+        langchain-text-splitters jsonpatch jsonpointer tenacity pydantic pydantic-core \\
+        annotated-types typing-inspection langsmith orjson requests-toolbelt datasketch
+    python3 bench/gpu_check.py --export-tokenizer .whl/smollm2-tokenizer
 
 Then on the GPU machine, before the script:
 
