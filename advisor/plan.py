@@ -15,14 +15,10 @@ from dataclasses import asdict, dataclass, field
 
 from advisor.machine import Machine
 from experiments.errors import AdaptwiseError
+from experiments.metrics import METRICS_BY_KIND
 
-# Every metric adaptwise reports, by task kind (as in experiments.task.METRICS).
-METRICS_BY_KIND = {
-    "classification": ("accuracy", "macro_f1"),
-    "qa": ("exact_match", "token_f1"),
-    "generation": ("rouge_l",),
-}
-ALL_METRICS = tuple(m for ms in METRICS_BY_KIND.values() for m in ms)
+# Every metric adaptwise reports, by task kind.
+ALL_METRICS = tuple(dict.fromkeys(m for ms in METRICS_BY_KIND.values() for m in ms))
 
 # all-MiniLM-L6-v2 embeds about 34 short texts a second on the 2-core CI machine (measured by
 # bench/bench_rag_index.py); loading it takes about 3 s there.

@@ -16,7 +16,9 @@ from experiments.errors import TaskError
 METRICS_BY_KIND: dict[str, list[str]] = {
     "classification": ["accuracy", "macro_f1"],
     "qa": ["exact_match", "token_f1"],
-    "generation": ["rouge_l"],
+    # exact_match for outputs with one right form (SQL, code, a fixed format): rouge_l alone
+    # credits a query that differs in one column.
+    "generation": ["rouge_l", "exact_match"],
 }
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -175,4 +177,4 @@ def per_example(kind: str, pred: str, gold: str) -> dict[str, float]:
         return {"accuracy": float(_label(pred) == _label(gold))}
     if kind == "qa":
         return {"exact_match": exact_match(pred, gold), "token_f1": token_f1(pred, gold)}
-    return {"rouge_l": rouge_l(pred, gold)}
+    return {"rouge_l": rouge_l(pred, gold), "exact_match": exact_match(pred, gold)}

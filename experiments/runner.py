@@ -275,7 +275,7 @@ def summarise(task: Task, preds: list[Prediction]) -> dict:
 def prediction_record(task: Task, method: str, p: Prediction) -> dict:
     values = metric_fns.per_example(task.kind, p.output, p.gold)
     primary = values[task.metric] if task.metric in values else next(iter(values.values()))
-    threshold = 0.5 if task.kind == "generation" else 1.0
+    threshold = 0.5 if task.metric == "rouge_l" else 1.0  # exact match, accuracy: all or nothing
     return {
         "method": method,
         "id": p.id,

@@ -14,14 +14,11 @@ from pathlib import Path
 import yaml
 
 from experiments.errors import TaskError
+from experiments.metrics import METRICS_BY_KIND
 
 KINDS = ("classification", "qa", "generation")
 DEFAULT_METRIC = {"classification": "accuracy", "qa": "exact_match", "generation": "rouge_l"}
-METRICS = {
-    "classification": ("accuracy", "macro_f1"),
-    "qa": ("exact_match", "token_f1"),
-    "generation": ("rouge_l",),
-}
+METRICS = {kind: tuple(names) for kind, names in METRICS_BY_KIND.items()}
 SECTIONS = ("rag", "finetune", "costs")  # settings read by those packages (costs: the report)
 TASK_KEYS = {
     "name",

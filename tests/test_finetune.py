@@ -280,6 +280,11 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model, tokenizer, tmp_pa
     assert any("resuming from checkpoint-2" in line for line in logs)
     assert stats["resumed_from_step"] == 2 and stats["steps"] == 4
     assert stats["steps_this_run"] == 2
+    # And it ends where the uninterrupted run ends (same seed, same data order, same adapter).
+    whole, _ = train(tiny_model, tokenizer, task, config, tmp_path / "whole")
+    uninterrupted = whole.stats["training"]
+    for key in ("best_val_loss", "final_val_loss", "final_train_loss"):
+        assert stats[key] == pytest.approx(uninterrupted[key], rel=1e-5), key
 
 
 def test_corrupt_checkpoint_is_one_clear_error(tiny_model, tokenizer, tmp_path):

@@ -92,7 +92,8 @@ def test_score_by_kind() -> None:
     qa = score("qa", ["The Eiffel Tower", "red red blue"], ["eiffel tower", "red green"])
     assert qa == pytest.approx({"exact_match": 0.5, "token_f1": 0.7})
     generation = score("generation", ["a b c d", "b a"], ["a x c y d z", "a b"])
-    assert generation == pytest.approx({"rouge_l": 0.55})
+    # "b a" and "a b" are one answer once SQuAD normalisation drops the article "a".
+    assert generation == pytest.approx({"rouge_l": 0.55, "exact_match": 0.5})
     for kind, names in METRICS_BY_KIND.items():
         assert list(score(kind, [], [])) == names
     with pytest.raises(TaskError):
@@ -105,4 +106,32 @@ def test_per_example() -> None:
     assert per_example("qa", "red red blue", "red green") == pytest.approx(
         {"exact_match": 0.0, "token_f1": 0.4}
     )
-    assert per_example("generation", "b a", "a b") == pytest.approx({"rouge_l": 0.5})
+    assert per_example("generation", "b a", "a b") == pytest.approx(
+        {"rouge_l": 0.5, "exact_match": 1.0}
+    )
+
+
+def test_a_generation_task_can_be_scored_by_exact_match(tmp_path):
+    """Text-to-SQL and other one-right-form outputs: ROUGE-L credits a query that differs in
+    one column (0.89 here), exact match does not; `metric: exact_match` makes it the primary."""
+    import json
+
+    from experiments.methods import Prediction
+    from experiments.metrics import score
+    from experiments.runner import prediction_record
+    from experiments.task import load_task
+
+    gold = "SELECT name FROM singer WHERE age > 30"
+    near = "SELECT country FROM singer WHERE age > 30"
+    scores = score("generation", [near, gold.lower()], [gold, gold])
+    assert scores["exact_match"] == 0.5 and scores["rouge_l"] > 0.9
+    rows = [{"id": f"r{i}", "input": f"question {i}", "output": gold} for i in range(2)]
+    for name in ("train", "eval"):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "task.yaml").write_text(
+        "name: sql\nkind: generation\ntrain: train.jsonl\neval: eval.jsonl\nmetric: exact_match\n"
+    )
+    task = load_task(tmp_path / "task.yaml")
+    assert task.metric == "exact_match"
+    record = prediction_record(task, "m", Prediction("r0", "p", near, gold, 1, 1))
+    assert not record["correct"] and record["scores"]["rouge_l"] > 0.8
