@@ -85,9 +85,7 @@ def fix_task(
                 (e for e in task.errors if e.startswith(f"{task.files.get(split)}: ")), None
             )
             why = f" ({whole_file})" if whole_file else ""
-            raise TaskError(
-                f"{task.path}: no {split} rows left after fixing{why}; nothing written"
-            )
+            raise TaskError(f"{task.path}: no {split} rows left after fixing{why}; nothing written")
         summary.kept[split] = len(rows)
     spec = _new_spec(task, labels, out)
     files = {f"{s}.jsonl": rows_jsonl(rows) for s, rows in splits.items()}
