@@ -194,7 +194,10 @@ def _print(plan) -> None:
                 f"{step.fit_change or 'no setting found that fits'}"
             )
     if any(not s.runnable for s in plan.steps):
-        console.print("* not runnable in this build")
+        for step in plan.steps:
+            if not step.runnable:
+                reason = step.notes[-1] if step.notes else "not runnable in this build"
+                console.print(f"* {step.method}: {reason}", markup=False, highlight=False)
     if plan.rates:
         r = plan.rates
         where = "cached" if plan.probe_cached else f"measured now in {r.probe_s:.0f} s"
