@@ -760,3 +760,32 @@ def test_file_system_faults_are_one_line(cli, tmp_path, monkeypatch, errno_name,
                   tmp_path / "task")  # fmt: skip
     one_line(outcome, "train.jsonl", words)
     assert not (tmp_path / "task").exists() and not list(tmp_path.glob(".task.*"))
+
+
+def test_an_index_with_malformed_chunks_is_one_line(indexed, cli, tmp_path):
+    task_dir = tmp_path / "helpdesk-qa"
+    shutil.copytree(indexed, task_dir)
+    meta_path = task_dir / ".adaptwise" / "index" / "index.json"
+    meta = json.loads(meta_path.read_text())
+    meta["chunks"] = [{"id": 1, "unexpected": "field"}] * len(meta["chunks"])
+    meta_path.write_text(json.dumps(meta))
+    one_line(cli("index", task_dir / "task.yaml"), "index.json", "corrupted", "--rebuild")
+
+
+def test_report_on_a_read_only_run_folder_is_one_line(cli, tmp_path, monkeypatch):
+    import errno
+
+    import experiments.report as report
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    task = {"name": "t", "kind": "classification", "metric": "accuracy", "n_eval": 0,
+            "n_train": 0, "labels": ["a", "b"]}  # fmt: skip
+    (folder / "results.json").write_text(json.dumps({"task": task, "methods": {}}))
+
+    def read_only(path, text):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(report, "write_text_atomic", read_only)
+    monkeypatch.setattr("experiments.outputs.write_text_atomic", read_only)
+    one_line(cli("report", folder), "run", "Read-only file system", "writable folder")

@@ -40,6 +40,10 @@ def test_demo_task_end_to_end(tmp_path, task, limit, flags):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # No library notice the user cannot act on (bitsandbytes' kernels package, transformers'
+    # deprecations): every line is adaptwise's own.
+    for noise in ("Warning", "deprecated", "kernels-community", "Traceback"):
+        assert noise not in proc.stderr + proc.stdout, noise
 
     results = json.loads((out / "results.json").read_text())
     methods = results["methods"]
