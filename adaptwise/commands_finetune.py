@@ -15,8 +15,10 @@ def register(subparsers, add_run_options) -> None:
         help="train and score lora / qlora / full-ft with settings from the command line",
         description="Like `adaptwise run`, with fine-tuning settings given as --set KEY=VALUE "
         "(rank, alpha, learning_rate, epochs, batch_size, max_length, val_fraction, patience, "
-        "merge, resume, allow_leakage, allow_fallback, ...). They override the task file's "
-        "finetune: section. Under several GPUs: accelerate launch -m adaptwise finetune ...",
+        "merge, resume, allow_leakage, allow_fallback, and the memory settings "
+        "gradient_checkpointing, gradient_accumulation_steps, optimizer, fit, fit_memory_gb, "
+        "...). They override the task file's finetune: section. Under several GPUs: "
+        "accelerate launch -m adaptwise finetune ...",
     )
     ft.add_argument("task", type=Path, help="task YAML file")
     ft.add_argument(
