@@ -228,7 +228,7 @@ def _packed_step(task, tokenizer, fmt) -> tuple[dict, int]:
 def _train_step_seconds(model, batch: dict) -> float:
     import torch
 
-    from finetune.trainer import plain_causal_lm
+    from finetune.completion_loss import plain_causal_lm
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]

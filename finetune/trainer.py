@@ -27,10 +27,12 @@ from experiments.errors import AdaptwiseError, OutOfMemory, TaskError, is_out_of
 from experiments.memory import PeakMemory
 from experiments.precision import trainer_flags
 from finetune.batches import FlatBatchCollator, PackedBatchCollator, PaddedRowsCollator
+from finetune.completion_loss import completion_loss_trainer_class
 from finetune.config import FinetuneConfig
 from finetune.curves import loss_points, write_loss_csv, write_loss_png
 from finetune.data import count_too_long, raw_examples, to_examples
 from finetune.row_attention import restore_sdpa, supports_row_attention, use_row_attention
+from finetune.saving import save_dir, save_merged, save_trained
 
 RUN_FILE = "run.json"  # in the checkpoints folder: what the checkpoints were trained with
 
@@ -225,7 +227,7 @@ def train_model(
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.eval()
-    saved = _save(model, tokenizer, config, folder, write=main)
+    saved = save_trained(model, tokenizer, config, folder, write=main)
     if config.merge and _is_4bit(model):
         log(
             f"{label}: merge skipped: the base is 4-bit; load the adapter onto the "
@@ -234,7 +236,7 @@ def train_model(
     elif config.merge and config.uses_lora and main:
         # Written from the adapter's deltas: the base in memory (the run's shared copy) is
         # never merged into.
-        _save_dir(folder / "merged", lambda d: save_merged(model, tokenizer, d))
+        save_dir(folder / "merged", lambda d: save_merged(model, tokenizer, d))
         saved["merged"] = str(folder / "merged")
     val_losses = [p["val_loss"] for p in points if "val_loss" in p]
     train_losses = [p["train_loss"] for p in points if "train_loss" in p]
@@ -426,119 +428,11 @@ def end_training(model) -> None:
     model.eval()
 
 
-def save_merged(model, tokenizer, folder: str) -> None:
-    """Save base + LoRA deltas as a plain model without merging into the weights in memory."""
-    from peft.tuners.lora import LoraLayer
-
-    base = model.get_base_model()
-    state = {}
-    for key, tensor in base.state_dict().items():
-        if ".lora_" in key:
-            continue
-        state[key.replace(".base_layer.", ".")] = tensor
-    for name, module in base.named_modules():
-        if isinstance(module, LoraLayer) and module.active_adapters:
-            weight = module.get_base_layer().weight
-            delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
-            state[f"{name}.weight"] = (weight.float() + delta.float()).to(weight.dtype)
-    base.save_pretrained(folder, state_dict=state)
-    tokenizer.save_pretrained(folder)
-
-
 def _varlen_attention(model) -> bool:
     """Whether the model attends with a flash (varlen) kernel, which takes TRL's flattened
     padding-free batches as they are."""
     config = getattr(model, "config", None)
     return "flash" in str(getattr(config, "_attn_implementation", "") or "")
-
-
-def completion_loss_trainer_class():
-    """SFTTrainer whose loss projects only the completion positions through the LM head.
-
-    TRL's fused LM head scores only the positions with a label on Triton devices (CUDA, XPU);
-    elsewhere it projects every position through the whole vocabulary, in Python-folded tiles,
-    and also computes entropy and top-1 accuracy for its logs. For prompt/completion rows where
-    the completion is a few tokens of ~75, that is most of a CPU step's time. In one process
-    without Triton this computes the same loss from the completion positions only; otherwise
-    (GPUs, several processes, models with scaled or soft-capped logits) TRL's own path runs.
-    Validation takes the same path: it asks for outputs, but with prediction_loss_only only the
-    loss is kept (one validation batch of 4 packed sequences: 2.6 s, against 9.4 s through TRL).
-    """
-    import torch
-    import torch.nn.functional as F
-    from trl import SFTTrainer
-
-    class CompletionLossTrainer(SFTTrainer):
-        _val_sum = _val_count = 0.0
-
-        def evaluation_loop(self, *args, **kwargs):
-            self._val_sum = self._val_count = 0.0
-            output = super().evaluation_loop(*args, **kwargs)
-            prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
-            totals = torch.tensor([self._val_sum, self._val_count], device=self.args.device)
-            total, count = self.accelerator.reduce(totals, reduction="sum").tolist()
-            if count > 0 and f"{prefix}_loss" in output.metrics:
-                output.metrics[f"{prefix}_loss"] = total / count
-            return output
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = self._loss(model, inputs, return_outputs, num_items_in_batch)
-            if not model.training:
-                # Trainer averages per-batch means, which weighs a token by how its batch was
-                # laid out (a packed sequence, a padded batch); validation loss is the mean over
-                # every completion token instead, so layouts and batch sizes compare.
-                tokens = int((inputs["labels"][:, 1:] != -100).sum())
-                value = loss[0] if isinstance(loss, tuple) else loss
-                self._val_sum += float(value.detach().float()) * tokens
-                self._val_count += tokens
-            return loss
-
-        def _loss(self, model, inputs, return_outputs, num_items_in_batch):
-            base = plain_causal_lm(self.accelerator.unwrap_model(model))
-            # Evaluation asks for outputs too, but with prediction_loss_only only the loss is used.
-            loss_only = not return_outputs or (
-                not model.training and self.args.prediction_loss_only
-            )
-            if (
-                not loss_only
-                or base is None
-                or self.accelerator.num_processes != 1
-                or inputs["input_ids"].device.type in ("cuda", "xpu")
-            ):
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs["labels"]
-            forward = {k: v for k, v in inputs.items() if k != "labels"}
-            forward["use_cache"] = False
-            hidden = base.base_model(**forward).last_hidden_state[:, :-1]
-            targets = labels[:, 1:]
-            mask = targets != -100
-            logits = base.get_output_embeddings()(hidden[mask]).float()
-            total = F.cross_entropy(logits, targets[mask], reduction="sum")
-            count = mask.sum() if num_items_in_batch is None else num_items_in_batch
-            loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
-            return (loss, {}) if return_outputs else loss
-
-    return CompletionLossTrainer
-
-
-def plain_causal_lm(model):
-    """The causal LM under a PEFT wrapper, or None when its logits are scaled or soft-capped."""
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    config = model.config.get_text_config()
-    scaled = any(
-        getattr(config, name, None) is not None
-        for name in (
-            "final_logit_softcapping",
-            "logit_scale",
-            "output_multiplier",
-            "lm_head_multiplier",
-            "logits_scaling",
-        )
-    )
-    if scaled or model.get_output_embeddings() is None or model.base_model is model:
-        return None
-    return model
 
 
 def log_callback(method: str, log):
@@ -665,31 +559,6 @@ def _is_4bit(model) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False)) or any(
         p.__class__.__name__ == "Params4bit" for p in model.parameters()
     )
-
-
-def _save(model, tokenizer, config: FinetuneConfig, folder: Path, write: bool = True) -> dict:
-    """The adapter in PEFT format (LoRA, QLoRA) or the full model (full-ft), atomically;
-    `write` False only names the folder (the other processes of a multi-process run)."""
-    key = "adapter" if config.uses_lora else "model"
-    target = folder / key
-    if write:
-        _save_dir(target, lambda d: (model.save_pretrained(d), tokenizer.save_pretrained(d)))
-    return {key: str(target)}
-
-
-def _save_dir(target: Path, write) -> None:
-    """Write a folder next to `target`, then swap it in: a crash never leaves half of one."""
-    staging = target.with_name(f".{target.name}.tmp")
-    old = target.with_name(f".{target.name}.old")
-    for leftover in (staging, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    write(str(staging))
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def _write_json(path: Path, data: dict) -> None:
