@@ -101,6 +101,13 @@ class RunContext:
         return Embedder(self.options.embedder)
 
     @cached_property
+    def questions(self):
+        """The embedder for train and eval questions: each one encoded once per run."""
+        from experiments.embeddings import QuestionEncoder
+
+        return QuestionEncoder(self.embedder)
+
+    @cached_property
     def prompt_format(self):
         from experiments.prompts import PromptFormat, system_text
 

@@ -96,3 +96,29 @@ class Embedder:
         # normalize_embeddings would otherwise break the cosine-as-dot-product assumption.
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
+
+
+class QuestionEncoder:
+    """An embedder's `encode` that keeps every text's vector for the rest of the run, so that a
+    question is embedded once however many parts need it (the retriever's search, the example
+    selector's pool and its queries). Meant for questions, not corpus chunks: those have their
+    own disk cache (rag.embed_cache) and can be far too many to hold."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self._vectors: dict[str, np.ndarray] = {}
+        self.encoded = 0  # texts actually sent to the model (a test counts them)
+
+    @property
+    def name(self) -> str:
+        return self.embedder.name
+
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            vectors = self.embedder.encode(missing, show_progress=show_progress)
+            self._vectors.update(zip(missing, vectors))
+            self.encoded += len(missing)
+        if not texts:
+            return self.embedder.encode([])
+        return np.stack([self._vectors[t] for t in texts])

@@ -72,10 +72,11 @@ class PromptingMethod(Method):
             from experiments.selectors import make_selector
 
             pool = [{"input": r.text, "output": r.output} for r in ctx.task.train]
-            embedder = ctx.embedder if self.selector_name in ("embedding", "mmr") else None
+            embedder = ctx.questions if self.selector_name in ("embedding", "mmr") else None
             self.selector = make_selector(
                 self.selector_name, pool, k=self.k, seed=ctx.seed, embedder=embedder
             )
+            self.selector.prepare()  # the pool's embedding is preparation, not inference
 
     def examples_for(self, ctx: RunContext, rows: list[Row]) -> list[list[Row]]:
         """Examples per row, least relevant first so the closest sits next to the query."""

@@ -146,6 +146,9 @@ def load_weights(lm: LanguageModel, trust_remote_code: bool, precision: str):
     from transformers import AutoModelForCausalLM
 
     from experiments.precision import torch_dtype
+    from experiments.threads import apply_thread_policy
+
+    apply_thread_policy()
 
     try:
         model = AutoModelForCausalLM.from_pretrained(

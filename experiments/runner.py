@@ -391,6 +391,9 @@ def _options_record(options: RunOptions) -> dict:
     record = asdict(options)
     record["model"] = options.model or "SmolLM2-135M-Instruct (embedded)"
     record["embedder"] = options.embedder or "all-MiniLM-L6-v2 (embedded)"
+    from experiments.threads import thread_count
+
+    record["threads"] = thread_count()  # torch's intra-op threads (experiments/threads.py)
     return record
 
 

@@ -108,6 +108,10 @@ class ExampleSelector(abc.ABC):
         """Append `example` to the pool; subclasses also update their index."""
         self.pool.append(_check_example(example))
 
+    def prepare(self) -> None:
+        """Do the one-off work now (a method's `prepare` calls this, so that it is timed as
+        preparation, not as the first query's inference)."""
+
     @property
     def pool_inputs(self) -> list[str]:
         """The "input" text of every pool item, in pool order."""
@@ -220,6 +224,10 @@ class EmbeddingSelector(ExampleSelector):
         super().__init__(pool, k, seed)
         self.embedder = embedder if embedder is not None else Embedder()
         self._pool_vectors: np.ndarray | None = None
+
+    def prepare(self) -> None:
+        """Load the embedder and embed the pool."""
+        self.pool_vectors  # noqa: B018
 
     @property
     def pool_vectors(self) -> np.ndarray:

@@ -39,6 +39,7 @@ class RagFinetuneMethod(Method):
         if raft:
             self.finetune.training_rows = self._raft_rows
         self.needs_base = self.finetune.needs_base
+        self._questions = None
         self.seed = 0
         self._oracle_count = 0  # train + validation rows shown the passage with the answer
         self.stats: dict = {"hybrid": {"retrieval": "rag", "finetune": ft_method, "raft": raft}}
@@ -54,6 +55,7 @@ class RagFinetuneMethod(Method):
 
     def prepare(self, ctx: RunContext) -> None:
         self.seed = ctx.seed
+        self._questions = ctx.questions  # RAFT's retrieval reuses the run's question vectors
         self.rag.prepare(ctx)
         if self.raft:  # trained on passage prompts: worked examples would only add length
             self.rag.shots, self.rag.selector = 0, None
@@ -69,7 +71,7 @@ class RagFinetuneMethod(Method):
         k = self.rag.k
         rng = random.Random(f"raft-{config.seed}-{len(rows)}")
         hits = self.rag.index.search(
-            [r.text for r in rows], max(RETRIEVE_DEPTH, k + 1), self.rag.mode
+            [r.text for r in rows], max(RETRIEVE_DEPTH, k + 1), self.rag.mode, self._questions
         )
         out = []
         oracle_count = 0

@@ -100,7 +100,7 @@ class RagMethod(Method):
         from experiments.selectors import make_selector
 
         train = ctx.task.train
-        hits = self.index.search([r.text for r in train], 3, self.mode)
+        hits = self.index.search([r.text for r in train], 3, self.mode, encoder=ctx.questions)
         self.examples = []
         for row, row_hits in zip(train, hits):
             gold = normalize_answer(row.output)
@@ -110,11 +110,14 @@ class RagMethod(Method):
             self.examples.append(Row(row.id, ({"role": "user", "content": content},), row.output))
         pool = [{"input": r.text, "output": r.output} for r in train]
         self.selector = make_selector(
-            "embedding", pool, k=min(self.shots, len(train)), seed=ctx.seed, embedder=ctx.embedder
+            "embedding", pool, k=min(self.shots, len(train)), seed=ctx.seed, embedder=ctx.questions
         )
+        self.selector.prepare()
 
     def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
-        hits = self.index.search([r.text for r in rows], max(self.k, MRR_DEPTH), self.mode)
+        hits = self.index.search(
+            [r.text for r in rows], max(self.k, MRR_DEPTH), self.mode, encoder=ctx.questions
+        )
         fmt = ctx.prompt_format
         if self.selector is not None:
             picks = self.selector.select_many([r.text for r in rows])

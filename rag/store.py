@@ -67,9 +67,13 @@ class RagIndex:
         self.embedder = embedder
         self._bm25 = None
 
-    def search(self, queries: list[str], k: int, mode: str = "dense") -> list[list[Hit]]:
-        """Top-k chunks per query, best first."""
-        vectors = self.embedder.encode(list(queries))
+    def search(
+        self, queries: list[str], k: int, mode: str = "dense", encoder=None
+    ) -> list[list[Hit]]:
+        """Top-k chunks per query, best first. `encoder` (a QuestionEncoder) embeds the queries
+        instead of the index's embedder, so that a question shared with the example selector
+        is embedded once."""
+        vectors = (encoder or self.embedder).encode(list(queries))
         if mode == "hybrid":
             return self._hybrid(queries, vectors, k)
         scores, ids = faiss_index.search(self.index, vectors, k)

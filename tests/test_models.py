@@ -42,3 +42,17 @@ def test_local_folder_loads_and_generates():
 def test_bad_model_paths_are_one_line_errors(tmp_path, make, message):
     with pytest.raises(SetupError, match=message):
         resolve_checkpoint(str(make(tmp_path)))
+
+
+def test_thread_policy_uses_physical_cores_unless_told(monkeypatch):
+    from experiments import threads
+
+    for name in ("ADAPTWISE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "physical_cores", lambda: 3)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    assert threads.thread_count() == 3  # not the 6 logical CPUs
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads.thread_count() == 2
+    monkeypatch.setenv("ADAPTWISE_THREADS", "1")
+    assert threads.thread_count() == 1

@@ -360,3 +360,23 @@ def test_bad_input_one_line_exit_2_nothing_overwritten(built, tmp_path, run_cli,
         proc = run_cli("index", str(task), "--rebuild")  # the way out works
         assert proc.returncode == 0, proc.stderr
         assert "0 embedded" in proc.stdout  # the vectors came from the cache
+
+
+def test_rag_embeds_each_question_once_and_prepares_its_pool(tmp_path, embedder, tiny_model):
+    """Train questions are searched (for the worked examples) and pooled (for the selector);
+    eval questions are searched and matched to examples: in a whole run each text reaches the
+    embedding model once, and the pool's embedding happens in prepare."""
+    from experiments.context import RunContext, RunOptions
+    from experiments.methods import make_method
+    from experiments.runner import SilentProgress, run_method
+
+    task = load_task(make_task(tmp_path / "t", rag="rag:\n  chunk_tokens: 32\n  shots: 1\n"))
+    ctx = RunContext(task, RunOptions(model=str(tiny_model), max_new_tokens=2))
+    ctx.__dict__["embedder"] = embedder
+    method = make_method("rag", {})
+    method.check(ctx)
+    method.prepare(ctx)
+    train_texts = {r.text for r in task.train}
+    assert ctx.questions.encoded == len(train_texts)  # searched and pooled: embedded once
+    run_method(ctx, make_method("rag", {}), task.eval, SilentProgress())  # a whole method
+    assert ctx.questions.encoded == len(train_texts | {r.text for r in task.eval})

@@ -187,3 +187,30 @@ def test_langchain_adapter_add_example_updates_embedding_index(embedder: Embedde
     assert adapter.select_examples(query) == [
         {"input": "What is the capital city of France?", "output": "Paris"}
     ]
+
+
+def test_embedding_pool_is_embedded_in_prepare_not_per_query():
+    """few-shot-embedding's inference work per row does not depend on the pool's size: the
+    pool is embedded once, in prepare; a query embeds only itself."""
+    from experiments.embeddings import QuestionEncoder
+
+    class Counting:
+        name = "counting"
+
+        def __init__(self):
+            self.texts = 0
+
+        def encode(self, texts, show_progress=False):
+            self.texts += len(texts)
+            rng = np.random.default_rng(len(texts))
+            v = rng.normal(size=(len(texts), 8)).astype(np.float32)
+            return v / np.linalg.norm(v, axis=1, keepdims=True) if len(texts) else v
+
+    for size in (10, 40):
+        model = Counting()
+        pool = [{"input": f"example {i}", "output": "x"} for i in range(size)]
+        selector = make_selector("embedding", pool, k=2, embedder=QuestionEncoder(model))
+        selector.prepare()
+        assert model.texts == size
+        selector.select_many(["query one", "query two"])
+        assert model.texts == size + 2  # per row: the query alone, whatever the pool
