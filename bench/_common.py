@@ -10,7 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from experiments.context import RunContext, RunOptions  # noqa: E402
+from experiments.quiet import quiet_libraries  # noqa: E402
 from experiments.task import load_task  # noqa: E402
+
+quiet_libraries()
 
 
 def demo_context(task: str, **options) -> RunContext:

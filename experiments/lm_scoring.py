@@ -26,20 +26,32 @@ class ContinuationScorer:
         return {self._cache_name: cache}
 
     @torch.inference_mode()
+    def prefix_state(self, prefix: list[int]):
+        """The prefix's pass (its keys/values and mask), to share between several `score`
+        calls on the same prefix: chunks of one group's rows run it once, not once each."""
+        device = self.model.device
+        if not prefix:
+            return None, torch.ones((1, 0), dtype=torch.long, device=device)
+        ids = torch.tensor([prefix], device=device)
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        return _cache_of(out), torch.ones_like(ids)
+
+    @torch.inference_mode()
     def score(
-        self, prefix: list[int], middles: list[list[int]], continuations: list[list[int]]
+        self,
+        prefix: list[int],
+        middles: list[list[int]],
+        continuations: list[list[int]],
+        state=None,
     ) -> np.ndarray:
-        """Return a [len(middles), len(continuations)] array of summed log-probabilities."""
+        """Return a [len(middles), len(continuations)] array of summed log-probabilities.
+        `state` is `prefix_state(prefix)`, computed once by the caller (else here)."""
         if not middles or not continuations:
             raise ValueError("need at least one middle and one continuation")
         if any(not c for c in continuations):
             raise ValueError("every continuation needs at least one token")
         device = self.model.device
-        cache, prefix_mask = None, torch.ones((1, 0), dtype=torch.long, device=device)
-        if prefix:
-            ids = torch.tensor([prefix], device=device)
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            cache, prefix_mask = _cache_of(out), torch.ones_like(ids)
+        cache, prefix_mask = state if state is not None else self.prefix_state(prefix)
 
         # Middles, left-padded so that every row's last real token sits in the last column.
         # The pads sit between prefix and middle; the mask hides them and position ids skip them.

@@ -186,29 +186,38 @@ def score_labels(
             singles.extend(members)
             continue
         prefix = encode(prefix_text)
+        state = scorer.prefix_state(prefix)  # once for the group, not once per chunk
+        middles = {i: encode(prompts[i].middle) for i in members}
         cf_middles = [encode(p.middle) for p in content_free[members[0]]] if calibrate else []
         cf_probs = None
+        members = sorted(members, key=lambda i: len(middles[i]))  # little padding per chunk
         for start in range(0, len(members), chunk):
             part = members[start : start + chunk]
-            middles = [encode(prompts[i].middle) for i in part]
-            for i, middle in zip(part, middles):
-                n_tokens[i] = len(prefix) + len(middle)
+            for i in part:
+                n_tokens[i] = len(prefix) + len(middles[i])
             extra = cf_middles if cf_probs is None else []
-            scores = scorer.score(prefix, middles + extra, continuations)
+            scores = scorer.score(prefix, [middles[i] for i in part] + extra, continuations, state)
             if cf_probs is None and calibrate:
                 cf_probs = _softmax(scores[len(part) :]).mean(axis=0)
             raw[part] = scores[: len(part)]
             if calibrate:
                 prior[part] = cf_probs
             progress(len(part))
-    batch = max(1, chunk // 2)
-    for start in range(0, len(singles), batch):
-        part = singles[start : start + batch]
-        encoded = [encode(prompts[i].text) for i in part]
-        for i, ids in zip(part, encoded):
-            n_tokens[i] = len(ids)
-        raw[part] = scorer.score([], encoded, continuations)
-        progress(len(part))
+    if singles:
+        # Rows with a prefix of their own (few-shot) still open with the same system turn:
+        # that shared opening runs once, each row's examples and query on top of it.
+        encoded = {i: encode(prompts[i].text) for i in singles}
+        shared = _common_prefix([encoded[i] for i in singles])
+        state = scorer.prefix_state(shared)
+        singles.sort(key=lambda i: len(encoded[i]))
+        batch = max(1, chunk // 2)
+        for start in range(0, len(singles), batch):
+            part = singles[start : start + batch]
+            for i in part:
+                n_tokens[i] = len(encoded[i])
+            middles = [encoded[i][len(shared) :] for i in part]
+            raw[part] = scorer.score(shared, middles, continuations, state)
+            progress(len(part))
 
     calibrated = np.log(_softmax(raw)) - np.log(prior)
     predictions = []
@@ -255,6 +264,18 @@ def generate_answers(
         Prediction(r.id, p.text, o.text, r.output, o.prompt_tokens, o.generated_tokens)
         for r, p, o in zip(rows, prompts, outs)
     ]
+
+
+def _common_prefix(sequences: list[list[int]]) -> list[int]:
+    """The longest token prefix all sequences share, leaving each at least one token."""
+    first = sequences[0]
+    n = min(len(x) for x in sequences) - 1
+    for other in sequences[1:]:
+        k = 0
+        while k < n and other[k] == first[k]:
+            k += 1
+        n = k
+    return first[: max(n, 0)]
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:

@@ -47,7 +47,10 @@ def test_calibration_removes_the_content_free_prior(intents):
     """A scorer that always prefers label 0 by the same margin is fully undone by calibration."""
 
     class BiasedScorer:
-        def score(self, prefix, middles, conts):
+        def prefix_state(self, prefix):
+            return None
+
+        def score(self, prefix, middles, conts, state=None):
             base = np.log(np.full((len(middles), len(conts)), 0.05))
             base[:, 0] = np.log(0.6)
             for i, m in enumerate(middles):
