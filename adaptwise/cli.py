@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from experiments.precision import PRECISIONS
+
 # Each area's subcommands live in their own module with `register(subparsers, add_run_options)`,
 # which adds parsers and sets `handler=` on them. Those modules must import nothing heavy.
 COMMAND_MODULES: list[str] = [
@@ -157,7 +159,7 @@ def _add_run_options(p: argparse.ArgumentParser, limit: int = 0) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=("auto", "bf16", "fp16", "fp32"),
+        choices=PRECISIONS,
         help="weights and compute for scoring, generation and training: auto (default, or the "
         "task file's precision:) is bf16 on a GPU that has it, fp16 on one that does not, fp32 "
         "on a CPU",

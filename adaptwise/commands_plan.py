@@ -8,6 +8,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from experiments.precision import PRECISIONS
+
 
 def register(sub, add_run_options) -> None:
     plan = sub.add_parser(
@@ -44,7 +46,7 @@ def register(sub, add_run_options) -> None:
     )
     plan.add_argument(
         "--precision",
-        choices=("auto", "bf16", "fp16", "fp32"),
+        choices=PRECISIONS,
         help="as `run --precision` (default: the task file's, else auto: bf16 on a GPU, fp32 "
         "on a CPU)",
     )

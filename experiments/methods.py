@@ -108,6 +108,10 @@ def within_context(room: int):
             if limit is None:
                 return score(ctx, rows, prompts, *more, **kwargs)
             need = room(ctx)
+            # A token covers at least one byte, so a prompt of few enough bytes fits without
+            # being tokenised here (the scorer tokenises it anyway); only the rest are counted.
+            if all(len(p.text.encode("utf-8")) + need <= limit for p in prompts):
+                return score(ctx, rows, prompts, *more, **kwargs)
             lengths = [len(ctx.encode(p.text)) for p in prompts]
             keep = [i for i, n in enumerate(lengths) if n + need <= limit]
             if len(keep) == len(rows):

@@ -78,13 +78,15 @@ def run_task(
     rows = task.eval[: options.limit] if options.limit else task.eval
     ctx = RunContext(task, options, log=progress.log)
     ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
-    parse_prices(task.settings.get("costs"), f"{task.path}")  # a bad costs: section: one line
+    costs = parse_prices(task.settings.get("costs"), f"{task.path}")  # bad: one line, first
     for method in methods:
         method.check(ctx)  # a bad setting is one line now, not after the model has loaded
     created = not out_dir.exists()
     claim_run_folder(out_dir, task)
     try:
-        return _run_methods(ctx, methods, method_names, rows, out_dir, progress, sections, rerun)
+        return _run_methods(
+            ctx, methods, method_names, rows, out_dir, progress, sections, rerun, costs
+        )
     finally:
         if created:
             remove_if_unused(out_dir)
@@ -103,9 +105,10 @@ def remove_if_unused(folder: Path) -> None:
         pass
 
 
-def _run_methods(ctx, methods, method_names, rows, out_dir, progress, sections, rerun) -> dict:
+def _run_methods(
+    ctx, methods, method_names, rows, out_dir, progress, sections, rerun, costs
+) -> dict:
     task, options = ctx.task, ctx.options
-    costs = parse_prices(task.settings.get("costs"), f"{task.path}")
     record = _options_record(options)
     results, predictions = _previous(out_dir, task, rows, record, progress.log)
     results["options"] = record
@@ -323,7 +326,7 @@ def _previous(
     """Results and predictions already in `out_dir` made on the same eval and train rows with
     the same options (`experiments.stored.MATCHED_OPTIONS`), else empty ones. Earlier results
     that do not match, or that cannot be read, are replaced by this run's, with one line."""
-    from experiments.stored import MATCHED_OPTIONS
+    from experiments.stored import options_differ
 
     results = {
         "version": RESULTS_VERSION,
@@ -344,8 +347,7 @@ def _previous(
         log(f"{out_dir}: the earlier results there cannot be read ({exc}); this run replaces them")
         return results, predictions
     fresh = results["task"]
-    stored = old.get("options") or {}
-    differs = [k for k in (*MATCHED_OPTIONS, "extra") if stored.get(k) != options_record.get(k)]
+    differs = options_differ(old.get("options") or {}, options_record)
     if (old.get("task") or {}).get("eval_fingerprint") != fresh["eval_fingerprint"]:
         return results, predictions  # other eval rows: nothing to compare with
     if (old.get("task") or {}).get("train_fingerprint") != fresh["train_fingerprint"]:

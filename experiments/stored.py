@@ -33,6 +33,11 @@ def read_results(out_dir: Path) -> dict | None:
         return None
 
 
+def options_differ(stored: dict, options_record: dict) -> list[str]:
+    """The options (MATCHED_OPTIONS and the method settings) in which two runs differ."""
+    return [k for k in (*MATCHED_OPTIONS, "extra") if stored.get(k) != options_record.get(k)]
+
+
 def finished_methods(
     out_dir: Path, fingerprint: str, options_record: dict, match: dict | None = None
 ) -> set[str]:
@@ -41,9 +46,7 @@ def finished_methods(
     old = read_results(out_dir)
     if not old or old.get("task", {}).get("eval_fingerprint") != fingerprint:
         return set()
-    stored = old.get("options") or {}
-    keys = (*MATCHED_OPTIONS, "extra")
-    if any(stored.get(k) != options_record.get(k) for k in keys):
+    if options_differ(old.get("options") or {}, options_record):
         return set()
     for key, value in (match or {}).items():
         if old.get(key) != value:

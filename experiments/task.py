@@ -15,6 +15,7 @@ import yaml
 
 from experiments.errors import TaskError
 from experiments.metrics import METRICS_BY_KIND
+from experiments.precision import PRECISIONS
 
 KINDS = ("classification", "qa", "generation")
 DEFAULT_METRIC = {"classification": "accuracy", "qa": "exact_match", "generation": "rouge_l"}
@@ -156,8 +157,8 @@ def load_task(path: str | Path) -> Task:
     if not isinstance(instruction, str):
         raise TaskError(f"{path}: instruction must be a string")
     precision = str(spec.get("precision") or "")
-    if precision and precision not in ("auto", "bf16", "fp16", "fp32"):
-        raise TaskError(f"{path}: precision {precision!r} is not one of auto, bf16, fp16, fp32")
+    if precision and precision not in PRECISIONS:
+        raise TaskError(f"{path}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     return Task(
         name=str(spec.get("name") or path.stem),
         kind=kind,
