@@ -22,6 +22,12 @@ class RunOptions:
     limit: int | None = None  # score only the first N eval rows (None or 0: all)
     trust_remote_code: bool = False
     precision: str | None = None  # auto | bf16 | fp16 | fp32; None: the task file's, else auto
+    # A served model (--model openai:NAME; experiments/api_model.py). Never the API key.
+    base_url: str | None = None  # None: OPENAI_BASE_URL, else OpenAI's
+    tokenizer: str | None = None  # whose chat template renders prompts; None: the server's
+    concurrency: int = 8  # requests in flight at once
+    api_cache: bool = True  # --no-cache: ask the server again
+    prices: dict = field(default_factory=dict)  # --prompt-token-price etc. (costs keys)
     extra: dict = field(default_factory=dict)  # method-specific options (rag, finetune, ...)
 
 
@@ -59,6 +65,10 @@ class RunContext:
 
     @cached_property
     def lm(self):
+        from experiments.api_model import is_api_model, load_api_model
+
+        if is_api_model(self.options.model):
+            return load_api_model(self.options, self.log)  # the same seam, no local weights
         from experiments.models import load_language_model
 
         return load_language_model(

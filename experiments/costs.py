@@ -7,8 +7,8 @@ illustrative on-demand cloud prices, not quotes: set your own.
 - Compute: seconds x the hour price of the hardware the run used (GPU when its peak memory was
   measured on a GPU, else CPU).
 - Tokens: mean prompt and generated tokens per query x the price per 1,000 tokens (0 by default:
-  a self-hosted model pays for compute; set these, and the hour prices to 0, to price a hosted
-  API instead).
+  a self-hosted model pays for compute). A served model's method (`--model openai:NAME`) counts
+  the tokens of the server's `usage` and no compute hours: its price is its tokens'.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ def method_costs(entry: dict, prices: dict) -> dict:
     """Cost figures of one results.json method entry; None where the run did not measure it."""
     on_gpu = entry.get("peak_memory_kind") == "GPU memory"
     hour = prices["gpu_hour"] if on_gpu else prices["cpu_hour"]
+    served = isinstance(entry.get("api"), dict)  # a served model: its tokens are the bill
+    if served:
+        hour = 0.0
     per_query_s = _num(entry.get("inference_s_per_example"))
     prompt = _num(entry.get("prompt_tokens_mean"))
     generated = _num(entry.get("generated_tokens_mean"))
@@ -82,7 +85,7 @@ def method_costs(entry: dict, prices: dict) -> dict:
         per_1k += (generated or 0) * prices["generated_per_1k_tokens"]
     training = entry.get("training") if isinstance(entry.get("training"), dict) else None
     return {
-        "hardware": "GPU" if on_gpu else "CPU",
+        "hardware": "API" if served else "GPU" if on_gpu else "CPU",
         "prepare_s": prepare,
         "train_s": _num(training.get("train_wall_s")) if training else None,
         "latency_p50_s": _num(latency.get("p50_s")),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from experiments.api_model import is_api_model
 from experiments.context import RunContext
 from experiments.errors import AdaptwiseError
 from experiments.prompts import Prompt
@@ -37,6 +38,7 @@ class Method(ABC):
     name: str
     description: str = ""
     needs_base: bool = True  # whether it uses the run's shared model (QLoRA, full-ft: their own)
+    runs_on_api: bool = False  # whether it can use a served model (--model openai:NAME)
 
     def check(self, ctx: RunContext) -> None:
         """Validate the method's settings before any model loads (a bad value: one line)."""
@@ -58,6 +60,8 @@ class Method(ABC):
 
 class PromptingMethod(Method):
     """Zero-shot or few-shot prompting with a per-query example selector."""
+
+    runs_on_api = True
 
     def __init__(self, name: str, selector: str | None, k: int):
         self.name = name
@@ -175,6 +179,10 @@ def score_labels(
     are scored a few at a time in one batch; with it, each one is scored together with its
     content-free inputs on top of its prefix (Zhao et al. 2021, "Calibrate Before Use").
     """
+    if is_api_model(ctx.options.model):
+        from experiments.api_scoring import score_labels_api
+
+        return score_labels_api(ctx, rows, prompts, progress)
     labels, encode, scorer = ctx.task.labels, ctx.encode, ctx.scorer
     calibrate = ctx.calibrate
     continuations = [encode(label + ctx.prompt_format.answer_end) for label in labels]
@@ -250,6 +258,10 @@ def generate_answers(
     ctx: RunContext, rows: list[Row], prompts: list[Prompt], progress: Progress
 ) -> list[Prediction]:
     """Greedy answers in batches; short-answer tasks stop at the first newline."""
+    if is_api_model(ctx.options.model):
+        from experiments.api_scoring import generate_answers_api
+
+        return generate_answers_api(ctx, rows, prompts, progress)
     from experiments.generation import generate, stop_token_ids
 
     fmt = ctx.prompt_format

@@ -19,6 +19,7 @@ CONTENT_FREE_INPUTS = ("N/A", "")  # Zhao et al. 2021, "Calibrate Before Use"
 class Prompt:
     prefix: str
     middle: str
+    messages: tuple = ()  # the same prompt as chat messages (what a chat endpoint is sent)
 
     @property
     def text(self) -> str:
@@ -54,15 +55,17 @@ class PromptFormat:
         if context:
             first, *rest = query
             query = ({"role": first["role"], "content": f"{context}\n\n{first['content']}"}, *rest)
-        if not self.chat:
-            return self._alpaca(examples, query)
         history = self._history(examples)
-        full = self._render(history + list(query), generation_prompt=True)
+        messages = tuple(history + list(query))
+        if not self.chat:
+            alpaca = self._alpaca(examples, query)
+            return Prompt(alpaca.prefix, alpaca.middle, messages)
+        full = self._render(list(messages), generation_prompt=True)
         opener = self._render(history + [{"role": query[0]["role"], "content": _SENTINEL}], False)
         prefix = opener.split(_SENTINEL, 1)[0]
         if not full.startswith(prefix):  # a template that is not a concatenation of turns
-            return Prompt("", full)
-        return Prompt(prefix, full[len(prefix) :])
+            return Prompt("", full, messages)
+        return Prompt(prefix, full[len(prefix) :], messages)
 
     def content_free(self, examples: list[Row]) -> list[Prompt]:
         """The same prompt with the query replaced by each content-free input."""

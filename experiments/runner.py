@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 from experiments import metrics as metric_fns
+from experiments.api_model import ApiRequestFailed, check_methods
+from experiments.api_scoring import api_summary
 from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
 from experiments.costs import parse_prices
@@ -79,6 +81,8 @@ def run_task(
     ctx = RunContext(task, options, log=progress.log)
     ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
     costs = parse_prices(task.settings.get("costs"), f"{task.path}")  # bad: one line, first
+    costs.update(options.prices)  # --prompt-token-price and the like win over the task file's
+    check_methods(methods, options)  # a served model runs prompting and RAG methods only
     for method in methods:
         method.check(ctx)  # a bad setting is one line now, not after the model has loaded
     created = not out_dir.exists()
@@ -126,22 +130,31 @@ def _run_methods(
             continue
         try:
             entry, preds = run_method(ctx, method, rows, progress)
+        except ApiRequestFailed as exc:  # after its retries: this method fails, others go on
+            progress.log(f"{method.name}: failed; {exc} (recorded; going on)")
+            failure = {"status": "failed", "description": method.description, "message": str(exc)}
+            _record_failure(out_dir, results, predictions, method.name, failure)
+            continue
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
             failure = out_of_memory_record(ctx, method, exc)
             release_method(ctx, method)
             progress.log(f"{method.name}: out of memory; {failure['message']} (recorded; going on)")
-            results["methods"].pop(method.name, None)
-            predictions.pop(method.name, None)
-            results.setdefault("failed", {})[method.name] = failure
-            write_outputs(out_dir, results, predictions)
+            _record_failure(out_dir, results, predictions, method.name, failure)
             continue
         results.get("failed", {}).pop(method.name, None)
         results["methods"][method.name] = entry
         predictions[method.name] = preds
         write_outputs(out_dir, results, predictions)
     return results
+
+
+def _record_failure(out_dir, results, predictions, name: str, failure: dict) -> None:
+    results["methods"].pop(name, None)
+    predictions.pop(name, None)
+    results.setdefault("failed", {})[name] = failure
+    write_outputs(out_dir, results, predictions)
 
 
 def out_of_memory_record(ctx: RunContext, method: Method, exc: BaseException) -> dict:
@@ -231,6 +244,7 @@ def run_method(
         "latency": clock.summary(),
     }
     entry.update(method.extra_results(ctx, rows, preds))
+    entry.update(api_summary(preds))  # served model: scoring, usage tokens, request latency
     entry.setdefault("precision", ctx.precision)
     return entry, preds
 

@@ -20,6 +20,8 @@ MATCHED_OPTIONS = (
     "max_new_tokens",
     "trust_remote_code",
     "precision",
+    "base_url",
+    "tokenizer",
 )
 
 
