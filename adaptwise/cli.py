@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from adaptwise.api_options import add_api_options, api_run_options
 from experiments.precision import PRECISIONS
 
 # Each area's subcommands live in their own module with `register(subparsers, add_run_options)`,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rows and options (kept otherwise); alone: all of them, or a comma-separated list",
     )
     _add_run_options(run)
+    add_api_options(run)
     climb = run.add_argument_group(
         "ladder, sweeps and learning curves (README: Climbing the ladder, sweeps and learning "
         "curves)"
@@ -134,7 +136,7 @@ def _add_run_options(p: argparse.ArgumentParser, limit: int = 0) -> None:
     p.add_argument(
         "--model",
         help="a local transformers folder, a .gguf file, or a hub id where a hub is reachable "
-        "(default: the embedded SmolLM2-135M-Instruct)",
+        "(default: the embedded SmolLM2-135M-Instruct); `run`: also openai:NAME, a served model",
     )
     p.add_argument(
         "--embedder",
@@ -250,6 +252,7 @@ def _options(args):
         limit=args.limit or None,
         trust_remote_code=args.trust_remote_code,
         precision=getattr(args, "precision", None),
+        **api_run_options(args),
     )
 
 
