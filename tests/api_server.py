@@ -1,0 +1,218 @@
+"""A small OpenAI-compatible server for the tests: the embedded model, loaded by adaptwise's
+own model code, behind /v1/models, /v1/completions (string or list prompt, echo + logprobs,
+max_tokens, temperature 0, stop), /v1/chat/completions and llama.cpp's /props, with `usage`.
+
+It counts requests (GET /test/counts), can refuse prompt logprobs (a server without them),
+hide /props (clients then send chat messages), answer 503 after N requests, and checks a key
+(401 on a wrong one, 404 on an unknown model). Run it by hand for the README's figures:
+
+    python3 tests/api_server.py --port 8765 [--key KEY] [--no-logprobs]
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import torch
+
+
+class ModelServer:
+    def __init__(self, name: str = "smollm2", api_key: str | None = None, logprobs=True):
+        from experiments.models import load_language_model
+
+        self.name = name
+        self.api_key = api_key
+        self.logprobs = logprobs
+        self.lm = load_language_model(None, progress=lambda _m: None)
+        self.lock = threading.Lock()  # one forward at a time (2 cores, shared)
+        self.counts: Counter = Counter()  # path -> requests answered
+        self.prompts: list[str] = []  # each request's prompt (or messages) as JSON, in order
+        self.props = True  # False: no /props, so clients send chat messages
+        self.fail_after: int | None = None  # answer 503 once this many requests were answered
+        self.httpd: ThreadingHTTPServer | None = None
+
+    # --- the model ---------------------------------------------------------------------
+
+    def _encode(self, text: str):
+        enc = self.lm.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return enc["input_ids"], [start for start, _ in enc["offset_mapping"]]
+
+    def _generate(self, text: str, max_tokens: int, stop: list[str]) -> tuple[str, int, int]:
+        """Greedy, through adaptwise's own generate(); single-token stops end it, as in-process."""
+        from experiments.generation import generate
+
+        tok = self.lm.tokenizer
+        stop_ids = {tok.eos_token_id}
+        for s in stop:
+            ids = tok(s, add_special_tokens=False)["input_ids"]
+            if len(ids) == 1:
+                stop_ids.add(ids[0])
+        out = generate(self.lm.model, tok, [text], max_tokens, sorted(stop_ids), batch_size=1)[0]
+        answer = out.text
+        for s in stop:
+            if s and s in answer:
+                answer = answer[: answer.index(s)]
+        return answer, out.prompt_tokens, out.generated_tokens
+
+    @torch.inference_mode()
+    def _echo(self, text: str):
+        ids, offsets = self._encode(text)
+        logits = self.lm.model(input_ids=torch.tensor([ids])).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        values = [None] + [float(logprobs[i - 1, ids[i]]) for i in range(1, len(ids))]
+        tokens = self.lm.tokenizer.convert_ids_to_tokens(ids)
+        best = int(logprobs[-1].argmax())
+        return ids, offsets, tokens, values, best, float(logprobs[-1, best])
+
+    def completions(self, body: dict) -> dict:
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        stop = body.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else stop
+        max_tokens = body.get("max_tokens", 16)
+        choices, n_prompt, n_done = [], 0, 0
+        for index, text in enumerate(prompts):
+            if body.get("echo") and body.get("logprobs") is not None:
+                ids, offsets, tokens, values, best, best_lp = self._echo(text)
+                new = self.lm.tokenizer.decode([best]) if max_tokens else ""
+                logprobs = {
+                    "tokens": tokens + ([new] if max_tokens else []),
+                    "token_logprobs": values + ([best_lp] if max_tokens else []),
+                    "top_logprobs": None,
+                    "text_offset": offsets + ([len(text)] if max_tokens else []),
+                }
+                choices.append(_choice(index, text + new, logprobs))
+                n_prompt, n_done = n_prompt + len(ids), n_done + (1 if max_tokens else 0)
+                continue
+            answer, used, made = self._generate(text, max_tokens, stop)
+            choices.append(_choice(index, text + answer if body.get("echo") else answer, None))
+            n_prompt, n_done = n_prompt + used, n_done + made
+        self.prompts.append(json.dumps(body["prompt"]))
+        return _reply("text_completion", self.name, choices, n_prompt, n_done)
+
+    def chat(self, body: dict) -> dict:
+        text = self.lm.tokenizer.apply_chat_template(
+            body["messages"], tokenize=False, add_generation_prompt=True
+        )
+        stop = body.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else stop
+        end = "<|im_end|>"
+        answer, used, made = self._generate(text, body.get("max_tokens") or 64, [end, *stop])
+        self.prompts.append(json.dumps(body["messages"]))
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": answer},
+            "finish_reason": "stop",
+        }
+        return _reply("chat.completion", self.name, [choice], used, made)
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Serve on 127.0.0.1 (a free port) in a thread; returns the base URL (…/v1)."""
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+
+def _choice(index: int, text: str, logprobs) -> dict:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": "stop"}
+
+
+def _reply(kind: str, model: str, choices: list, prompt_tokens: int, done: int) -> dict:
+    return {
+        "id": f"test-{time.monotonic_ns()}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": done,
+            "total_tokens": prompt_tokens + done,
+        },
+    }
+
+
+def _error(status: int, message: str) -> tuple[int, dict]:
+    return status, {"error": {"message": message, "type": "invalid_request_error"}}
+
+
+def _handler(server: ModelServer):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorised(self) -> bool:
+            if server.api_key is None:
+                return True
+            return self.headers.get("Authorization") == f"Bearer {server.api_key}"
+
+        def do_GET(self):
+            if not self._authorised():
+                return self._send(*_error(401, "Incorrect API key provided"))
+            if self.path == "/v1/models":
+                model = {"id": server.name, "object": "model", "owned_by": "tests"}
+                return self._send(200, {"object": "list", "data": [model]})
+            if self.path == "/test/counts":
+                return self._send(200, {"counts": dict(server.counts)})
+            if self.path == "/props" and server.props:
+                tok = server.lm.tokenizer
+                props = {"chat_template": tok.chat_template}
+                props.update(bos_token=tok.bos_token, eos_token=tok.eos_token)
+                return self._send(200, props)
+            self._send(*_error(404, f"no route {self.path}"))
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not self._authorised():
+                return self._send(*_error(401, "Incorrect API key provided"))
+            if body.get("model") != server.name:
+                return self._send(*_error(404, f"The model `{body.get('model')}` does not exist"))
+            if self.path == "/v1/completions":
+                if body.get("echo") and body.get("logprobs") is not None and not server.logprobs:
+                    return self._send(*_error(400, "echo with logprobs is not supported"))
+                handle = server.completions
+            elif self.path == "/v1/chat/completions":
+                handle = server.chat
+            else:
+                return self._send(*_error(404, f"no route {self.path}"))
+            if server.fail_after is not None and sum(server.counts.values()) >= server.fail_after:
+                return self._send(*_error(503, "the test server is overloaded"))
+            with server.lock:
+                payload = handle(body)
+                server.counts[self.path] += 1
+            self._send(200, payload)
+
+    return Handler
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--key")
+    parser.add_argument("--no-logprobs", action="store_true")
+    args = parser.parse_args()
+    served = ModelServer(api_key=args.key, logprobs=not args.no_logprobs)
+    httpd = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(served))
+    print(f"serving {served.name} on http://127.0.0.1:{args.port}/v1", flush=True)
+    httpd.serve_forever()
