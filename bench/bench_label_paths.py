@@ -22,9 +22,9 @@ import time
 
 import numpy as np
 import torch
-from _common import demo_context
+from _common import demo_context, method_prompts
 
-from experiments.methods import PromptingMethod, score_labels
+from experiments.methods import score_labels
 
 
 def score_labels_before(ctx, rows, prompts, chunk: int = 8) -> np.ndarray:
@@ -75,12 +75,7 @@ def main() -> None:
         f"torch threads: {torch.get_num_threads()}; {len(rows)} rows, {len(ctx.task.labels)} labels"
     )
     for name, selector, k in (("zero-shot", None, 0), ("few-shot-embedding", "embedding", 4)):
-        method = PromptingMethod(name, selector, k)
-        method.prepare(ctx)
-        prompts = [
-            ctx.prompt_format.build(ex, r.messages)
-            for ex, r in zip(method.examples_for(ctx, rows), rows)
-        ]
+        prompts = method_prompts(ctx, rows, name, selector, k)
         current(ctx, rows[:2], prompts[:2])  # warm-up
         ratios_cpu, ratios_wall, diffs = [], [], []
         for round_ in range(args.rounds):
