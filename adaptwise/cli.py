@@ -322,9 +322,9 @@ def _rerun(value: str | None, methods: list[str]) -> bool | set[str]:
 
 
 def _cmd_climb(args, options) -> int:
-    """`run --ladder`, `run --sweep` and `run --data-fractions` (experiments/ladder.py, sweep.py,
-    learning_curve.py)."""
-    from advisor.plan import parse_budget, parse_target
+    """`run --ladder`, `run --sweep` and `run --data-fractions` (advisor/planning/: ladder.py,
+    sweep.py, learning_curve.py)."""
+    from advisor.planning.plan import parse_budget, parse_target
     from experiments.errors import AdaptwiseError
     from experiments.task import load_task
 
@@ -348,12 +348,12 @@ def _cmd_climb(args, options) -> int:
     budget_s = parse_budget(args.budget) if args.budget else None
     fractions = None
     if args.data_fractions:
-        from experiments.learning_curve import parse_fractions
+        from advisor.planning.learning_curve import parse_fractions
 
         fractions = parse_fractions(args.data_fractions)
     sweep = None
     if args.sweep:
-        from experiments.sweep import parse_sweep
+        from advisor.planning.sweep import parse_sweep
 
         sweep = parse_sweep(args.sweep)
     task = load_task(args.task)
@@ -367,8 +367,8 @@ def _cmd_climb(args, options) -> int:
     with RichProgress() as ui:
         ui.log(f"[bold]{task.name}[/] ({task.kind}): results -> {out}")
         if args.ladder:
-            from advisor.planner import make_plan
-            from experiments.ladder import run_ladder
+            from advisor.planning.ladder import run_ladder
+            from advisor.planning.planner import make_plan
 
             plan = make_plan(
                 task,
@@ -382,16 +382,16 @@ def _cmd_climb(args, options) -> int:
             )
             record = run_ladder(task, plan, out, options, target, budget_s, progress=ui)
         elif sweep:
-            from experiments.sweep import run_sweep
+            from advisor.planning.sweep import run_sweep
 
             method, grid = sweep
             record = run_sweep(task, method, grid, out, options, budget_s, progress=ui)
         else:
-            from experiments.learning_curve import run_learning_curve
+            from advisor.planning.learning_curve import run_learning_curve
 
             methods = _methods(args.methods)
             record = run_learning_curve(task, methods, fractions, out, options, progress=ui)
-    from experiments.stored import read_results
+    from advisor.planning.stored import read_results
 
     if (read_results(out) or {}).get("methods"):
         _show_report(out)
@@ -402,7 +402,7 @@ def _cmd_climb(args, options) -> int:
 
 def _print_climb(record: dict) -> None:
     if "rungs" in record:
-        from experiments.report import estimate_cell, interval_text
+        from experiments.report.markdown import estimate_cell, interval_text
 
         for r in record["rungs"]:
             print(
@@ -462,7 +462,7 @@ def _show_report(out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from experiments.report import METRIC_TITLES
+    from experiments.report.markdown import METRIC_TITLES
 
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     task, methods = results["task"], results["methods"]

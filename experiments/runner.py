@@ -18,12 +18,12 @@ from typing import Protocol
 from experiments import metrics as metric_fns
 from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
-from experiments.costs import parse_prices
 from experiments.errors import OutOfMemory, is_out_of_memory
 from experiments.memory import PeakMemory
 from experiments.methods import Method, Prediction, make_method
 from experiments.outputs import claim, refuse_inputs
-from experiments.report import write_reports
+from experiments.report.costs import parse_prices
+from experiments.report.markdown import write_reports
 from experiments.task import Row, Task
 
 RESULTS_VERSION = 1
@@ -324,9 +324,9 @@ def _previous(
     out_dir: Path, task: Task, rows: list[Row], options_record: dict, log=print
 ) -> tuple[dict, dict]:
     """Results and predictions already in `out_dir` made on the same eval and train rows with
-    the same options (`experiments.stored.MATCHED_OPTIONS`), else empty ones. Earlier results
+    the same options (`advisor.planning.stored.MATCHED_OPTIONS`), else empty ones. Earlier results
     that do not match, or that cannot be read, are replaced by this run's, with one line."""
-    from experiments.stored import options_differ
+    from advisor.planning.stored import options_differ
 
     results = {
         "version": RESULTS_VERSION,

@@ -8,9 +8,9 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from advisor.jobclient import Backends
 from advisor.questions import Answers
 from advisor.recommend import Recommendation
+from advisor.tui.jobclient import Backends
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 
@@ -24,7 +24,7 @@ class Session:
     task: object | None = None  # experiments.task.Task
     answers: Answers = field(default_factory=Answers)
     recommendation: Recommendation | None = None
-    plan: dict | None = None  # advisor.plan.Plan.to_dict() for the current answers
+    plan: dict | None = None  # advisor.planning.plan.Plan.to_dict() for the current answers
     out_dir: Path | None = None
 
     def demo_tasks(self) -> list[Path]:

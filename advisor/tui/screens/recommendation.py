@@ -10,8 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from advisor.plan import format_short
-from advisor.planner import runnable
+from advisor.planning.plan import format_short
+from advisor.planning.planner import runnable
 from advisor.recommend import recommend
 
 

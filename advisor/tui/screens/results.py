@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from advisor.verdict import verdict
-from experiments.report import METRIC_TITLES
+from experiments.report.markdown import METRIC_TITLES
 
 
 class ResultsScreen(Screen):
@@ -56,7 +56,7 @@ class ResultsScreen(Screen):
     def p_values(self) -> tuple[dict, dict]:
         """Each method's paired-test p-value against zero-shot and against the best method, as
         the report computes them, so the screen's verdict needs the same significance."""
-        from experiments.analysis import analyse
+        from experiments.report.analysis import analyse
 
         tests = analyse(self.results, self.predictions)["tests"]
         return tuple(

@@ -1,5 +1,5 @@
 """The run: each method's progress (training steps and loss for fine-tuning, scored rows,
-ETA). The runner works in a child process (advisor/jobs.py), so importing torch and running
+ETA). The runner works in a child process (advisor/tui/jobs.py), so importing torch and running
 the model never hold this process's GIL; a worker thread here only waits for its events."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
-from advisor.plan import format_short
+from advisor.planning.plan import format_short
 
 PREPARING = re.compile(r": preparing (\S+)$")
 # finetune/trainer.py's log lines: "lora: step 12/48 validation loss 1.2345" (and train loss)

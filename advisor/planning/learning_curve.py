@@ -76,6 +76,12 @@ def run_learning_curve(
 ) -> dict:
     """Run every point (resuming finished ones), then store the `learning_curve` record with the
     verdicts in results.json and plot it next to it."""
+    from advisor.planning.stored import (
+        ensure_results,
+        finished_methods,
+        metric_interval,
+        store_sections,
+    )
     from experiments.outputs import claim
     from experiments.runner import (
         SilentProgress,
@@ -84,7 +90,6 @@ def run_learning_curve(
         eval_fingerprint,
         run_task,
     )
-    from experiments.stored import ensure_results, finished_methods, metric_interval, store_sections
 
     progress = progress or SilentProgress()
     out_dir = Path(out_dir)
@@ -136,7 +141,7 @@ def run_learning_curve(
 
 def last_step_verdict(out_dir: Path, task, method: str, points: list[dict], options) -> dict:
     """The paired gain of the last step (two largest subsets) and the verdict (module docstring)."""
-    from experiments.analysis import by_method, compare_methods, load_run
+    from experiments.report.analysis import by_method, compare_methods, load_run
 
     if len(points) < 2:
         return {"verdict": "n/a", "message": "fewer than two points"}

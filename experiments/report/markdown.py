@@ -36,10 +36,10 @@ def write_reports(
 ) -> None:
     """Write report.md and report.html into `out_dir`, each atomically (never over a report
     adaptwise did not write)."""
-    from experiments.analysis import analyse
     from experiments.outputs import claim
-    from experiments.report_html import render_html
-    from experiments.stats import RESAMPLES
+    from experiments.report.analysis import analyse
+    from experiments.report.html import render_html
+    from experiments.report.stats import RESAMPLES
 
     analysis = analyse(results, records, prices, seed, resamples or RESAMPLES)
     claim(Path(out_dir), "run", ("report.md", "report.html"))
@@ -50,7 +50,7 @@ def write_reports(
 
 def render_report(results: dict, analysis: dict | None = None) -> str:
     if analysis is None:
-        from experiments.analysis import analyse
+        from experiments.report.analysis import analyse
 
         analysis = analyse(results, [])
     task = results["task"]
@@ -227,7 +227,7 @@ def significance_sentence(name: str, test: dict, metric: str) -> str:
 
 
 def _cost_section(analysis: dict) -> list[str]:
-    from experiments.costs import describe
+    from experiments.report.costs import describe
 
     front = analysis["pareto"]
     lines = ["", "## Quality vs cost", ""]
@@ -339,7 +339,7 @@ def _retrieval_section(methods: dict) -> list[str]:
 
 
 def _memory_section(results: dict) -> list[str]:
-    from experiments.memory_report import HEAD, memory_rows
+    from experiments.report.memory import HEAD, memory_rows
 
     rows = memory_rows(results)
     if not rows:
@@ -431,12 +431,12 @@ def _of_total(task: dict) -> str:
     )
 
 
-# --- ladder, sweep and learning curve (experiments/ladder.py, sweep.py, learning_curve.py) ------
+# --- ladder, sweep and learning curve (advisor/planning/: ladder, sweep, learning_curve) ----
 
 
 def estimate_cell(estimate_s, measured_s) -> str:
     """ "2m06s / 1m40s (0.79x)": the plan's estimate, the measured time and their ratio."""
-    from advisor.plan import format_short
+    from advisor.planning.plan import format_short
 
     ratio = f" ({measured_s / estimate_s:.2f}x)" if estimate_s and measured_s is not None else ""
     return f"{format_short(estimate_s)} / {format_short(measured_s)}{ratio}"
@@ -489,7 +489,7 @@ def ladder_section(results: dict) -> list[str]:
         return []
     metric = METRIC_TITLES.get(ladder["metric"], ladder["metric"])
     goal = f"{metric} >= {ladder['target']:g}" if ladder.get("target") is not None else "none"
-    from advisor.plan import format_duration
+    from advisor.planning.plan import format_duration
 
     budget = format_duration(ladder["budget_s"]) if ladder.get("budget_s") else "none"
     header = ["rung", "status", f"{metric} [95% CI]", "CI lower bound meets target"]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import costs as cost_fns
 from experiments import metrics as metric_fns
-from experiments import stats
 from experiments.errors import AdaptwiseError
+from experiments.report import costs as cost_fns
+from experiments.report import stats
 
 BINARY_METRICS = ("accuracy", "exact_match")  # one 0/1 value per row: McNemar's test applies
 BASELINE = "zero-shot"

@@ -3,7 +3,7 @@ wall time (preparation and scoring apart) and peak memory, whether it fits, and 
 it fit; a target to stop at and a time budget that cuts the ladder off.
 
 Pure arithmetic on three inputs: the task's token counts (`TaskStats`), the model's measured
-speed on this machine (`Rates`, from the short timing probe in `advisor/probe.py`), and the
+speed on this machine (`Rates`, from the short timing probe in `advisor/planning/probe.py`), and the
 memory estimator (`advisor/memory.py`). How each estimate is made is in the README ("Planning").
 """
 

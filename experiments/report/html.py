@@ -12,7 +12,7 @@ import io
 from html import escape
 from pathlib import Path
 
-from experiments.report import (
+from experiments.report.markdown import (
     METRIC_TITLES,
     _money,
     _num,
@@ -237,7 +237,7 @@ def _pareto(analysis: dict) -> list[str]:
     ax.set_ylabel(METRIC_TITLES.get(metric, metric))
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    from experiments.costs import describe
+    from experiments.report.costs import describe
 
     out += [
         _figure(fig, "Quality against cost per 1,000 queries; the Pareto front in green"),
@@ -396,7 +396,7 @@ def _training(methods: dict, out_dir: Path | None) -> list[str]:
 
 
 def _memory(results: dict) -> list[str]:
-    from experiments.memory_report import HEAD, memory_rows
+    from experiments.report.memory import HEAD, memory_rows
 
     rows = memory_rows(results)
     if not rows:
@@ -491,7 +491,7 @@ def _matrix(analysis: dict) -> list[str]:
 
 def _climb_sections(results: dict, out_dir: Path | None) -> list[str]:
     """The ladder, the sweep and the learning curve, where the run has them."""
-    from experiments import report as md
+    from experiments.report import markdown as md
 
     out: list[str] = []
     ladder = results.get("ladder")
@@ -569,7 +569,7 @@ def _climb_sections(results: dict, out_dir: Path | None) -> list[str]:
 
 
 def _duration(seconds) -> str:
-    from advisor.plan import format_duration
+    from advisor.planning.plan import format_duration
 
     return format_duration(seconds)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from advisor.plan import format_duration
+from advisor.planning.plan import format_duration
 from experiments.atomic import write_text_atomic
 from experiments.errors import AdaptwiseError, TaskError
 from finetune.config import METHODS, build_config
@@ -98,8 +98,13 @@ def run_sweep(
 ) -> dict:
     """Train the grid, rank on validation loss, score the winner on eval; returns the `sweep`
     record (also stored in results.json)."""
+    from advisor.planning.stored import (
+        ensure_results,
+        finished_methods,
+        read_results,
+        store_sections,
+    )
     from experiments.runner import SilentProgress, _options_record, eval_fingerprint, run_task
-    from experiments.stored import ensure_results, finished_methods, read_results, store_sections
 
     progress = progress or SilentProgress()
     cli_settings = dict(options.extra.get("finetune") or {})
