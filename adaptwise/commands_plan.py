@@ -83,7 +83,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         answers = replace(answers, gpu_memory_gb=args.gpu_gb or None)
     else:
         machine = this_machine()
-    from adaptwise.commands_finetune import parse_settings
+    from adaptwise.running import parse_settings
     from advisor.planning.planner import make_plan
     from finetune.config import build_config
 

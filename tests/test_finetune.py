@@ -468,7 +468,7 @@ def test_finetune_command_rejects_leaked_eval_rows_with_exit_2(tiny_model, tmp_p
 
 
 def test_parse_settings():
-    from adaptwise.commands_finetune import parse_settings
+    from adaptwise.running import parse_settings
 
     assert parse_settings(["rank=8", "learning_rate = none"]) == {
         "rank": "8",
