@@ -83,13 +83,8 @@ def run_learning_curve(
         store_sections,
     )
     from experiments.outputs import claim
-    from experiments.runner import (
-        SilentProgress,
-        _options_record,
-        claim_run_folder,
-        eval_fingerprint,
-        run_task,
-    )
+    from experiments.results import eval_fingerprint, options_record
+    from experiments.runner import SilentProgress, claim_run_folder, run_task
 
     progress = progress or SilentProgress()
     out_dir = Path(out_dir)
@@ -97,7 +92,7 @@ def run_learning_curve(
     claim(out_dir, "run", ["curve", PNG_NAME])
     rows = task.eval[: options.limit] if options.limit else task.eval
     fingerprint = eval_fingerprint(rows)
-    record_opts = _options_record(options)
+    record_opts = options_record(options)
     metric = task.metric
     points = []
     for fraction, subset in nested_subsets(task.train, fractions, options.seed):

@@ -101,10 +101,10 @@ def run_sweep(
     from advisor.planning.stored import (
         ensure_results,
         finished_methods,
-        read_results,
         store_sections,
     )
-    from experiments.runner import SilentProgress, _options_record, eval_fingerprint, run_task
+    from experiments.results import eval_fingerprint, options_record, read_results
+    from experiments.runner import SilentProgress, run_task
 
     progress = progress or SilentProgress()
     cli_settings = dict(options.extra.get("finetune") or {})
@@ -118,7 +118,7 @@ def run_sweep(
     claim_run_folder(Path(out_dir), task)
     claim(Path(out_dir), "run", ["sweep"])
     sweep_dir = Path(out_dir) / "sweep"
-    record_opts = _options_record(options)
+    record_opts = options_record(options)
     base_key = {
         "method": method,
         "model": record_opts["model"],
