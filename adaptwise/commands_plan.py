@@ -138,7 +138,7 @@ def _print(plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from advisor.planning.plan import format_short
+    from experiments.report.formatting import format_short
 
     console = Console()
     # A light frame without outer edges keeps all eight columns whole in an 80-column terminal.

@@ -62,7 +62,7 @@ def _check_stats_args(args) -> None:
 def cmd_report(args) -> int:
     from experiments.report.analysis import load_run
     from experiments.report.costs import FLAGS, parse_prices, prices_for
-    from experiments.report.markdown import write_reports
+    from experiments.report.write import write_reports
 
     _check_stats_args(args)
     results, records = load_run(args.dir)
@@ -100,7 +100,7 @@ def _print_comparison(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from experiments.report.markdown import METRIC_TITLES, TEST_SHORT
+    from experiments.report.formatting import METRIC_TITLES, TEST_SHORT
 
     first, second = result["labels"]
     table = Table(title=f"{result['task']}: run 1 {first} vs run 2 {second}")

@@ -217,7 +217,7 @@ def _cmd_climb(args, options) -> int:
 
 def _print_climb(record: dict) -> None:
     if "rungs" in record:
-        from experiments.report.markdown import estimate_cell, interval_text
+        from experiments.report.formatting import estimate_cell, interval_text
 
         for r in record["rungs"]:
             print(

@@ -130,7 +130,7 @@ def show_report(out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from experiments.report.markdown import METRIC_TITLES
+    from experiments.report.formatting import METRIC_TITLES
 
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     task, methods = results["task"], results["methods"]

@@ -21,7 +21,7 @@ from experiments.memory import PeakMemory
 from experiments.methods import Method, Prediction, make_method
 from experiments.outputs import claim, refuse_inputs
 from experiments.report.costs import parse_prices
-from experiments.report.markdown import write_reports
+from experiments.report.write import write_reports
 from experiments.results import options_record, previous_results
 from experiments.task import Row, Task
 

@@ -775,7 +775,7 @@ def test_an_index_with_malformed_chunks_is_one_line(indexed, cli, tmp_path):
 def test_report_on_a_read_only_run_folder_is_one_line(cli, tmp_path, monkeypatch):
     import errno
 
-    import experiments.report.markdown as report
+    import experiments.report.write as report
 
     folder = tmp_path / "run"
     folder.mkdir()

@@ -14,11 +14,11 @@ from advisor.planning.plan import (
     Rates,
     TaskStats,
     build_plan,
-    format_short,
     parse_budget,
     parse_target,
 )
 from experiments.errors import AdaptwiseError
+from experiments.report.formatting import format_short
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = resolve_shape("smollm2-135m")

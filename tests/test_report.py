@@ -11,7 +11,8 @@ from adaptwise.cli import main
 from experiments.errors import AdaptwiseError
 from experiments.report import costs
 from experiments.report.analysis import analyse, load_run
-from experiments.report.markdown import render_report, write_reports
+from experiments.report.markdown import render_report
+from experiments.report.write import write_reports
 
 LABELS = ["billing", "shipping", "returns"]
 

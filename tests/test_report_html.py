@@ -16,7 +16,7 @@ import pytest
 from test_report import make_qa_run, make_run
 
 from experiments.report.analysis import load_run
-from experiments.report.markdown import write_reports
+from experiments.report.write import write_reports
 
 CHROMIUM = os.environ.get("ADAPTWISE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.planning.plan import format_duration
+from experiments.report.formatting import format_duration
 
 
 @dataclass

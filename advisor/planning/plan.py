@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from advisor.machine import Machine
 from experiments.errors import AdaptwiseError
 from experiments.metrics import METRICS_BY_KIND
+from experiments.report.formatting import format_duration
 
 # Every metric adaptwise reports, by task kind.
 ALL_METRICS = tuple(dict.fromkeys(m for ms in METRICS_BY_KIND.values() for m in ms))
@@ -238,33 +239,6 @@ def parse_budget(text: str) -> float:
     if seconds <= 0:
         raise AdaptwiseError(f"--budget {text!r}: the budget must be more than zero")
     return seconds
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def format_short(seconds: float | None) -> str:
-    """Compact durations for tables: 51s, 2m06s, 36m12s, 1h05m."""
-    if seconds is None:
-        return "-"
-    seconds = round(max(0.0, float(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def prompt_tokens(method: str, stats: TaskStats, settings: RunSettings) -> float:

@@ -54,7 +54,7 @@ def metric_interval(out_dir: Path, method: str, metric: str, seed: int) -> dict 
 def store_sections(out_dir: Path, sections: dict) -> None:
     """Set top-level keys of results.json and re-render report.md and report.html."""
     from experiments.report.analysis import load_run
-    from experiments.report.markdown import write_reports
+    from experiments.report.write import write_reports
 
     out_dir = Path(out_dir)
     results, records = load_run(out_dir)

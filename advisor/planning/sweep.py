@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from advisor.planning.plan import format_duration
 from experiments.atomic import write_text_atomic
 from experiments.errors import AdaptwiseError, TaskError
+from experiments.report.formatting import format_duration
 from finetune.config import METHODS, build_config
 from finetune.methods import DESCRIPTIONS, FinetuneMethod, trained_context
 

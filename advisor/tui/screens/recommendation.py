@@ -10,9 +10,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from advisor.planning.plan import format_short
 from advisor.planning.planner import runnable
 from advisor.recommend import recommend
+from experiments.report.formatting import format_short
 
 
 class RecommendationScreen(Screen):

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from advisor.verdict import verdict
-from experiments.report.markdown import METRIC_TITLES
+from experiments.report.formatting import METRIC_TITLES
 
 
 class ResultsScreen(Screen):

@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
-from advisor.planning.plan import format_short
+from experiments.report.formatting import format_short
 
 PREPARING = re.compile(r": preparing (\S+)$")
 # finetune/trainer.py's log lines: "lora: step 12/48 validation loss 1.2345" (and train loss)
