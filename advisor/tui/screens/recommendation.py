@@ -145,9 +145,7 @@ class RecommendationScreen(Screen):
         )
 
     def action_run(self) -> None:
-        from advisor.tui.screens.run import RunScreen
-
-        self.app.push_screen(RunScreen(self.runnable))
+        self.app.show_run(self.runnable)
 
     def action_edit(self) -> None:
         self.app.pop_screen()

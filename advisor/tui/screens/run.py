@@ -223,11 +223,9 @@ class RunScreen(Screen):
         self.query_one("#log", RichLog).write("Cancelling after the current step...")
 
     def action_results(self) -> None:
-        from advisor.tui.screens.results import ResultsScreen
-
         out = self.app.session.out_dir
         if self.finished and out is not None and (out / "results.json").is_file():
-            self.app.push_screen(ResultsScreen())
+            self.app.show_results()
 
 
 def _loss_text(state: MethodState) -> str:
