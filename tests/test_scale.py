@@ -71,7 +71,7 @@ def capture_training(monkeypatch):
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
-    from finetune.trainer import optimizer_class
+    from finetune.sft_trainer import optimizer_class
 
     seen: dict = {}
 

@@ -265,8 +265,8 @@ class SweepWinner(FinetuneMethod):
         self.description = f"{DESCRIPTIONS[name]}; sweep winner {self.folder.name}"
 
     def prepare(self, ctx) -> None:
+        from finetune.base_model import load_model
         from finetune.methods import _training_state
-        from finetune.trainer import load_model
 
         self.config = build_config(
             self.name, ctx.task.settings.get("finetune", {}), self.cli_settings, ctx.seed
