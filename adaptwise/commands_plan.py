@@ -63,7 +63,7 @@ def register(sub, add_run_options) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from advisor.machine import this_machine
-    from advisor.planning.plan import parse_budget, parse_target
+    from advisor.planning.targets import parse_budget, parse_target
     from advisor.questions import Answers, load_answers
     from experiments.errors import AdaptwiseError
     from experiments.task import load_task

@@ -139,7 +139,7 @@ def _rerun(value: str | None, methods: list[str]) -> bool | set[str]:
 def _cmd_climb(args, options) -> int:
     """`run --ladder`, `run --sweep` and `run --data-fractions` (advisor/planning/: ladder.py,
     sweep.py, learning_curve.py)."""
-    from advisor.planning.plan import parse_budget, parse_target
+    from advisor.planning.targets import parse_budget, parse_target
     from experiments.errors import AdaptwiseError
     from experiments.task import load_task
 

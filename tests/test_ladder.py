@@ -163,7 +163,7 @@ def plan_for(methods, estimates):
 def test_real_climb_writes_the_ladder_into_results_and_reports_and_resumes(
     tiny_model, tiny_task, tmp_path
 ):
-    from advisor.planning.plan import Target
+    from advisor.planning.targets import Target
     from experiments.context import RunOptions
 
     options = RunOptions(model=str(tiny_model), seed=0)

@@ -8,7 +8,9 @@ import time
 from dataclasses import replace
 
 from advisor.machine import Machine, this_machine
-from advisor.planning.plan import Plan, RunSettings, Target, build_plan
+from advisor.planning.estimates import RunSettings
+from advisor.planning.plan import Plan, build_plan
+from advisor.planning.targets import Target
 from advisor.questions import Answers
 from advisor.recommend import recommend
 
