@@ -134,7 +134,8 @@ def build_plan(
     ruled_out: list[dict] | None = None,
 ) -> Plan:
     """The plan for `methods` in ladder order; times are None until `rates` are measured."""
-    from advisor.memory import GB, suggest_fit
+    from advisor.fit_suggestions import suggest_fit
+    from advisor.memory import GB
 
     settings = settings or RunSettings()
     steps = []
