@@ -60,8 +60,8 @@ def _check_stats_args(args) -> None:
 
 
 def cmd_report(args) -> int:
-    from experiments.report.analysis import load_run
     from experiments.report.costs import FLAGS, parse_prices, prices_for
+    from experiments.report.run_folder import load_run
     from experiments.report.write import write_reports
 
     _check_stats_args(args)
@@ -79,7 +79,8 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     import json
 
-    from experiments.report.analysis import compare_runs, load_run
+    from experiments.report.run_comparison import compare_runs
+    from experiments.report.run_folder import load_run
 
     _check_stats_args(args)
     first, second = load_run(args.dir1), load_run(args.dir2)

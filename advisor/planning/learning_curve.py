@@ -136,7 +136,8 @@ def run_learning_curve(
 
 def last_step_verdict(out_dir: Path, task, method: str, points: list[dict], options) -> dict:
     """The paired gain of the last step (two largest subsets) and the verdict (module docstring)."""
-    from experiments.report.analysis import by_method, compare_methods, load_run
+    from experiments.report.comparisons import by_method, compare_methods
+    from experiments.report.run_folder import load_run
 
     if len(points) < 2:
         return {"verdict": "n/a", "message": "fewer than two points"}

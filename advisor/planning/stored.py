@@ -39,7 +39,8 @@ def metric_interval(out_dir: Path, method: str, metric: str, seed: int) -> dict 
     """{"estimate", "low", "high"} of `metric` for `method`: the same percentile bootstrap over
     eval rows (2,000 resamples, the run's seed) as the report's intervals."""
     from experiments.report import stats
-    from experiments.report.analysis import load_run, statistic_for
+    from experiments.report.comparisons import statistic_for
+    from experiments.report.run_folder import load_run
 
     results, records = load_run(Path(out_dir))
     recs = [r for r in records if r["method"] == method]
@@ -53,7 +54,7 @@ def metric_interval(out_dir: Path, method: str, metric: str, seed: int) -> dict 
 
 def store_sections(out_dir: Path, sections: dict) -> None:
     """Set top-level keys of results.json and re-render report.md and report.html."""
-    from experiments.report.analysis import load_run
+    from experiments.report.run_folder import load_run
     from experiments.report.write import write_reports
 
     out_dir = Path(out_dir)

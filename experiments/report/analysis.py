@@ -2,121 +2,21 @@
 intervals, paired tests, costs, the Pareto front, the per-example matrix and the verdict.
 
 Input is a run's results.json (as a dict) and its prediction records (the rows of
-predictions.jsonl); fields that older runs lack come out as None ("n/a" in the reports).
+predictions.jsonl, read by experiments/report/run_folder.py); fields that older runs lack come
+out as None ("n/a" in the reports). The row-by-row tests are in comparisons.py, the label
+collapse in collapse.py.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from pathlib import Path
-
 import numpy as np
 
-from experiments import metrics as metric_fns
-from experiments.errors import AdaptwiseError
 from experiments.report import costs as cost_fns
 from experiments.report import stats
+from experiments.report.collapse import collapses
+from experiments.report.comparisons import by_method, compare_methods, row_scores, statistic_for
 
-BINARY_METRICS = ("accuracy", "exact_match")  # one 0/1 value per row: McNemar's test applies
 BASELINE = "zero-shot"
-# A method has collapsed onto one label when that label takes over half of its answers and at
-# least twice its share of the gold labels (zero-shot on 21 medical codes: "eye" for 53 of 60).
-COLLAPSE_SHARE = 0.5
-COLLAPSE_RATIO = 2.0
-COLLAPSE_MIN_ROWS = 10  # on fewer rows a label taking half the answers is chance
-
-
-def load_run(folder: Path) -> tuple[dict, list[dict]]:
-    """results.json and predictions.jsonl of a run folder; one clear error for bad input."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise AdaptwiseError(f"{folder}: no such folder")
-    if not folder.is_dir():
-        raise AdaptwiseError(f"{folder}: not a folder; give a run's output folder (--out)")
-    path = folder / "results.json"
-    if not path.is_file():
-        raise AdaptwiseError(f"{folder}: not an adaptwise run folder (no results.json)")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(results.get("task"), dict) or not isinstance(
-            results.get("methods"), dict
-        ):
-            raise KeyError("task")
-        for key in ("name", "kind", "metric"):
-            results["task"][key]  # noqa: B018
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError, TypeError):
-        raise AdaptwiseError(f"{path}: not an adaptwise results.json") from None
-    for name, entry in results["methods"].items():
-        metrics = entry.get("metrics") if isinstance(entry, dict) else None
-        if not isinstance(metrics, dict) or results["task"]["metric"] not in metrics:
-            raise AdaptwiseError(
-                f"{path}: method {name!r} has no {results['task']['metric']} (a damaged "
-                f"results.json); rerun it with `adaptwise run ... --rerun {name}`"
-            )
-    records: list[dict] = []
-    pred_path = folder / "predictions.jsonl"
-    if pred_path.is_file():
-        for number, line in enumerate(pred_path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                rec["method"], rec["id"]  # noqa: B018
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise AdaptwiseError(f"{pred_path}:{number}: not a prediction record") from None
-            records.append(rec)
-    return results, records
-
-
-def by_method(records: list[dict]) -> dict[str, dict[str, dict]]:
-    """method -> row id -> record."""
-    out: dict[str, dict[str, dict]] = {}
-    for rec in records:
-        out.setdefault(rec["method"], {})[str(rec["id"])] = rec
-    return out
-
-
-def row_scores(kind: str, rec: dict) -> dict[str, float]:
-    scores = rec.get("scores")
-    if isinstance(scores, dict) and scores:
-        return {k: float(v) for k, v in scores.items()}
-    return metric_fns.per_example(kind, str(rec.get("output", "")), str(rec.get("gold", "")))
-
-
-def statistic_for(task: dict, metric: str, recs: list[dict]) -> stats.Statistic:
-    """The resampling statistic of one metric over aligned records."""
-    if metric == "macro_f1":
-        return stats.macro_f1_statistic(
-            [str(r.get("output", "")) for r in recs],
-            [str(r.get("gold", "")) for r in recs],
-            task.get("labels"),
-        )
-    values = [row_scores(task["kind"], r).get(metric, 0.0) for r in recs]
-    return stats.mean_statistic(values)
-
-
-def correct_of(task: dict, metric: str, rec: dict) -> bool:
-    if metric in BINARY_METRICS:
-        return row_scores(task["kind"], rec).get(metric, 0.0) >= 1.0
-    return bool(rec.get("correct"))
-
-
-def compare_methods(
-    task: dict, metric: str, recs_a: list[dict], recs_b: list[dict], seed: int, resamples: int
-) -> stats.PairedTest:
-    """A vs B on aligned records: McNemar for a binary metric, else the paired bootstrap."""
-    n = len(recs_a)
-    idx = stats.resample_indices(n, seed, resamples) if n else None
-    if metric in BINARY_METRICS:
-        return stats.mcnemar_test(
-            [correct_of(task, metric, r) for r in recs_a],
-            [correct_of(task, metric, r) for r in recs_b],
-            indices=idx,
-        )
-    return stats.paired_bootstrap(
-        statistic_for(task, metric, recs_a), statistic_for(task, metric, recs_b), n, indices=idx
-    )
 
 
 def analyse(
@@ -230,35 +130,6 @@ def _worse(tests: dict, name: str) -> bool:
     return bool(test and test["p"] < stats.ALPHA and test["diff"] < 0)
 
 
-def label_collapse(outputs: list[str], golds: list[str]) -> dict | None:
-    """The label one method's answers collapsed onto, or None: the most common answer when it
-    takes over COLLAPSE_SHARE of the answers and at least COLLAPSE_RATIO times its gold share."""
-    n = len(outputs)
-    if n < COLLAPSE_MIN_ROWS or len(golds) != n:
-        return None
-    label, count = Counter(outputs).most_common(1)[0]
-    share, gold_share = count / n, sum(g == label for g in golds) / n
-    if share <= COLLAPSE_SHARE or share < COLLAPSE_RATIO * gold_share:
-        return None
-    return {"label": label, "count": count, "n": n, "share": share, "gold_share": gold_share}
-
-
-def collapses(task: dict, names: list[str], preds: dict) -> dict[str, dict]:
-    """method -> its label collapse (`label_collapse`), for classification tasks."""
-    if task.get("kind") != "classification":
-        return {}
-    out = {}
-    for name in names:
-        recs = list(preds.get(name, {}).values())
-        found = label_collapse(
-            [str(r.get("output", "")).strip() for r in recs],
-            [str(r.get("gold", "")).strip() for r in recs],
-        )
-        if found:
-            out[name] = found
-    return out
-
-
 def per_example_matrix(task: dict, names: list[str], preds: dict, metric: str) -> list[dict]:
     """One entry per eval row (in the first method's order): gold, and per method its output,
     whether it is correct, and for retrieving methods the retrieved passage ids."""
@@ -321,83 +192,3 @@ def nan_to_none(value):
     if isinstance(value, float) and (np.isnan(value) or np.isinf(value)):
         return None
     return value
-
-
-def compare_runs(
-    first: tuple[dict, list[dict]],
-    second: tuple[dict, list[dict]],
-    seed: int = 0,
-    resamples: int = stats.RESAMPLES,
-    labels: tuple[str, str] = ("first", "second"),
-) -> dict:
-    """Two runs of the same task, method by method: each metric in each run with its CI, the
-    difference (second - first), and a test: paired (McNemar for a binary metric, else the
-    paired bootstrap) when the method scored the same eval rows (matched by row id) in both
-    runs, else an unpaired bootstrap."""
-    (r1, recs1), (r2, recs2) = first, second
-    t1, t2 = r1["task"], r2["task"]
-    for key in ("name", "kind"):
-        if t1.get(key) != t2.get(key):
-            raise AdaptwiseError(
-                f"{labels[0]} is a run of task {t1.get('name')!r} ({t1.get('kind')}), "
-                f"{labels[1]} of {t2.get('name')!r} ({t2.get('kind')}): compare two runs of "
-                "the same task"
-            )
-    if not recs1 or not recs2:
-        missing = labels[0] if not recs1 else labels[1]
-        raise AdaptwiseError(f"{missing}: no predictions.jsonl records to compare")
-    p1, p2 = by_method(recs1), by_method(recs2)
-    shared = [m for m in r1["methods"] if m in r2["methods"] and m in p1 and m in p2]
-    rows = []
-    for name in shared:
-        a, b = p1[name], p2[name]
-        same_rows = set(a) == set(b)
-        ids = list(a)
-        metric_names = list(r1["methods"][name].get("metrics", {})) or [t1["metric"]]
-        for metric in metric_names:
-            ra, rb = list(a.values()), list(b.values())
-            ci1 = stats.bootstrap_ci(
-                statistic_for(t1, metric, ra), len(ra), seed=seed, resamples=resamples
-            )
-            ci2 = stats.bootstrap_ci(
-                statistic_for(t2, metric, rb), len(rb), seed=seed, resamples=resamples
-            )
-            if same_rows:
-                test = compare_methods(
-                    t1, metric, [b[i] for i in ids], [a[i] for i in ids], seed, resamples
-                )
-                note = None
-            else:
-                test = stats.unpaired_bootstrap(
-                    (statistic_for(t2, metric, rb), len(rb)),
-                    (statistic_for(t1, metric, ra), len(ra)),
-                    seed=seed,
-                    resamples=resamples,
-                )
-                common = len(set(a) & set(b))
-                note = (
-                    f"eval rows differ ({common} shared of {len(a)} / {len(b)}): unpaired bootstrap"
-                )
-            rows.append(
-                {
-                    "method": name,
-                    "metric": metric,
-                    "first": ci1.to_dict(),
-                    "second": ci2.to_dict(),
-                    "n_first": len(a),
-                    "n_second": len(b),
-                    "test": test.to_dict(),
-                    "paired": same_rows,
-                    "note": note,
-                }
-            )
-    return {
-        "task": t1["name"],
-        "primary_metric": t1["metric"],
-        "labels": list(labels),
-        "rows": rows,
-        "only_first": [m for m in r1["methods"] if m not in shared],
-        "only_second": [m for m in r2["methods"] if m not in shared],
-        "seed": seed,
-        "resamples": resamples,
-    }

@@ -99,7 +99,7 @@ def verdict_sentences(analysis: dict) -> list[str]:
 
 
 def collapse_sentences(analysis: dict) -> list[str]:
-    """One warning per method whose answers collapsed onto one label (analysis.label_collapse)."""
+    """One warning per method whose answers collapsed onto one label (collapse.label_collapse)."""
     out = []
     for name, c in (analysis.get("collapse") or {}).items():
         advice = (
