@@ -165,7 +165,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from experiments.data.convert import convert, parse_mapping
+    from experiments.data.columns import parse_mapping
+    from experiments.data.convert import convert
 
     path, counts = convert(
         args.source,

@@ -73,7 +73,8 @@ def cmd_estimate(args) -> int:
     import json
 
     from advisor.architectures import resolve_shape
-    from advisor.memory import estimate, suggest_fit
+    from advisor.fit_suggestions import suggest_fit
+    from advisor.memory import estimate
     from experiments.errors import AdaptwiseError
 
     if args.gpu_memory is not None and args.gpu_memory <= 0:

@@ -51,30 +51,17 @@ def register(subparsers, add_run_options) -> None:
     chat.set_defaults(handler=cmd_chat)
 
 
-def parse_settings(items: list[str], flag: str = "--set") -> dict:
-    """`["rank=8", "merge=true"]` -> `{"rank": "8", "merge": "true"}` (typed by the config)."""
-    from experiments.errors import AdaptwiseError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise AdaptwiseError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} rank=8")
-        out[key.strip()] = None if value.strip().lower() in ("none", "null") else value.strip()
-    return out
-
-
 def cmd_finetune(args) -> int:
-    from adaptwise.cli import _methods, _options, _run_one, _show_report
     from adaptwise.progress import RichProgress
+    from adaptwise.running import method_list, parse_settings, run_one, run_options, show_report
 
-    options = _options(args)
+    options = run_options(args)
     options.extra["finetune"] = parse_settings(args.settings)
     options.extra["finetune_flag"] = "--set"  # errors name the flag the user typed
-    methods = _methods(args.methods)
+    methods = method_list(args.methods)
     with RichProgress() as ui:
-        out = _run_one(args.task, methods, args.out, options, ui)
-    _show_report(out)
+        out = run_one(args.task, methods, args.out, options, ui)
+    show_report(out)
     return 0
 
 

@@ -63,7 +63,7 @@ def register(sub, add_run_options) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from advisor.machine import this_machine
-    from advisor.plan import parse_budget, parse_target
+    from advisor.planning.targets import parse_budget, parse_target
     from advisor.questions import Answers, load_answers
     from experiments.errors import AdaptwiseError
     from experiments.task import load_task
@@ -83,8 +83,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         answers = replace(answers, gpu_memory_gb=args.gpu_gb or None)
     else:
         machine = this_machine()
-    from adaptwise.commands_finetune import parse_settings
-    from advisor.planner import make_plan
+    from adaptwise.running import parse_settings
+    from advisor.planning.planner import make_plan
     from finetune.config import build_config
 
     settings = parse_settings(args.finetune, flag="--finetune")
@@ -138,7 +138,7 @@ def _print(plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from advisor.plan import format_short
+    from experiments.report.formatting import format_short
 
     console = Console()
     # A light frame without outer edges keeps all eight columns whole in an 80-column terminal.

@@ -60,9 +60,9 @@ def _check_stats_args(args) -> None:
 
 
 def cmd_report(args) -> int:
-    from experiments.analysis import load_run
-    from experiments.costs import FLAGS, parse_prices, prices_for
-    from experiments.report import write_reports
+    from experiments.report.costs import FLAGS, parse_prices, prices_for
+    from experiments.report.run_folder import load_run
+    from experiments.report.write import write_reports
 
     _check_stats_args(args)
     results, records = load_run(args.dir)
@@ -79,7 +79,8 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     import json
 
-    from experiments.analysis import compare_runs, load_run
+    from experiments.report.run_comparison import compare_runs
+    from experiments.report.run_folder import load_run
 
     _check_stats_args(args)
     first, second = load_run(args.dir1), load_run(args.dir2)
@@ -100,7 +101,7 @@ def _print_comparison(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from experiments.report import METRIC_TITLES, TEST_SHORT
+    from experiments.report.formatting import METRIC_TITLES, TEST_SHORT
 
     first, second = result["labels"]
     table = Table(title=f"{result['task']}: run 1 {first} vs run 2 {second}")

@@ -22,7 +22,8 @@ import math
 from dataclasses import dataclass
 from itertools import product
 
-from advisor.memory import OPTIMIZERS, estimate, suggest_fit
+from advisor.fit_suggestions import suggest_fit
+from advisor.memory import OPTIMIZERS, estimate
 
 CHECKPOINTING_TIME = 1.33  # one more forward pass per backward pass
 ACCUMULATION_TIME = 0.08  # per halving of the micro-batch: smaller matmuls, more launches

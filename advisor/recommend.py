@@ -322,7 +322,7 @@ ADVISOR_SETUP = {"batch": 1, "seq": 1024, "gradient_checkpointing": True, "preci
 def estimator_fit(method: str, gpu_gb: float | None, model: str) -> str | None:
     """Fit check from the calibrated memory estimator (advisor/memory.py)."""
     from advisor.architectures import resolve_shape
-    from advisor.memory import fits, suggest_fit
+    from advisor.fit_suggestions import fits, suggest_fit
     from experiments.errors import AdaptwiseError
 
     try:

@@ -47,8 +47,9 @@ SETTINGS = {
 
 
 def train_adaptwise(ctx, examples_rows, folder: Path) -> dict:
+    from finetune.base_model import load_model
     from finetune.config import build_config
-    from finetune.trainer import load_model, train_model
+    from finetune.trainer import train_model
 
     config = build_config("lora", {}, SETTINGS, seed=0)
     model = load_model(ctx.checkpoint, config)

@@ -2,7 +2,7 @@
 
 Key presses are handled on the UI's event loop, so the loop's lag (how late a 10 ms timer
 fires) while a run goes bounds how long a key press waits. The runner works in a child process
-(advisor/jobs.py) and a worker thread here only waits for its events, so importing torch and
+(advisor/tui/jobs.py) and a worker thread here only waits for its events, so importing torch and
 running the model never hold the UI process's GIL.
 Run: python bench/bench_tui.py [--rows 8]
 """

@@ -8,10 +8,8 @@ keeps the methods it does not rerun, so methods can be added one at a time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
@@ -20,15 +18,15 @@ from experiments.api_model import ApiRequestFailed, check_methods
 from experiments.api_scoring import api_summary
 from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
-from experiments.costs import parse_prices
 from experiments.errors import OutOfMemory, is_out_of_memory
 from experiments.memory import PeakMemory
 from experiments.methods import Method, Prediction, make_method
 from experiments.outputs import claim, refuse_inputs
-from experiments.report import write_reports
+from experiments.report.costs import parse_prices
+from experiments.report.write import write_reports
+from experiments.results import options_record, previous_results
 from experiments.task import Row, Task
 
-RESULTS_VERSION = 1
 RUN_COMMAND = "run"
 RUN_FILES = ("results.json", "predictions.jsonl", "report.md", "report.html")
 
@@ -47,13 +45,6 @@ class SilentProgress:
     def advance(self, n: int) -> None: ...
     def finish(self) -> None: ...
     def log(self, message: str) -> None: ...
-
-
-def eval_fingerprint(rows: list[Row]) -> str:
-    digest = hashlib.sha256()
-    for r in rows:
-        digest.update(json.dumps([r.id, list(r.messages), r.output], sort_keys=True).encode())
-    return digest.hexdigest()[:16]
 
 
 def run_task(
@@ -113,8 +104,8 @@ def _run_methods(
     ctx, methods, method_names, rows, out_dir, progress, sections, rerun, costs
 ) -> dict:
     task, options = ctx.task, ctx.options
-    record = _options_record(options)
-    results, predictions = _previous(out_dir, task, rows, record, progress.log)
+    record = options_record(options)
+    results, predictions = previous_results(out_dir, task, rows, record, progress.log)
     results["options"] = record
     if costs:
         results["costs"] = costs
@@ -315,102 +306,6 @@ def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Pred
     write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
     write_text_atomic(out_dir / "results.json", json.dumps(public, indent=2) + "\n")
     write_reports(out_dir, public, records)
-
-
-def task_record(task: Task, rows: list[Row]) -> dict:
-    """The `task` entry of results.json for scoring `rows` of `task`."""
-    return {
-        "name": task.name,
-        "kind": task.kind,
-        "path": str(task.path),
-        "metric": task.metric,
-        "labels": task.labels,
-        "n_train": len(task.train),
-        "n_eval": len(rows),
-        "n_eval_total": len(task.eval),
-        "eval_fingerprint": eval_fingerprint(rows),
-        "train_fingerprint": eval_fingerprint(task.train),
-        "has_corpus": task.corpus is not None,
-    }
-
-
-def _previous(
-    out_dir: Path, task: Task, rows: list[Row], options_record: dict, log=print
-) -> tuple[dict, dict]:
-    """Results and predictions already in `out_dir` made on the same eval and train rows with
-    the same options (`experiments.stored.MATCHED_OPTIONS`), else empty ones. Earlier results
-    that do not match, or that cannot be read, are replaced by this run's, with one line."""
-    from experiments.stored import options_differ
-
-    results = {
-        "version": RESULTS_VERSION,
-        "task": task_record(task, rows),
-        "methods": {},
-        "_task": task,
-    }
-    predictions: dict[str, list[Prediction]] = {}
-    old_path = out_dir / "results.json"
-    if not old_path.is_file():
-        return results, predictions
-    try:
-        old = json.loads(old_path.read_text(encoding="utf-8"))
-        if not isinstance(old, dict) or not isinstance(old.get("methods", {}), dict):
-            raise ValueError("not a results object")
-        old_predictions = _read_predictions(out_dir / "predictions.jsonl")
-    except (ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
-        log(f"{out_dir}: the earlier results there cannot be read ({exc}); this run replaces them")
-        return results, predictions
-    fresh = results["task"]
-    differs = options_differ(old.get("options") or {}, options_record)
-    if (old.get("task") or {}).get("eval_fingerprint") != fresh["eval_fingerprint"]:
-        return results, predictions  # other eval rows: nothing to compare with
-    if (old.get("task") or {}).get("train_fingerprint") != fresh["train_fingerprint"]:
-        differs.append("train rows")
-    if differs and old.get("methods"):
-        log(
-            f"{out_dir}: the earlier results there were made with other "
-            f"{', '.join(differs)}; this run replaces them"
-        )
-        return results, predictions
-    results["methods"] = {
-        m: v for m, v in old.get("methods", {}).items() if m in old_predictions and "metrics" in v
-    }
-    predictions.update({m: p for m, p in old_predictions.items() if m in results["methods"]})
-    if isinstance(old.get("failed"), dict):
-        results["failed"] = old["failed"]
-    return results, predictions
-
-
-def _read_predictions(path: Path) -> dict[str, list[Prediction]]:
-    fields = set(Prediction.__dataclass_fields__)
-    predictions: dict[str, list[Prediction]] = {}
-    if not path.is_file():
-        return predictions
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            extra = {
-                k: v for k, v in rec.items() if k not in fields | {"method", "correct", "scores"}
-            }
-            prediction = Prediction(
-                rec["id"], rec["prompt"], rec["output"], rec["gold"], 0, 0, extra
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path.name} line {number}: {type(exc).__name__}") from None
-        predictions.setdefault(rec["method"], []).append(prediction)
-    return predictions
-
-
-def _options_record(options: RunOptions) -> dict:
-    record = asdict(options)
-    record["model"] = options.model or "SmolLM2-135M-Instruct (embedded)"
-    record["embedder"] = options.embedder or "all-MiniLM-L6-v2 (embedded)"
-    from experiments.threads import thread_count
-
-    record["threads"] = thread_count()  # torch's intra-op threads (experiments/threads.py)
-    return record
 
 
 def _mean(values) -> float:

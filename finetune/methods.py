@@ -108,7 +108,7 @@ class FinetuneMethod(Method):
         if config.method == "qlora":
             model = self._qlora_base(ctx, checkpoint)
         elif shares_base:
-            from finetune.trainer import add_adapter
+            from finetune.base_model import add_adapter
 
             self._shared_state = _training_state(ctx.model)
             model = self._adapter_model = add_adapter(ctx.model, config)
@@ -222,7 +222,7 @@ def _training_state(model) -> dict:
 def restore_base(peft_model, state: dict) -> None:
     """Take the LoRA adapter off the shared base (not merged) and undo training's switches, so
     that the base computes exactly what it computed before the adapter was trained on it."""
-    from finetune.trainer import end_training
+    from finetune.sft_trainer import end_training
 
     end_training(peft_model)
     base = peft_model.unload() if hasattr(peft_model, "unload") else peft_model

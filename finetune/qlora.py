@@ -47,7 +47,7 @@ def load_4bit_model(checkpoint: str, precision: str = "fp32"):
     peft's prepare_model_for_kbit_training is not used: it upcasts every non-4-bit weight
     (embeddings, lm_head, norms) to float32, which on an 8B model is 2 GB more than the bf16
     copy the memory estimate counts; those weights are frozen under LoRA, so their width only
-    costs memory. Checkpointing is non-reentrant (finetune/trainer.py), so the frozen
+    costs memory. Checkpointing is non-reentrant (finetune/sft_trainer.py), so the frozen
     embeddings need no input-gradient hook."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig

@@ -245,7 +245,7 @@ def test_the_task_tells_whether_it_has_a_corpus():
 
 
 def test_plan_marks_rag_unrunnable_on_a_task_without_corpus(tmp_path):
-    from advisor.planner import not_runnable_reason, runnable
+    from advisor.planning.planner import not_runnable_reason, runnable
     from experiments.context import RunContext, RunOptions
     from experiments.task import load_task
 
@@ -376,7 +376,7 @@ def test_verdict_needs_a_baseline_a_rung_and_a_significant_lead(
 
 def test_report_verdict_on_a_knowledge_task_keeps_lora_off_and_names_no_winner():
     """The QA case: zero-shot 0.0, lora best at p = 0.25 against it."""
-    from experiments.analysis import advisor_verdict
+    from experiments.report.analysis import advisor_verdict
 
     scores = {"zero-shot": 0.0, "few-shot-embedding": 0.05, "rag": 0.1, "lora": 0.12}
     results = _results(scores, n_train=400, has_corpus=True)

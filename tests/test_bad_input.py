@@ -732,7 +732,7 @@ def test_convert_makes_ids_unique_and_from_repo_takes_a_string_comment(cli, tmp_
 
 
 def test_report_md_carries_no_raw_html_from_the_users_names(tmp_path):
-    from experiments.report import render_report
+    from experiments.report.markdown import render_report
 
     task = {"name": "<script>alert(1)</script>", "kind": "classification", "metric": "accuracy",
             "n_eval": 1, "n_train": 1, "labels": ["<img src=x onerror=alert(1)>", "b"]}  # fmt: skip
@@ -775,7 +775,7 @@ def test_an_index_with_malformed_chunks_is_one_line(indexed, cli, tmp_path):
 def test_report_on_a_read_only_run_folder_is_one_line(cli, tmp_path, monkeypatch):
     import errno
 
-    import experiments.report as report
+    import experiments.report.write as report
 
     folder = tmp_path / "run"
     folder.mkdir()

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.data.convert import convert, export, parse_mapping, read_records
+from experiments.data.columns import parse_mapping
+from experiments.data.convert import convert, read_records
+from experiments.data.export import export
 from experiments.errors import TaskError
 from experiments.task import load_task
 

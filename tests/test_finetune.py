@@ -166,7 +166,8 @@ def test_settings_merge_task_file_method_section_and_command_line():
 @pytest.mark.parametrize("packing", [False, True])
 def test_prompt_and_padding_tokens_are_masked(tiny_model, tokenizer, tmp_path, packing):
     """Labels are -100 on every prompt token and on padding; the completion is learned."""
-    from finetune.trainer import load_model, make_trainer
+    from finetune.base_model import load_model
+    from finetune.sft_trainer import make_trainer
 
     task = make_task(n_train=6)
     fmt = fmt_for(tokenizer, task)
@@ -468,7 +469,7 @@ def test_finetune_command_rejects_leaked_eval_rows_with_exit_2(tiny_model, tmp_p
 
 
 def test_parse_settings():
-    from adaptwise.commands_finetune import parse_settings
+    from adaptwise.running import parse_settings
 
     assert parse_settings(["rank=8", "learning_rate = none"]) == {
         "rank": "8",
@@ -517,7 +518,8 @@ def test_packed_rows_do_not_attend_to_each_other(tiny_model, tokenizer):
 def _packed_items(tiny_model, tokenizer):
     """The tiny model (eval mode), its trainer and the last two packed sequences of a train set
     (rows really share sequences, and the two differ in length)."""
-    from finetune.trainer import load_model, make_trainer
+    from finetune.base_model import load_model
+    from finetune.sft_trainer import make_trainer
 
     task = make_task(n_train=9)
     examples = to_examples(task.train, fmt_for(tokenizer, task))
@@ -602,8 +604,8 @@ def test_row_attention_without_offsets_is_plain_sdpa(tiny_model, tokenizer):
     """A model left on row attention generates as on SDPA: batched, left-padded prompts."""
     import torch
 
+    from finetune.base_model import load_model
     from finetune.row_attention import restore_sdpa, use_row_attention
-    from finetune.trainer import load_model
 
     model = load_model(str(tiny_model), quick("full-ft")).eval()
     texts = ["Hi", "Where is my parcel now?"]
@@ -639,7 +641,8 @@ def test_validation_loss_is_the_mean_over_completion_tokens(tiny_model, tokenize
     import torch
     import torch.nn.functional as F
 
-    from finetune.trainer import load_model, make_trainer
+    from finetune.base_model import load_model
+    from finetune.sft_trainer import make_trainer
 
     task = make_task(n_train=7)
     examples = to_examples(task.train, fmt_for(tokenizer, task))
@@ -665,7 +668,8 @@ def test_validation_loss_is_the_mean_over_completion_tokens(tiny_model, tokenize
 
 def test_padded_baseline_pads_every_row_to_max_length(tiny_model, tokenizer, tmp_path):
     """The benchmark's baseline (the seed's collate): packing off, padded to max_length."""
-    from finetune.trainer import load_model, make_trainer
+    from finetune.base_model import load_model
+    from finetune.sft_trainer import make_trainer
 
     task = make_task(n_train=6)
     examples = to_examples(task.train, fmt_for(tokenizer, task))
@@ -685,8 +689,9 @@ def test_padded_baseline_pads_every_row_to_max_length(tiny_model, tokenizer, tmp
 def test_raw_text_rows_learn_every_token_next_to_masked_prompt_rows(
     tiny_model, tokenizer, tmp_path
 ):
+    from finetune.base_model import load_model
     from finetune.data import raw_examples
-    from finetune.trainer import load_model, make_trainer
+    from finetune.sft_trainer import make_trainer
 
     task = make_task(n_train=6)
     chat = to_examples(task.train, fmt_for(tokenizer, task))
@@ -743,7 +748,8 @@ def test_completion_loss_matches_trls_fused_loss(tiny_model, tokenizer, tmp_path
     import torch
     from trl import SFTTrainer
 
-    from finetune.trainer import load_model, make_trainer
+    from finetune.base_model import load_model
+    from finetune.sft_trainer import make_trainer
 
     task = make_task(n_train=8)
     config = quick("full-ft", max_length=128)

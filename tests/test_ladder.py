@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.ladder import Rung, climb, meets, run_ladder
-from experiments.report import render_report
+from advisor.planning.ladder import Rung, climb, meets, run_ladder
+from experiments.report.markdown import render_report
 
 
 class Clock:
@@ -150,7 +150,7 @@ def tiny_task():
 
 def plan_for(methods, estimates):
     from advisor.machine import Machine
-    from advisor.plan import Plan, Step
+    from advisor.planning.plan import Plan, Step
 
     steps = [
         Step(m, i, True, 0.0, est, 10.0, 1.0, True)
@@ -163,7 +163,7 @@ def plan_for(methods, estimates):
 def test_real_climb_writes_the_ladder_into_results_and_reports_and_resumes(
     tiny_model, tiny_task, tmp_path
 ):
-    from advisor.plan import Target
+    from advisor.planning.targets import Target
     from experiments.context import RunOptions
 
     options = RunOptions(model=str(tiny_model), seed=0)

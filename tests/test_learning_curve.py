@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-from experiments.context import RunOptions
-from experiments.errors import AdaptwiseError
-from experiments.learning_curve import (
+from advisor.planning.learning_curve import (
     classify_gain,
     nested_subsets,
     parse_fractions,
     run_learning_curve,
 )
+from experiments.context import RunOptions
+from experiments.errors import AdaptwiseError
 from tests.test_finetune import make_task
 
 

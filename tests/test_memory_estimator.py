@@ -7,7 +7,8 @@ import pytest
 
 from adaptwise.cli import main
 from advisor.architectures import KNOWN, known_name, resolve_shape
-from advisor.memory import estimate, fits, lora_params, suggest_fit
+from advisor.fit_suggestions import fits, suggest_fit
+from advisor.memory import estimate, lora_params
 from experiments.errors import AdaptwiseError
 
 LLAMA2_7B = KNOWN["llama-2-7b"]

@@ -10,15 +10,11 @@ import pytest
 
 from advisor.architectures import resolve_shape
 from advisor.machine import Machine
-from advisor.plan import (
-    Rates,
-    TaskStats,
-    build_plan,
-    format_short,
-    parse_budget,
-    parse_target,
-)
+from advisor.planning.estimates import Rates, TaskStats
+from advisor.planning.plan import build_plan
+from advisor.planning.targets import parse_budget, parse_target
 from experiments.errors import AdaptwiseError
+from experiments.report.formatting import format_short
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = resolve_shape("smollm2-135m")
@@ -94,7 +90,7 @@ def test_plan_keeps_the_ladder_order_and_adds_up():
 
 
 def test_training_time_scales_with_epochs_and_tokens():
-    from advisor.plan import RunSettings
+    from advisor.planning.estimates import RunSettings
 
     one = build_plan(["lora"], STATS, SHAPE, BIG, rates=RATES).steps[0].prepare_s
     two = build_plan(["lora"], STATS, SHAPE, BIG, RunSettings(ft_epochs=2), RATES)
@@ -151,7 +147,7 @@ def test_without_a_probe_times_are_unknown():
 
 
 def test_json_shape():
-    from advisor.plan import Target
+    from advisor.planning.targets import Target
 
     plan = build_plan(
         LADDER, STATS, SHAPE, BIG, rates=RATES, budget_s=600, target=Target("accuracy", 0.8)
@@ -219,7 +215,7 @@ def test_plan_command_bad_values_exit_2(args, message):
 def test_probe_and_plan_on_the_real_model(tmp_path, monkeypatch):
     """The timing probe once, on the real embedded model and a tiny task; then cached."""
     from advisor.machine import this_machine
-    from advisor.planner import make_plan
+    from advisor.planning.planner import make_plan
     from experiments.models import resolve_checkpoint
     from experiments.task import load_task
 

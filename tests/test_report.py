@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from adaptwise.cli import main
-from experiments import costs
-from experiments.analysis import analyse, load_run
 from experiments.errors import AdaptwiseError
-from experiments.report import render_report, write_reports
+from experiments.report import costs
+from experiments.report.analysis import analyse
+from experiments.report.markdown import render_report
+from experiments.report.run_folder import load_run
+from experiments.report.write import write_reports
 
 LABELS = ["billing", "shipping", "returns"]
 
@@ -365,7 +367,7 @@ COLLAPSES = [
     ("outputs", "golds", "label"), [c[1:] for c in COLLAPSES], ids=[c[0] for c in COLLAPSES]
 )
 def test_label_collapse(outputs, golds, label):
-    from experiments.analysis import label_collapse
+    from experiments.report.collapse import label_collapse
 
     found = label_collapse(outputs, golds)
     assert (found["label"] if found else None) == label

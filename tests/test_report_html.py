@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from test_report import make_qa_run, make_run
 
-from experiments.analysis import load_run
-from experiments.report import write_reports
+from experiments.report.run_folder import load_run
+from experiments.report.write import write_reports
 
 CHROMIUM = os.environ.get("ADAPTWISE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

@@ -71,7 +71,7 @@ def capture_training(monkeypatch):
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
-    from finetune.trainer import optimizer_class
+    from finetune.sft_trainer import optimizer_class
 
     seen: dict = {}
 
@@ -266,8 +266,8 @@ def test_the_run_trains_with_the_settings_the_plan_shows(tiny_model, tmp_path):
     from test_plan import STATS
 
     from advisor.machine import Machine
-    from advisor.plan import build_plan
-    from advisor.planner import run_settings
+    from advisor.planning.plan import build_plan
+    from advisor.planning.planner import run_settings
     from experiments.runner import run_task
     from finetune.fitting import model_shape
 

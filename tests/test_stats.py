@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from experiments import metrics, stats
+from experiments import metrics
+from experiments.report import stats
 
 
 def test_mcnemar_textbook_continuity_corrected():

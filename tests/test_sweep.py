@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from advisor.planning.sweep import expand, parse_sweep, rank, run_sweep, trial_name
 from experiments.context import RunOptions
 from experiments.errors import AdaptwiseError
-from experiments.sweep import expand, parse_sweep, rank, run_sweep, trial_name
 from tests.test_finetune import make_task
 
 

@@ -1,4 +1,7 @@
-"""The adaptwise TUI: task -> questionnaire -> recommendation -> run -> results."""
+"""The adaptwise TUI: task -> questionnaire -> recommendation -> run -> results (-> chat).
+
+The app owns the transitions: a screen asks for the next one (`self.app.show_run(...)`) and never
+imports another screen, so the screens import nothing of each other."""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from advisor.jobclient import Backends
 from advisor.questions import Answers
 from advisor.recommend import Recommendation
+from advisor.tui.jobclient import Backends
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 
@@ -24,7 +27,7 @@ class Session:
     task: object | None = None  # experiments.task.Task
     answers: Answers = field(default_factory=Answers)
     recommendation: Recommendation | None = None
-    plan: dict | None = None  # advisor.plan.Plan.to_dict() for the current answers
+    plan: dict | None = None  # advisor.planning.plan.Plan.to_dict() for the current answers
     out_dir: Path | None = None
 
     def demo_tasks(self) -> list[Path]:
@@ -53,3 +56,35 @@ class AdaptwiseApp(App):
         from advisor.tui.screens.task import TaskScreen
 
         self.push_screen(TaskScreen(self.initial_task))
+
+    def show_questionnaire(self) -> None:
+        from advisor.tui.screens.questionnaire import QuestionnaireScreen
+
+        self.push_screen(QuestionnaireScreen())
+
+    def show_recommendation(self) -> None:
+        from advisor.tui.screens.recommendation import RecommendationScreen
+
+        self.push_screen(RecommendationScreen())
+
+    def show_run(self, methods: list[str]) -> None:
+        from advisor.tui.screens.run import RunScreen
+
+        self.push_screen(RunScreen(methods))
+
+    def show_results(self) -> None:
+        from advisor.tui.screens.results import ResultsScreen
+
+        self.push_screen(ResultsScreen())
+
+    def show_chat(self, methods: list[str], chosen: str | None) -> None:
+        from advisor.tui.screens.chat import ChatScreen
+
+        self.push_screen(ChatScreen(methods, chosen))
+
+    def back_to_recommendation(self) -> None:
+        """From the results back to the advice (over the finished run's screen)."""
+        from advisor.tui.screens.recommendation import RecommendationScreen
+
+        while not isinstance(self.screen, RecommendationScreen):
+            self.pop_screen()

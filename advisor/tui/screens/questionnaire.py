@@ -58,9 +58,7 @@ class QuestionnaireScreen(Screen):
             self.index += 1
             self.show()
         else:
-            from advisor.tui.screens.recommendation import RecommendationScreen
-
-            self.app.push_screen(RecommendationScreen())
+            self.app.show_recommendation()
 
     def action_back(self) -> None:
         if self.index > 0:

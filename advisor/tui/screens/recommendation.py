@@ -10,9 +10,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from advisor.plan import format_short
-from advisor.planner import runnable
+from advisor.planning.planner import runnable
 from advisor.recommend import recommend
+from experiments.report.formatting import format_short
 
 
 class RecommendationScreen(Screen):
@@ -145,9 +145,7 @@ class RecommendationScreen(Screen):
         )
 
     def action_run(self) -> None:
-        from advisor.tui.screens.run import RunScreen
-
-        self.app.push_screen(RunScreen(self.runnable))
+        self.app.show_run(self.runnable)
 
     def action_edit(self) -> None:
         self.app.pop_screen()

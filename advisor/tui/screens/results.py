@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from advisor.verdict import verdict
-from experiments.report import METRIC_TITLES
+from experiments.report.formatting import METRIC_TITLES
 
 
 class ResultsScreen(Screen):
@@ -56,7 +56,7 @@ class ResultsScreen(Screen):
     def p_values(self) -> tuple[dict, dict]:
         """Each method's paired-test p-value against zero-shot and against the best method, as
         the report computes them, so the screen's verdict needs the same significance."""
-        from experiments.analysis import analyse
+        from experiments.report.analysis import analyse
 
         tests = analyse(self.results, self.predictions)["tests"]
         return tuple(
@@ -117,19 +117,14 @@ class ResultsScreen(Screen):
         self.fill_examples()
 
     def action_chat(self) -> None:
-        from advisor.tui.screens.chat import ChatScreen
-
         methods = list(self.results["methods"])
         summary = self.query_one("#summary", DataTable)
         row = summary.cursor_row if summary.row_count else 0
         chosen = methods[row] if 0 <= row < len(methods) else None
-        self.app.push_screen(ChatScreen(methods, chosen if summary.has_focus else None))
+        self.app.show_chat(methods, chosen if summary.has_focus else None)
 
     def action_back(self) -> None:
-        from advisor.tui.screens.recommendation import RecommendationScreen
-
-        while not isinstance(self.app.screen, RecommendationScreen):
-            self.app.pop_screen()
+        self.app.back_to_recommendation()
 
 
 def _short(text: str, width: int = 24) -> str:

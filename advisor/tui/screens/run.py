@@ -1,5 +1,5 @@
 """The run: each method's progress (training steps and loss for fine-tuning, scored rows,
-ETA). The runner works in a child process (advisor/jobs.py), so importing torch and running
+ETA). The runner works in a child process (advisor/tui/jobs.py), so importing torch and running
 the model never hold this process's GIL; a worker thread here only waits for its events."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
-from advisor.plan import format_short
+from experiments.report.formatting import format_short
 
 PREPARING = re.compile(r": preparing (\S+)$")
 # finetune/trainer.py's log lines: "lora: step 12/48 validation loss 1.2345" (and train loss)
@@ -223,11 +223,9 @@ class RunScreen(Screen):
         self.query_one("#log", RichLog).write("Cancelling after the current step...")
 
     def action_results(self) -> None:
-        from advisor.tui.screens.results import ResultsScreen
-
         out = self.app.session.out_dir
         if self.finished and out is not None and (out / "results.json").is_file():
-            self.app.push_screen(ResultsScreen())
+            self.app.show_results()
 
 
 def _loss_text(state: MethodState) -> str:

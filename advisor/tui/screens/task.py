@@ -45,7 +45,6 @@ class TaskScreen(Screen):
             self.choose(Path(event.value.strip()).expanduser())
 
     def choose(self, path: Path) -> None:
-        from advisor.tui.screens.questionnaire import QuestionnaireScreen
         from advisor.verdict import answers_from_task
         from experiments.task import load_task
 
@@ -60,4 +59,4 @@ class TaskScreen(Screen):
         session.task = task
         session.answers = answers_from_task(task, session.answers)
         self.query_one("#error", Static).update("")
-        self.app.push_screen(QuestionnaireScreen())
+        self.app.show_questionnaire()

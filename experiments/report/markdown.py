@@ -1,56 +1,32 @@
-"""report.md (for terminals and pull requests) and report.html (one self-contained file).
-
-Both are rendered from results.json and the prediction records by `write_reports`, which the
-runner calls after every method and `adaptwise report DIR` calls to re-render a run.
-"""
+"""report.md, for terminals and pull requests: the comparison as markdown tables and sentences,
+rendered from results.json and the analysis (experiments/report/analysis.py). What it shares
+with report.html is in formatting.py; write.py writes both."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from experiments.atomic import write_text_atomic
-
-METRIC_TITLES = {
-    "accuracy": "accuracy",
-    "macro_f1": "macro-F1",
-    "exact_match": "exact match",
-    "token_f1": "token F1",
-    "rouge_l": "ROUGE-L",
-}
-TEST_SHORT = {
-    "McNemar exact binomial": "McNemar exact",
-    "McNemar chi2 (continuity-corrected)": "McNemar chi2",
-    "paired bootstrap": "paired bootstrap",
-    "unpaired bootstrap": "unpaired bootstrap",
-}
-
-
-def write_reports(
-    out_dir: Path,
-    results: dict,
-    records: list[dict],
-    prices: dict | None = None,
-    seed: int | None = None,
-    resamples: int | None = None,
-) -> None:
-    """Write report.md and report.html into `out_dir`, each atomically (never over a report
-    adaptwise did not write)."""
-    from experiments.analysis import analyse
-    from experiments.outputs import claim
-    from experiments.report_html import render_html
-    from experiments.stats import RESAMPLES
-
-    analysis = analyse(results, records, prices, seed, resamples or RESAMPLES)
-    claim(Path(out_dir), "run", ("report.md", "report.html"))
-    write_text_atomic(Path(out_dir) / "report.md", render_report(results, analysis))
-    html = render_html(results, analysis, Path(out_dir))
-    write_text_atomic(Path(out_dir) / "report.html", html)
+from experiments.report.formatting import (
+    CURVE_HEADER,
+    METRIC_TITLES,
+    SWEEP_HEADER,
+    curve_rows,
+    estimate_error,
+    fmt_value,
+    format_duration,
+    ladder_rows,
+    money_text,
+    num_text,
+    p_text,
+    significance_sentence,
+    sweep_rows,
+    verdict_sentences,
+)
 
 
 def render_report(results: dict, analysis: dict | None = None) -> str:
     if analysis is None:
-        from experiments.analysis import analyse
+        from experiments.report.analysis import analyse
 
         analysis = analyse(results, [])
     task = results["task"]
@@ -90,14 +66,14 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
         cells += [
             _p_cell(tests[name].get("zero-shot")),
             _p_cell(tests[name].get("best")),
-            _num(c["prepare_s"], ".1f"),
-            _num(c["latency_mean_s"], ".3f"),
-            f"{_num(c['latency_p50_s'], '.3f')} / {_num(c['latency_p95_s'], '.3f')}",
-            _num(c["prompt_tokens"], ".0f"),
-            _num(c["generated_tokens"], ".1f"),
-            _num(c["peak_memory_mb"], ".0f"),
-            _money(c["per_1k_queries"]),
-            _money(c["per_preparation"]),
+            num_text(c["prepare_s"], ".1f"),
+            num_text(c["latency_mean_s"], ".3f"),
+            f"{num_text(c['latency_p50_s'], '.3f')} / {num_text(c['latency_p95_s'], '.3f')}",
+            num_text(c["prompt_tokens"], ".0f"),
+            num_text(c["generated_tokens"], ".1f"),
+            num_text(c["peak_memory_mb"], ".0f"),
+            money_text(c["per_1k_queries"]),
+            money_text(c["per_preparation"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -146,26 +122,7 @@ def _p_cell(test: dict | None) -> str:
     if not test:
         return "-"
     star = "*" if test["significant"] else ""
-    return f"{_p(test['p'])}{star}"
-
-
-def _p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _p_is(p: float) -> str:
-    """'p < 0.001' or 'p = 0.070', for sentences."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def _num(value, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def _money(value) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" if value < 1 else f"{value:,.2f}"
+    return f"{p_text(test['p'])}{star}"
 
 
 def _stats_notes(analysis: dict) -> list[str]:
@@ -205,29 +162,8 @@ def _significance_section(analysis: dict) -> list[str]:
     return lines
 
 
-def significance_sentence(name: str, test: dict, metric: str) -> str:
-    other = test["against"]
-    text = (
-        f"{name} vs {other}: {test['diff']:+.3f} {metric} (95% CI {test['low']:+.3f} to "
-        f"{test['high']:+.3f}), {test['test']}"
-    )
-    if test.get("discordant"):
-        b, c = test["discordant"]
-        text += f" ({b} rows only {name} got right, {c} only {other})"
-    text += f", {_p_is(test['p'])}: "
-    if test["significant"]:
-        return text + "significant."
-    needed = test.get("rows_needed")
-    if needed is None:
-        return text + "no difference on these rows."
-    return (
-        text + f"not significant; about {needed:,} eval rows would resolve a difference this "
-        f"size at 80% power (this run has {test['n']})."
-    )
-
-
 def _cost_section(analysis: dict) -> list[str]:
-    from experiments.costs import describe
+    from experiments.report.costs import describe
 
     front = analysis["pareto"]
     lines = ["", "## Quality vs cost", ""]
@@ -244,62 +180,6 @@ def _verdict_section(analysis: dict) -> list[str]:
     lines = ["", "## Verdict", ""]
     lines += ["- " + t for t in verdict_sentences(analysis)]
     return lines
-
-
-def verdict_sentences(analysis: dict) -> list[str]:
-    w = analysis["winners"]
-    out = []
-    if not w:
-        return ["No method has a score yet."]
-    metric = METRIC_TITLES.get(analysis["metric"], analysis["metric"])
-    quality = f"Quality: {w['quality']} ({w['quality_score']:.3f} {metric})"
-    if w["runner_up"] is None:
-        quality += "."
-    elif w["lead_significant"]:
-        quality += f", significantly ahead of {w['runner_up']} ({_p_is(w['lead_p'])})."
-    else:
-        tied = ", ".join(w["tied_with_best"])
-        quality += (
-            f"; its lead over {w['runner_up']} is not significant"
-            + (f" ({_p_is(w['lead_p'])})" if w["lead_p"] is not None else "")
-            + (f"; not significantly worse: {tied}." if tied else ".")
-        )
-    out.append(quality)
-    if w["cost"] == w["quality"] and w["cheapest"] not in (None, w["cost"]):
-        out.append(
-            f"Cost: {w['cost']} as well: the cheaper methods (cheapest: {w['cheapest']}) are "
-            "significantly worse."
-        )
-    elif w["cost"]:
-        out.append(
-            f"Cost: {w['cost']}, the cheapest per 1,000 queries of the methods not "
-            f"significantly worse than {w['quality']}"
-            + (f" (cheapest overall: {w['cheapest']})." if w["cheapest"] != w["cost"] else ".")
-        )
-    v = analysis.get("verdict")
-    if v and v.get("text"):
-        out.append(f"Advisor (ladder: {', '.join(v['ladder'])}): {v['text']}")
-    out += collapse_sentences(analysis)
-    return out
-
-
-def collapse_sentences(analysis: dict) -> list[str]:
-    """One warning per method whose answers collapsed onto one label (analysis.label_collapse)."""
-    out = []
-    for name, c in (analysis.get("collapse") or {}).items():
-        advice = (
-            "It ran with --calibrate already: check the instruction and the label names, or "
-            "add examples."
-            if analysis.get("calibrated")
-            else "Rerun with `--calibrate` (contextual calibration removes the model's label "
-            "prior) and compare raw and calibrated scores."
-        )
-        out.append(
-            f"Label collapse: {name} answered {c['label']!r} for {c['count']} of {c['n']} rows "
-            f"({c['share']:.0%}; {c['gold_share']:.0%} of the gold labels), so its score mostly "
-            f"measures that one label. {advice}"
-        )
-    return out
 
 
 def _retrieval_section(methods: dict) -> list[str]:
@@ -322,10 +202,10 @@ def _retrieval_section(methods: dict) -> list[str]:
     ]
     for name, m in rows.items():
         retrieval, grounding = m.get("retrieval", {}), m.get("grounding", {})
-        cells = [name] + [_fmt(retrieval.get(k)) for k in metric_keys]
+        cells = [name] + [fmt_value(retrieval.get(k)) for k in metric_keys]
         cells += [
-            _fmt(grounding.get("answer_tokens_in_retrieved")),
-            _fmt(grounding.get("answer_tokens_in_gold")),
+            fmt_value(grounding.get("answer_tokens_in_retrieved")),
+            fmt_value(grounding.get("answer_tokens_in_gold")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -339,7 +219,7 @@ def _retrieval_section(methods: dict) -> list[str]:
 
 
 def _memory_section(results: dict) -> list[str]:
-    from experiments.memory_report import HEAD, memory_rows
+    from experiments.report.memory import HEAD, memory_rows
 
     rows = memory_rows(results)
     if not rows:
@@ -403,7 +283,7 @@ def _training_section(methods: dict) -> list[str]:
             f"{t.get('train_wall_s', 0):.1f}",
             "-" if t.get("tokens_per_s") is None else f"{t['tokens_per_s']:.0f}",
             f"{t.get('peak_memory_mb', 0):.0f}",
-            _fmt(t.get("best_val_loss")),
+            fmt_value(t.get("best_val_loss")),
             "-" if before is None else f"{before:.3f} / {after:.3f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -418,10 +298,6 @@ def _training_section(methods: dict) -> list[str]:
     return lines
 
 
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
 def _of_total(task: dict) -> str:
     total = task.get("n_eval_total", task["n_eval"])
     return (
@@ -431,56 +307,7 @@ def _of_total(task: dict) -> str:
     )
 
 
-# --- ladder, sweep and learning curve (experiments/ladder.py, sweep.py, learning_curve.py) ------
-
-
-def estimate_cell(estimate_s, measured_s) -> str:
-    """ "2m06s / 1m40s (0.79x)": the plan's estimate, the measured time and their ratio."""
-    from advisor.plan import format_short
-
-    ratio = f" ({measured_s / estimate_s:.2f}x)" if estimate_s and measured_s is not None else ""
-    return f"{format_short(estimate_s)} / {format_short(measured_s)}{ratio}"
-
-
-def interval_text(interval: dict | None) -> str:
-    if not interval or interval.get("estimate") is None:
-        return "-"
-    if interval.get("low") is None:
-        return f"{interval['estimate']:.3f}"
-    return f"{interval['estimate']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
-
-
-def ladder_rows(ladder: dict) -> list[list[str]]:
-    target = ladder.get("target")
-    rows = []
-    for r in ladder["rungs"]:
-        meets = "-" if r.get("meets_target") is None else ("yes" if r["meets_target"] else "no")
-        rows.append(
-            [
-                r["method"],
-                r.get("reason") or r["status"],
-                interval_text(r.get("interval")),
-                meets if target is not None else "-",
-                estimate_cell(r.get("estimate_s"), r.get("measured_s")),
-            ]
-        )
-    return rows
-
-
-def estimate_error(ladder: dict) -> str | None:
-    """One line on how far the plan's estimates were from the measured times."""
-    pairs = [
-        (r["estimate_s"], r["measured_s"])
-        for r in ladder["rungs"]
-        if r.get("status") == "run" and r.get("estimate_s") and r.get("measured_s") is not None
-    ]
-    if not pairs:
-        return None
-    ratios = [m / e for e, m in pairs]
-    return (
-        f"Measured / estimated time over the {len(pairs)} rung(s) run now: "
-        f"{min(ratios):.2f}x to {max(ratios):.2f}x (1.00x is a perfect estimate)."
-    )
+# --- ladder, sweep and learning curve (advisor/planning/: ladder, sweep, learning_curve) ----
 
 
 def ladder_section(results: dict) -> list[str]:
@@ -489,8 +316,6 @@ def ladder_section(results: dict) -> list[str]:
         return []
     metric = METRIC_TITLES.get(ladder["metric"], ladder["metric"])
     goal = f"{metric} >= {ladder['target']:g}" if ladder.get("target") is not None else "none"
-    from advisor.plan import format_duration
-
     budget = format_duration(ladder["budget_s"]) if ladder.get("budget_s") else "none"
     header = ["rung", "status", f"{metric} [95% CI]", "CI lower bound meets target"]
     header += ["estimated / measured"]
@@ -516,36 +341,6 @@ def ladder_section(results: dict) -> list[str]:
     return lines
 
 
-def sweep_rows(sweep: dict) -> list[list[str]]:
-    rows = []
-    for t in sorted(sweep["trials"], key=lambda t: t.get("rank") or 10**6):
-        rows.append(
-            [
-                str(t.get("rank") or "-"),
-                t["name"],
-                ", ".join(f"{k}={v}" for k, v in t["settings"].items()),
-                t.get("reason") or t.get("status") or "-",
-                _fmt(t.get("best_val_loss")),
-                _fmt(t.get("final_train_loss")),
-                str(t.get("steps") if t.get("steps") is not None else "-"),
-                _num(t.get("train_s"), ".1f"),
-            ]
-        )
-    return rows
-
-
-SWEEP_HEADER = [
-    "rank",
-    "trial",
-    "settings",
-    "status",
-    "best val loss",
-    "final train loss",
-    "steps",
-    "train s",
-]
-
-
 def sweep_section(results: dict) -> list[str]:
     sweep = results.get("sweep")
     if not isinstance(sweep, dict) or not sweep.get("trials"):
@@ -565,23 +360,6 @@ def sweep_section(results: dict) -> list[str]:
     if sweep.get("message"):
         lines += ["", f"**{sweep['message']}**"]
     return lines
-
-
-def curve_rows(curve: dict) -> list[list[str]]:
-    return [
-        [
-            p["method"],
-            f"{p['fraction']:g}",
-            str(p["n_train"]),
-            interval_text(p.get("interval")),
-            "kept" if p.get("kept") else "run",
-            p["folder"],
-        ]
-        for p in curve["points"]
-    ]
-
-
-CURVE_HEADER = ["method", "fraction", "train rows", "metric [95% CI]", "status", "folder"]
 
 
 def curve_section(results: dict) -> list[str]:

@@ -9,35 +9,14 @@ import json
 from pathlib import Path
 
 from experiments.atomic import write_text_atomic
-
-# Options that change what a method produces; `limit` is covered by the eval fingerprint.
-MATCHED_OPTIONS = (
-    "model",
-    "embedder",
-    "seed",
-    "k",
-    "calibrate",
-    "max_new_tokens",
-    "trust_remote_code",
-    "precision",
-    "base_url",
-    "tokenizer",
+from experiments.results import (
+    RESULTS_VERSION,
+    eval_fingerprint,
+    options_differ,
+    read_results,
+    task_record,
 )
-
-
-def read_results(out_dir: Path) -> dict | None:
-    path = Path(out_dir) / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-        return None
-
-
-def options_differ(stored: dict, options_record: dict) -> list[str]:
-    """The options (MATCHED_OPTIONS and the method settings) in which two runs differ."""
-    return [k for k in (*MATCHED_OPTIONS, "extra") if stored.get(k) != options_record.get(k)]
+from experiments.runner import claim_run_folder
 
 
 def finished_methods(
@@ -59,8 +38,9 @@ def finished_methods(
 def metric_interval(out_dir: Path, method: str, metric: str, seed: int) -> dict | None:
     """{"estimate", "low", "high"} of `metric` for `method`: the same percentile bootstrap over
     eval rows (2,000 resamples, the run's seed) as the report's intervals."""
-    from experiments import stats
-    from experiments.analysis import load_run, statistic_for
+    from experiments.report import stats
+    from experiments.report.comparisons import statistic_for
+    from experiments.report.run_folder import load_run
 
     results, records = load_run(Path(out_dir))
     recs = [r for r in records if r["method"] == method]
@@ -74,8 +54,8 @@ def metric_interval(out_dir: Path, method: str, metric: str, seed: int) -> dict 
 
 def store_sections(out_dir: Path, sections: dict) -> None:
     """Set top-level keys of results.json and re-render report.md and report.html."""
-    from experiments.analysis import load_run
-    from experiments.report import write_reports
+    from experiments.report.run_folder import load_run
+    from experiments.report.write import write_reports
 
     out_dir = Path(out_dir)
     results, records = load_run(out_dir)
@@ -87,8 +67,6 @@ def store_sections(out_dir: Path, sections: dict) -> None:
 def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
     """An empty results.json (no methods yet) so that sections can be stored before any method
     ran in `out_dir` (a ladder whose first rung is skipped, a curve without the full-data point)."""
-    from experiments.runner import RESULTS_VERSION, claim_run_folder, eval_fingerprint, task_record
-
     out_dir = Path(out_dir)
     claim_run_folder(out_dir, task)
     old = read_results(out_dir)

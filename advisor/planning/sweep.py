@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from advisor.plan import format_duration
 from experiments.atomic import write_text_atomic
 from experiments.errors import AdaptwiseError, TaskError
+from experiments.report.formatting import format_duration
 from finetune.config import METHODS, build_config
 from finetune.methods import DESCRIPTIONS, FinetuneMethod, trained_context
 
@@ -98,8 +98,13 @@ def run_sweep(
 ) -> dict:
     """Train the grid, rank on validation loss, score the winner on eval; returns the `sweep`
     record (also stored in results.json)."""
-    from experiments.runner import SilentProgress, _options_record, eval_fingerprint, run_task
-    from experiments.stored import ensure_results, finished_methods, read_results, store_sections
+    from advisor.planning.stored import (
+        ensure_results,
+        finished_methods,
+        store_sections,
+    )
+    from experiments.results import eval_fingerprint, options_record, read_results
+    from experiments.runner import SilentProgress, run_task
 
     progress = progress or SilentProgress()
     cli_settings = dict(options.extra.get("finetune") or {})
@@ -113,7 +118,7 @@ def run_sweep(
     claim_run_folder(Path(out_dir), task)
     claim(Path(out_dir), "run", ["sweep"])
     sweep_dir = Path(out_dir) / "sweep"
-    record_opts = _options_record(options)
+    record_opts = options_record(options)
     base_key = {
         "method": method,
         "model": record_opts["model"],
@@ -260,8 +265,8 @@ class SweepWinner(FinetuneMethod):
         self.description = f"{DESCRIPTIONS[name]}; sweep winner {self.folder.name}"
 
     def prepare(self, ctx) -> None:
+        from finetune.base_model import load_model
         from finetune.methods import _training_state
-        from finetune.trainer import load_model
 
         self.config = build_config(
             self.name, ctx.task.settings.get("finetune", {}), self.cli_settings, ctx.seed

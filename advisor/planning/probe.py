@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from advisor.machine import Machine
-from advisor.plan import Rates, TaskStats
+from advisor.planning.estimates import Rates, TaskStats
 
 PROBE_VERSION = 3
 PROBE_ROWS = 2  # prompts in the forward / generation batch

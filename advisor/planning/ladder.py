@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.plan import format_duration
+from experiments.report.formatting import format_duration
 
 
 @dataclass
@@ -190,20 +190,20 @@ def run_ladder(
     progress=None,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict:
-    """Climb `plan` (from advisor.planner.make_plan) on `task`, writing into `out_dir`."""
-    from experiments.runner import SilentProgress, _options_record, eval_fingerprint, run_task
-    from experiments.stored import (
+    """Climb `plan` (from advisor.planning.planner.make_plan) on `task`, writing into `out_dir`."""
+    from advisor.planning.stored import (
         ensure_results,
         finished_methods,
         metric_interval,
-        read_results,
         store_sections,
     )
+    from experiments.results import eval_fingerprint, options_record, read_results
+    from experiments.runner import SilentProgress, run_task
 
     progress = progress or SilentProgress()
     metric = target.metric if target else task.metric
     rows = task.eval[: options.limit] if options.limit else task.eval
-    record_opts = _options_record(options)
+    record_opts = options_record(options)
     ensure_results(out_dir, task, rows, record_opts)
     done = finished_methods(out_dir, eval_fingerprint(rows), record_opts)
     old = (read_results(out_dir) or {}).get("methods", {})

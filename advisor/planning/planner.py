@@ -8,7 +8,9 @@ import time
 from dataclasses import replace
 
 from advisor.machine import Machine, this_machine
-from advisor.plan import Plan, RunSettings, Target, build_plan
+from advisor.planning.estimates import RunSettings
+from advisor.planning.plan import Plan, build_plan
+from advisor.planning.targets import Target
 from advisor.questions import Answers
 from advisor.recommend import recommend
 
@@ -106,9 +108,9 @@ def make_plan(
     precision: str | None = None,
     methods: list[str] | None = None,
 ) -> Plan:
-    """The plan for `task` on this machine (see advisor/plan.py and advisor/probe.py)."""
+    """The plan for `task` on this machine (see advisor/planning/plan.py and probe.py)."""
     from advisor.architectures import resolve_shape
-    from advisor.probe import cached_rates, measure_rates, store_rates, task_stats
+    from advisor.planning.probe import cached_rates, measure_rates, store_rates, task_stats
     from advisor.verdict import answers_from_task
     from experiments.context import RunContext, RunOptions
     from experiments.errors import AdaptwiseError

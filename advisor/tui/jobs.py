@@ -1,5 +1,5 @@
 """Work the TUI hands to a child process, so that importing torch and running models never
-holds the UI process's GIL: `python -m advisor.jobs` reads one JSON request on stdin and
+holds the UI process's GIL: `python -m advisor.tui.jobs` reads one JSON request on stdin and
 writes JSON-lines events on stdout.
 
 - {"job": "plan", "task", "answers", "limit"} -> log..., {"event": "plan", "plan": {...}}
@@ -54,7 +54,7 @@ class EventProgress:
 
 
 def plan_job(request: dict, events: Events) -> None:
-    from advisor.planner import make_plan
+    from advisor.planning.planner import make_plan
     from advisor.questions import parse_answers
     from experiments.task import load_task
 

@@ -76,15 +76,15 @@ def run_learning_curve(
 ) -> dict:
     """Run every point (resuming finished ones), then store the `learning_curve` record with the
     verdicts in results.json and plot it next to it."""
-    from experiments.outputs import claim
-    from experiments.runner import (
-        SilentProgress,
-        _options_record,
-        claim_run_folder,
-        eval_fingerprint,
-        run_task,
+    from advisor.planning.stored import (
+        ensure_results,
+        finished_methods,
+        metric_interval,
+        store_sections,
     )
-    from experiments.stored import ensure_results, finished_methods, metric_interval, store_sections
+    from experiments.outputs import claim
+    from experiments.results import eval_fingerprint, options_record
+    from experiments.runner import SilentProgress, claim_run_folder, run_task
 
     progress = progress or SilentProgress()
     out_dir = Path(out_dir)
@@ -92,7 +92,7 @@ def run_learning_curve(
     claim(out_dir, "run", ["curve", PNG_NAME])
     rows = task.eval[: options.limit] if options.limit else task.eval
     fingerprint = eval_fingerprint(rows)
-    record_opts = _options_record(options)
+    record_opts = options_record(options)
     metric = task.metric
     points = []
     for fraction, subset in nested_subsets(task.train, fractions, options.seed):
@@ -136,7 +136,8 @@ def run_learning_curve(
 
 def last_step_verdict(out_dir: Path, task, method: str, points: list[dict], options) -> dict:
     """The paired gain of the last step (two largest subsets) and the verdict (module docstring)."""
-    from experiments.analysis import by_method, compare_methods, load_run
+    from experiments.report.comparisons import by_method, compare_methods
+    from experiments.report.run_folder import load_run
 
     if len(points) < 2:
         return {"verdict": "n/a", "message": "fewer than two points"}

@@ -1,22 +1,27 @@
 """report.html: the comparison as one self-contained page.
 
 No network: styles and the small disagreement filter are inline, plots are matplotlib SVGs and
-loss-curve PNGs embedded as data: URIs, and a Content-Security-Policy forbids any fetch.
+loss-curve PNGs embedded as data: URIs (charts.py), and a Content-Security-Policy forbids any
+fetch. The words and numbers it shares with report.md come from formatting.py.
+
+One file over 400 lines on purpose: it is the page top to bottom, one function per section in
+the order the page shows them, all built with the same `_table` helper.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
-import io
 from html import escape
 from pathlib import Path
 
-from experiments.report import (
+from experiments.report import formatting as fm
+from experiments.report.charts import ci_plot, loss_image, pareto, setup_matplotlib
+from experiments.report.formatting import (
     METRIC_TITLES,
-    _money,
-    _num,
-    _p,
+    format_duration,
+    money_text,
+    num_text,
+    p_text,
     significance_sentence,
     verdict_sentences,
 )
@@ -80,11 +85,11 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
         parts += _climb_sections(results, out_dir)
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"
-    _setup_matplotlib()
+    setup_matplotlib()
     parts += _verdict(analysis)
     parts += _summary(results, analysis)
-    parts += _ci_plot(analysis)
-    parts += _pareto(analysis)
+    parts += ci_plot(analysis)
+    parts += pareto(analysis)
     parts += _significance(analysis)
     parts += _retrieval(methods)
     parts += _training(methods, out_dir)
@@ -133,20 +138,20 @@ def _summary(results: dict, analysis: dict) -> list[str]:
             if test:
                 sig = "*" if test["significant"] else ""
                 cells.append(
-                    f'<td class="num" title="{escape(test["test"])}">{_p(test["p"])}{sig}</td>'
+                    f'<td class="num" title="{escape(test["test"])}">{p_text(test["p"])}{sig}</td>'
                 )
             else:
                 cells.append('<td class="num">-</td>')
         for value in (
-            _num(c["prepare_s"], ".1f"),
-            _num(c["latency_mean_s"], ".3f"),
-            _num(c["latency_p50_s"], ".3f"),
-            _num(c["latency_p95_s"], ".3f"),
-            _num(c["prompt_tokens"], ".0f"),
-            _num(c["generated_tokens"], ".1f"),
-            _num(c["peak_memory_mb"], ".0f"),
-            _money(c["per_1k_queries"]),
-            _money(c["per_preparation"]),
+            num_text(c["prepare_s"], ".1f"),
+            num_text(c["latency_mean_s"], ".3f"),
+            num_text(c["latency_p50_s"], ".3f"),
+            num_text(c["latency_p95_s"], ".3f"),
+            num_text(c["prompt_tokens"], ".0f"),
+            num_text(c["generated_tokens"], ".1f"),
+            num_text(c["peak_memory_mb"], ".0f"),
+            money_text(c["per_1k_queries"]),
+            money_text(c["per_preparation"]),
         ):
             cells.append(f'<td class="num">{value}</td>')
         front = name in analysis["pareto"]
@@ -172,86 +177,6 @@ def _summary(results: dict, analysis: dict) -> list[str]:
     ]
 
 
-def _ci_plot(analysis: dict) -> list[str]:
-    import matplotlib.pyplot as plt
-
-    names = analysis["methods"]
-    metrics = analysis["metric_names"]
-    fig, axes = plt.subplots(
-        1, len(metrics), figsize=(4.2 * len(metrics), 0.5 * len(names) + 1.4), squeeze=False
-    )
-    for ax, metric in zip(axes[0], metrics):
-        ys = list(range(len(names)))[::-1]
-        for y, name in zip(ys, names):
-            ci = analysis["intervals"][name].get(metric)
-            if not ci:
-                continue
-            est = ci["estimate"]
-            err = [[max(est - ci["low"], 0)], [max(ci["high"] - est, 0)]]
-            color = "#2e7d32" if name == analysis["best"] else "#1565c0"
-            ax.errorbar(est, y, xerr=err, fmt="o", color=color, capsize=4)
-        ax.set_yticks(ys, names)
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_xlabel(METRIC_TITLES.get(metric, metric))
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Metric with 95% bootstrap CI", fontsize=10)
-    fig.tight_layout()
-    return [
-        '<section id="ci"><h2>Confidence intervals</h2>',
-        _figure(fig, "Each metric per method with its 95% bootstrap confidence interval"),
-        "</section>",
-    ]
-
-
-def _pareto(analysis: dict) -> list[str]:
-    import matplotlib.pyplot as plt
-
-    metric = analysis["metric"]
-    cur = analysis["prices"].get("currency", "USD")
-    points = {
-        n: (analysis["intervals"][n].get(metric) or {}, analysis["costs"][n]["per_1k_queries"])
-        for n in analysis["methods"]
-    }
-    points = {n: (ci, c) for n, (ci, c) in points.items() if ci and c is not None}
-    out = ['<section id="pareto"><h2>Quality vs cost</h2>']
-    if not points:
-        out += ["<p>n/a: no method has both a score and a measured inference time.</p>"]
-        return out + ["</section>"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    front = analysis["pareto"]
-    for name, (ci, cost) in points.items():
-        on = name in front
-        ax.errorbar(
-            cost,
-            ci["estimate"],
-            yerr=[[max(ci["estimate"] - ci["low"], 0)], [max(ci["high"] - ci["estimate"], 0)]],
-            fmt="o" if on else "s",
-            color="#2e7d32" if on else "#9e9e9e",
-            capsize=3,
-        )
-        ax.annotate(name, (cost, ci["estimate"]), textcoords="offset points", xytext=(6, 4))
-    ordered = sorted((points[n][1], points[n][0]["estimate"]) for n in front if n in points)
-    if len(ordered) > 1:
-        ax.plot([c for c, _ in ordered], [q for _, q in ordered], "--", color="#2e7d32", lw=1)
-    ax.set_xlabel(f"{cur} per 1,000 queries")
-    ax.set_ylabel(METRIC_TITLES.get(metric, metric))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    from experiments.costs import describe
-
-    out += [
-        _figure(fig, "Quality against cost per 1,000 queries; the Pareto front in green"),
-        "<p>Pareto front (no other method is both better and cheaper): "
-        + (", ".join(f'<span class="front">{escape(n)}</span>' for n in front) or "n/a")
-        + "</p>",
-        f'<p class="muted">{escape(describe(analysis["prices"]))} Set prices in the task '
-        "file's <code>costs:</code> section or with <code>adaptwise report DIR "
-        "--gpu-hour-price ...</code>.</p>",
-        "</section>",
-    ]
-    return out
-
-
 def _significance(analysis: dict) -> list[str]:
     metric = METRIC_TITLES.get(analysis["metric"], analysis["metric"])
     head = ["method", "against", "difference", "95% CI", "test", "p", "significant", "rows needed"]
@@ -264,7 +189,7 @@ def _significance(analysis: dict) -> list[str]:
             if not t or frozenset((name, t["against"])) in done:
                 continue
             done.add(frozenset((name, t["against"])))
-            needed = "-" if t["significant"] else _num(t.get("rows_needed"), ",")
+            needed = "-" if t["significant"] else num_text(t.get("rows_needed"), ",")
             rows.append(
                 "<tr>"
                 + "".join(
@@ -275,7 +200,7 @@ def _significance(analysis: dict) -> list[str]:
                         f"{t['diff']:+.3f}",
                         f"{t['low']:+.3f} to {t['high']:+.3f}",
                         t["test"],
-                        _p(t["p"]),
+                        p_text(t["p"]),
                         "yes" if t["significant"] else "no",
                         needed,
                     )
@@ -313,10 +238,10 @@ def _retrieval(methods: dict) -> list[str]:
     for name, m in rows.items():
         r, g = m.get("retrieval", {}), m.get("grounding", {})
         cells = [f"<td>{escape(name)}</td>"]
-        cells += [f'<td class="num">{_num(r.get(k), ".3f")}</td>' for k in keys]
+        cells += [f'<td class="num">{num_text(r.get(k), ".3f")}</td>' for k in keys]
         cells += [
-            f'<td class="num">{_num(g.get("answer_tokens_in_retrieved"), ".3f")}</td>',
-            f'<td class="num">{_num(g.get("answer_tokens_in_gold"), ".3f")}</td>',
+            f'<td class="num">{num_text(g.get("answer_tokens_in_retrieved"), ".3f")}</td>',
+            f'<td class="num">{num_text(g.get("answer_tokens_in_gold"), ".3f")}</td>',
         ]
         body.append("<tr>" + "".join(cells) + "</tr>")
     return [
@@ -343,16 +268,17 @@ def _training(methods: dict, out_dir: Path | None) -> list[str]:
             f"{t.get('train_tokens', 0):,}",
             f"{t.get('epochs', 0):.2f}" + (" (stopped early)" if t.get("stopped_early") else ""),
             str(t.get("steps", "n/a")),
-            _num(t.get("train_wall_s"), ".1f"),
-            _num(t.get("tokens_per_s"), ".0f"),
-            _num(t.get("peak_memory_mb"), ".0f"),
-            f"{_num(t.get('first_train_loss'), '.3f')} / {_num(t.get('final_train_loss'), '.3f')}",
-            _num(t.get("best_val_loss"), ".3f"),
+            num_text(t.get("train_wall_s"), ".1f"),
+            num_text(t.get("tokens_per_s"), ".0f"),
+            num_text(t.get("peak_memory_mb"), ".0f"),
+            f"{num_text(t.get('first_train_loss'), '.3f')} / "
+            f"{num_text(t.get('final_train_loss'), '.3f')}",
+            num_text(t.get("best_val_loss"), ".3f"),
         ]
         body.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in values) + "</tr>")
     out = ['<section id="training"><h2>Fine-tuning</h2>', _table(head, body, "training-table")]
     for name, t in tuned.items():
-        image = _loss_image(name, t, out_dir)
+        image = loss_image(name, t, out_dir)
         if image:
             out.append(
                 f'<div class="figure loss-curve"><h3>{escape(name)} loss</h3>'
@@ -372,9 +298,9 @@ def _training(methods: dict, out_dir: Path | None) -> list[str]:
             values = [
                 name,
                 str(f.get("n_questions", "n/a")),
-                _num(f.get("accuracy_before"), ".3f"),
-                _num(f.get("accuracy_after"), ".3f"),
-                _num(change, "+.3f") + (" (forgot)" if warn else ""),
+                num_text(f.get("accuracy_before"), ".3f"),
+                num_text(f.get("accuracy_after"), ".3f"),
+                num_text(change, "+.3f") + (" (forgot)" if warn else ""),
                 str(f.get("answers_changed", "n/a")),
             ]
             fb.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in values) + "</tr>")
@@ -396,7 +322,7 @@ def _training(methods: dict, out_dir: Path | None) -> list[str]:
 
 
 def _memory(results: dict) -> list[str]:
-    from experiments.memory_report import HEAD, memory_rows
+    from experiments.report.memory import HEAD, memory_rows
 
     rows = memory_rows(results)
     if not rows:
@@ -409,49 +335,6 @@ def _memory(results: dict) -> list[str]:
         "with; a method that ran out of memory is kept here with the first change that would "
         "make it fit.</p></section>",
     ]
-
-
-def _loss_image(name: str, training: dict, out_dir: Path | None) -> str | None:
-    """A data: URI of the loss curve: the run's loss.png, else a plot of its loss.csv."""
-    candidates = []
-    if out_dir is not None:
-        candidates.append(Path(out_dir) / name / "loss.png")
-    if training.get("loss_png"):
-        candidates.append(Path(training["loss_png"]))
-    for path in candidates:
-        if path.is_file():
-            return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-    csvs = []
-    if out_dir is not None:
-        csvs.append(Path(out_dir) / name / "loss.csv")
-    if training.get("loss_csv"):
-        csvs.append(Path(training["loss_csv"]))
-    for path in csvs:
-        if path.is_file():
-            return _loss_plot_from_csv(path, name)
-    return None
-
-
-def _loss_plot_from_csv(path: Path, name: str) -> str | None:
-    import matplotlib.pyplot as plt
-
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    plotted = False
-    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
-        if pts:
-            ax.plot(*zip(*pts), marker="o" if key == "val_loss" else None, ms=3, label=label)
-            plotted = True
-    if not plotted:
-        plt.close(fig)
-        return None
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(f"{name} loss")
-    ax.legend()
-    fig.tight_layout()
-    return _svg_uri(fig)
 
 
 def _matrix(analysis: dict) -> list[str]:
@@ -491,8 +374,6 @@ def _matrix(analysis: dict) -> list[str]:
 
 def _climb_sections(results: dict, out_dir: Path | None) -> list[str]:
     """The ladder, the sweep and the learning curve, where the run has them."""
-    from experiments import report as md
-
     out: list[str] = []
     ladder = results.get("ladder")
     if isinstance(ladder, dict) and ladder.get("rungs"):
@@ -501,14 +382,14 @@ def _climb_sections(results: dict, out_dir: Path | None) -> list[str]:
         head = ["rung", "status", f"{metric} [95% CI]", "CI lower bound meets target"]
         head += ["estimated / measured"]
         body = []
-        for row, rung in zip(md.ladder_rows(ladder), ladder["rungs"], strict=True):
+        for row, rung in zip(fm.ladder_rows(ladder), ladder["rungs"], strict=True):
             cls = {"run": "", "kept": "", "skipped": "bad", "not run": "muted"}.get(
                 rung["status"], ""
             )
             cls = "ok" if rung.get("meets_target") else cls
             cells = "".join(f"<td>{escape(v)}</td>" for v in row)
             body.append(f'<tr class="{cls}">{cells}</tr>')
-        error = md.estimate_error(ladder)
+        error = fm.estimate_error(ladder)
         out += [
             '<section id="ladder"><h2>Ladder</h2>',
             f"<p>Target: {escape(goal)} (met when the 95% interval's lower bound reaches it)"
@@ -529,20 +410,20 @@ def _climb_sections(results: dict, out_dir: Path | None) -> list[str]:
     if isinstance(sweep, dict) and sweep.get("trials"):
         body = [
             "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>"
-            for row in md.sweep_rows(sweep)
+            for row in fm.sweep_rows(sweep)
         ]
         out += [
             f'<section id="sweep"><h2>Sweep ({escape(sweep["method"])})</h2>',
             "<p>Trials are ranked on the validation split (best validation loss); the eval set "
             "is never used to choose. Only the winner is scored on eval.</p>",
-            _table(md.SWEEP_HEADER, body, "sweep-table"),
+            _table(fm.SWEEP_HEADER, body, "sweep-table"),
             f"<p><strong>{escape(sweep.get('message') or '')}</strong></p></section>",
         ]
     curve = results.get("learning_curve")
     if isinstance(curve, dict) and curve.get("points"):
         body = [
             "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>"
-            for row in md.curve_rows(curve)
+            for row in fm.curve_rows(curve)
         ]
         verdicts = "".join(
             f"<li><strong>{escape(m)}</strong>: {escape(v.get('message', 'n/a'))}</li>"
@@ -550,7 +431,7 @@ def _climb_sections(results: dict, out_dir: Path | None) -> list[str]:
         )
         out += [
             '<section id="learning-curve"><h2>Learning curve</h2>',
-            _table(md.CURVE_HEADER, body, "curve-table"),
+            _table(fm.CURVE_HEADER, body, "curve-table"),
             f"<ul>{verdicts}</ul>",
         ]
         png = Path(out_dir) / curve["png"] if out_dir is not None and curve.get("png") else None
@@ -569,8 +450,6 @@ def _climb_sections(results: dict, out_dir: Path | None) -> list[str]:
 
 
 def _duration(seconds) -> str:
-    from advisor.plan import format_duration
-
     return format_duration(seconds)
 
 
@@ -591,23 +470,3 @@ def _short(text) -> str:
     if len(text) <= MAX_CELL:
         return escape(text)
     return f'<span title="{escape(text)}">{escape(text[:MAX_CELL])}…</span>'
-
-
-def _svg_uri(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(fig)
-    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _figure(fig, alt: str) -> str:
-    return f'<div class="figure"><img alt="{escape(alt)}" src="{_svg_uri(fig)}"></div>'
-
-
-def _setup_matplotlib() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    matplotlib.rcParams["svg.hashsalt"] = "adaptwise"  # the same run renders the same file

@@ -1,0 +1,172 @@
+"""What the commands that run methods share: the run options every such command takes, the
+options and the method list read from them, one task's run, and the results table printed after
+it. Imports nothing heavy at module level."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from adaptwise.api_options import api_run_options
+from experiments.precision import PRECISIONS
+
+DEFAULT_METHODS = "zero-shot,few-shot-random,few-shot-jaccard,few-shot-embedding,few-shot-mmr"
+
+
+def add_run_options(p: argparse.ArgumentParser, limit: int = 0) -> None:
+    p.add_argument(
+        "--model",
+        help="a local transformers folder, a .gguf file, or a hub id where a hub is reachable "
+        "(default: the embedded SmolLM2-135M-Instruct); `run`: also openai:NAME, a served model",
+    )
+    p.add_argument(
+        "--embedder",
+        help="sentence-transformers model for example selection "
+        "(default: the embedded all-MiniLM-L6-v2)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.add_argument("--k", type=int, default=4, help="few-shot examples per query (default: 4)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=limit,
+        help="score only the first N eval rows (0: all; default: %(default)s)",
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="generation batch (default: 16)")
+    p.add_argument("--max-new-tokens", type=int, help="default: 20 for qa, 128 for generation")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="rank labels by contextually calibrated scores (Zhao et al. 2021); raw and "
+        "calibrated are then reported side by side (costs about 2x per few-shot row)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="weights and compute for scoring, generation and training: auto (default, or the "
+        "task file's precision:) is bf16 on a GPU that has it, fp16 on one that does not, fp32 "
+        "on a CPU",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a hub model's own code to run (off by default)",
+    )
+
+
+def run_options(args):
+    from experiments.context import RunOptions
+
+    if args.limit is not None and args.limit < 0:
+        from experiments.errors import AdaptwiseError
+
+        raise AdaptwiseError("--limit must be 0 (all rows) or more")
+    for name in ("k", "batch_size", "max_new_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            from experiments.errors import AdaptwiseError
+
+            raise AdaptwiseError(f"--{name.replace('_', '-')} must be at least 1")
+    return RunOptions(
+        model=args.model,
+        embedder=args.embedder,
+        seed=args.seed,
+        k=args.k,
+        calibrate=args.calibrate,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit or None,
+        trust_remote_code=args.trust_remote_code,
+        precision=getattr(args, "precision", None),
+        **api_run_options(args),
+    )
+
+
+def parse_settings(items: list[str], flag: str = "--set") -> dict:
+    """`["rank=8", "merge=true"]` -> `{"rank": "8", "merge": "true"}` (typed by the config)."""
+    from experiments.errors import AdaptwiseError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AdaptwiseError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} rank=8")
+        out[key.strip()] = None if value.strip().lower() in ("none", "null") else value.strip()
+    return out
+
+
+def method_list(value: str) -> list[str]:
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    if not names:
+        from experiments.errors import AdaptwiseError
+
+        raise AdaptwiseError("--methods is empty; name at least one method")
+    return names
+
+
+def run_one(
+    task_path: Path, methods: list[str], out: Path | None, options, ui, rerun=False
+) -> Path:
+    from experiments.methods import make_method
+    from experiments.runner import claim_run_folder, run_task
+    from experiments.task import load_task
+
+    task = load_task(task_path)
+    for name in methods:  # an unknown method is one line, before any folder is made
+        make_method(name, {"k": options.k, **options.extra})
+    out = out or Path("runs") / task.folder_name
+    claim_run_folder(out, task, record=False)  # refuse a folder of the user's, first thing
+    scored = min(options.limit or len(task.eval), len(task.eval))
+    subset = f" (scoring the first {scored}; --limit 0 for all)" if scored < len(task.eval) else ""
+    sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
+    ui.log(f"[bold]{task.name}[/] ({task.kind}): {sizes}{subset}")
+    ui.log(f"  results -> {out}")
+    run_task(task, methods, out, options, progress=ui, rerun=rerun)
+    return out
+
+
+def show_report(out: Path) -> None:
+    """A compact table of results.json for the terminal; report.md has every column."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from experiments.report.formatting import METRIC_TITLES
+
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    task, methods = results["task"], results["methods"]
+    table = Table(title=f"{task['name']} ({task['kind']}, {task['n_eval']} eval rows)")
+    table.add_column("method", no_wrap=True)
+    metric_names = list(next(iter(methods.values()))["metrics"]) if methods else []
+    for name in metric_names:
+        table.add_column(METRIC_TITLES.get(name, name), justify="right")
+    for column in ("s / example", "prompt tok", "peak MB"):
+        table.add_column(column, justify="right")
+    best = max((m["metrics"][task["metric"]] for m in methods.values()), default=None)
+    for name, m in methods.items():
+        cells = [f"{m['metrics'][k]:.3f}" for k in metric_names]
+        style = "bold green" if m["metrics"][task["metric"]] == best else None
+        table.add_row(
+            name,
+            *cells,
+            f"{m['inference_s_per_example']:.2f}",
+            f"{m['prompt_tokens_mean']:.0f}",
+            f"{m['peak_memory_mb']:.0f}",
+            style=style,
+        )
+    console = Console()
+    console.print(table)
+    for name, failure in (results.get("failed") or {}).items():
+        estimate = failure.get("estimate_gb")
+        about = f" (estimate {estimate:.1f} GB)" if estimate is not None else ""
+        console.print(
+            f"{name}: {failure.get('status', 'failed')}{about}; "
+            f"{failure.get('suggestion') or failure.get('message', '')}",
+            markup=False,
+            highlight=False,
+        )
+    console.print(
+        f"Written: {out}/results.json, predictions.jsonl, report.md and report.html "
+        "(confidence intervals, significance, costs, per-row matrix)\n"
+    )

@@ -1,0 +1,121 @@
+"""Whether a method fits a memory budget by the estimator (`advisor/memory.py`), and the
+changes that would make it fit, least disruptive first (`suggest_fit`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from advisor.architectures import ModelShape
+from advisor.memory import MemoryEstimate, estimate
+
+# Standard GPU memory sizes, for "a GPU of N GB" suggestions.
+GPU_SIZES_GB = (8, 12, 16, 24, 32, 40, 48, 80, 96, 141, 192)
+
+
+def fits(
+    shape: ModelShape, method: str, gpu_memory_gb: float, **settings
+) -> tuple[bool, MemoryEstimate]:
+    """Whether `method` fits a GPU of `gpu_memory_gb` (or, with `device="cpu"`, a machine with
+    that much RAM), and the estimate it rests on."""
+    est = estimate(shape, method, **{"device": "gpu", **settings})
+    return est.total_gb <= gpu_memory_gb, est
+
+
+@dataclass(frozen=True)
+class FitSuggestion:
+    """One change that makes a method fit, with the estimate after the change."""
+
+    change: str
+    estimate: MemoryEstimate
+
+
+def suggest_fit(
+    shape: ModelShape, method: str, gpu_memory_gb: float, **settings
+) -> list[FitSuggestion]:
+    """Changes that would make `method` fit `gpu_memory_gb`, least disruptive first.
+
+    Empty when it fits already. First the single changes that fit on their own: gradient
+    checkpointing, the paged 8-bit optimizer (full fine-tuning), the largest smaller batch,
+    the longest shorter sequence, QLoRA instead of LoRA or full fine-tuning. When none does,
+    the first combination of them that fits, in that order. Last, always, the smallest common
+    GPU size the current settings fit.
+    """
+    ok, current = fits(shape, method, gpu_memory_gb, **settings)
+    if ok:
+        return []
+    setup = current.setup
+
+    def attempt(update: dict) -> MemoryEstimate | None:
+        new = {**settings, **update}
+        ok, est = fits(shape, new.pop("method", method), gpu_memory_gb, **new)
+        return est if ok else None
+
+    easy: list[tuple[str, dict]] = []
+    if method != "inference" and not setup.gradient_checkpointing:
+        easy.append(("turn on gradient checkpointing", {"gradient_checkpointing": True}))
+    if method == "full-ft" and setup.optimizer == "adamw":
+        easy.append(("use the paged 8-bit AdamW optimizer", {"optimizer": "paged-adamw-8bit"}))
+    smaller = [
+        [(f"lower the batch to {b}", {"batch": b}) for b in _halvings(setup.batch, 1)],
+        [(f"shorten sequences to {q} tokens", {"seq": q}) for q in _halvings(setup.seq, 128)],
+    ]
+    switch = []
+    if method in ("lora", "full-ft"):
+        switch.append((f"use QLoRA instead of {method}", {"method": "qlora"}))
+
+    suggestions = []
+    for change, update in easy:
+        if est := attempt(update):
+            suggestions.append(FitSuggestion(change, est))
+    for options in smaller:  # the largest batch (longest sequence) that fits on its own
+        for change, update in options:
+            if est := attempt(update):
+                suggestions.append(FitSuggestion(change, est))
+                break
+    for change, update in switch:
+        if est := attempt(update):
+            suggestions.append(FitSuggestion(change, est))
+    if not suggestions:
+        suggestions.extend(_combination(easy, smaller, switch, attempt))
+
+    need = current.total_gb
+    size = next((s for s in GPU_SIZES_GB if s >= need), None)
+    if setup.device == "cpu":
+        change = f"use a machine with {math.ceil(need)} GB of memory"
+    else:
+        change = f"use a GPU with {size} GB" if size else f"use GPUs with {need:.0f} GB in all"
+    suggestions.append(FitSuggestion(change, current))
+    return suggestions
+
+
+def _halvings(value: int, floor: int) -> list[int]:
+    out, value = [], value // 2
+    while value >= floor:
+        out.append(value)
+        value //= 2
+    return out
+
+
+def _combination(easy, smaller, switch, attempt) -> list[FitSuggestion]:
+    """The first cumulative set of changes that fits (easy ones, then batch, then seq), found
+    once keeping the method and once with QLoRA, where that is an option."""
+    found = []
+    for use_switch in ([], switch) if switch else ([],):
+        changes, update = [], {}
+        for change, step in use_switch + easy:
+            changes.append(change)
+            update.update(step)
+        est = attempt(update) if changes else None
+        if est:
+            found.append(FitSuggestion(" and ".join(changes), est))
+            continue
+        for options in smaller:
+            hit = next(((c, e) for c, step in options if (e := attempt({**update, **step}))), None)
+            if hit:
+                found.append(FitSuggestion(" and ".join([*changes, hit[0]]), hit[1]))
+                break
+            if options:
+                changes.append(options[-1][0])
+                update.update(options[-1][1])
+    return found

@@ -1,0 +1,194 @@
+"""Each rung's estimates, by pure arithmetic on three inputs: the task's token counts
+(`TaskStats`), the model's measured speed on this machine (`Rates`, from the short timing probe
+in `advisor/planning/probe.py`) and the run's settings (`RunSettings`): mean prompt tokens, the
+seconds to prepare and to score a method, and the inference peak from the memory estimator
+(`advisor/memory.py`). How each estimate is made is in the README ("Planning").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+# all-MiniLM-L6-v2 embeds about 34 short texts a second on the 2-core CI machine (measured by
+# bench/bench_rag_index.py); loading it takes about 3 s there.
+EMBED_TEXTS_PER_S = 34.0
+
+
+EMBEDDER_LOAD_S = 3.0
+
+
+EMBEDDER_GB = 0.35  # sentence-transformers and the embedding model in RAM
+
+
+# QLoRA de-quantises each 4-bit projection in the forward and backward passes: bitsandbytes'
+# kernels cost about 1.3x LoRA's step on a GPU (QLoRA paper, Dettmers et al. 2023, Table 9).
+QLORA_SLOWDOWN = 1.3
+
+
+# The forgetting probe: 32 multiple-choice questions, scored before and after training.
+FORGETTING_TOKENS = 2 * 32 * 90
+
+
+PASSAGE_OVERHEAD_TOKENS = 8  # numbering and separators per retrieved passage
+
+
+EMBEDDING_SELECTORS = ("few-shot-embedding", "few-shot-mmr")
+
+
+FINETUNING = ("lora", "qlora", "full-ft")
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    """Token counts of the task as the model's tokenizer sees them (means per row)."""
+
+    name: str
+    kind: str
+    n_train: int
+    n_eval: int  # rows the run scores
+    n_labels: int
+    prompt_tokens: float  # the zero-shot prompt
+    example_tokens: float  # one train row shown as a few-shot example (question and answer)
+    answer_tokens: float  # a gold answer
+    label_tokens: float  # a label plus the end-of-turn text
+    train_tokens: int  # every train row as prompt + completion, summed
+    corpus_tokens: int = 0
+    max_new_tokens: int = 20
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The model's speed on this machine, from the timing probe."""
+
+    model: str
+    machine: str  # Machine.key()
+    device: str
+    forward_s_per_token: float  # a prompt's forward pass, per token
+    decode_s_per_step: float  # one generation step for a batch of `decode_batch` rows
+    decode_batch: int
+    train_s_per_token: dict[str, float]  # "lora", "full-ft": forward + backward + AdamW step
+    load_s: float  # loading the model from its checkpoint
+    probe_s: float  # how long the probe took
+    measured_at: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The run's settings that change time and memory (defaults as `adaptwise run`'s)."""
+
+    k: int = 4
+    batch_size: int = 16  # generation batch
+    precision: str = "fp32"  # resolved: bf16 | fp16 | fp32 (experiments/precision.py)
+    ft_batch: int = 4
+    ft_max_length: int = 256
+    ft_epochs: float = 1.0
+    ft_max_steps: int = 0
+    ft_rank: int = 16
+    ft_val_fraction: float = 0.1
+    ft_evals_per_epoch: int = 2
+    ft_forgetting_probe: bool = True
+    ft_lora_dropout: float = 0.0
+    # The memory settings given in the task file or on the command line (None: the fit
+    # chooses them, as the run does), the fit's mode and its memory override.
+    ft_gradient_checkpointing: bool | None = None
+    ft_accumulation: int | None = None
+    ft_optimizer: str | None = None
+    ft_fit: str = "auto"
+    ft_fit_memory_gb: float | None = None
+    rag_k: int = 2
+    rag_chunk_tokens: int = 64
+    rag_overlap_tokens: int = 8
+    rag_shots: int = 2
+
+
+def prompt_tokens(method: str, stats: TaskStats, settings: RunSettings) -> float:
+    """Mean prompt tokens of `method` on the task."""
+    base, k = split_k(method, settings.k)
+    if base in ("rag",) or base.startswith("rag"):
+        passage = settings.rag_chunk_tokens + PASSAGE_OVERHEAD_TOKENS
+        shots = settings.rag_shots * (passage + stats.example_tokens)
+        return stats.prompt_tokens + settings.rag_k * passage + shots
+    if base.startswith("few-shot"):
+        return stats.prompt_tokens + k * stats.example_tokens
+    return stats.prompt_tokens
+
+
+def score_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSettings) -> float:
+    """Scoring the eval rows: prompt forward passes, plus label continuations (classification)
+    or generation steps shared by a batch (qa, generation)."""
+    tokens = prompt_tokens(method, stats, settings)
+    if stats.kind == "classification":
+        per_row = (tokens + stats.n_labels * stats.label_tokens) * rates.forward_s_per_token
+        return stats.n_eval * per_row
+    batch = max(1, min(settings.batch_size, stats.n_eval))
+    batches = math.ceil(stats.n_eval / batch)
+    steps = stats.max_new_tokens
+    decode = rates.decode_s_per_step * max(1.0, batch / max(rates.decode_batch, 1)) ** 0.5
+    return stats.n_eval * tokens * rates.forward_s_per_token + batches * steps * decode
+
+
+def prepare_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSettings) -> float:
+    """Preparing the method before it scores: embedding, indexing, training."""
+    base, _ = split_k(method, settings.k)
+    total = 0.0
+    parts = base.split("+")
+    if any(p in EMBEDDING_SELECTORS for p in parts):
+        total += EMBEDDER_LOAD_S + stats.n_train / EMBED_TEXTS_PER_S
+    if any(p.startswith("rag") for p in parts):
+        step = max(settings.rag_chunk_tokens - settings.rag_overlap_tokens, 1)
+        chunks = math.ceil(stats.corpus_tokens / step) if stats.corpus_tokens else 0
+        total += EMBEDDER_LOAD_S + (chunks + stats.n_train) / EMBED_TEXTS_PER_S
+    tuned = next((p for p in parts if p in FINETUNING), None)
+    if tuned:
+        total += training_seconds(tuned, stats, rates, settings)
+    return total
+
+
+def training_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSettings) -> float:
+    """Load a fresh copy, train (tokens x measured s/token), validate, and run the forgetting
+    probe before and after."""
+    per_token = rates.train_s_per_token.get("full-ft" if method == "full-ft" else "lora")
+    if per_token is None:
+        per_token = rates.train_s_per_token.get("lora", 0.0)
+    if method == "qlora":
+        per_token *= QLORA_SLOWDOWN
+    train_share = 1 - settings.ft_val_fraction
+    epoch_tokens = stats.train_tokens * train_share
+    tokens = epoch_tokens * settings.ft_epochs
+    if settings.ft_max_steps:
+        tokens = min(tokens, settings.ft_max_steps * settings.ft_batch * settings.ft_max_length)
+    epochs_run = tokens / max(epoch_tokens, 1)
+    val_tokens = stats.train_tokens * settings.ft_val_fraction
+    evaluations = math.ceil(settings.ft_evals_per_epoch * epochs_run) if val_tokens else 0
+    validate = evaluations * val_tokens * rates.forward_s_per_token
+    probe = FORGETTING_TOKENS * rates.forward_s_per_token if settings.ft_forgetting_probe else 0.0
+    return rates.load_s + tokens * per_token + validate + probe
+
+
+def peak_memory(
+    method: str, shape, stats: TaskStats, settings: RunSettings, device: str
+) -> tuple[object, dict]:
+    """The estimator's inference peak for a prompting or RAG `method` in the run's settings,
+    and those settings (for suggest_fit). Fine-tuning methods go through `_fit` in plan.py."""
+    from advisor.memory import estimate
+
+    tokens = prompt_tokens(method, stats, settings)
+    batch = stats.n_labels if stats.kind == "classification" else settings.batch_size
+    seq = tokens + (stats.label_tokens if stats.kind == "classification" else stats.max_new_tokens)
+    memo = {
+        "batch": max(1, batch),
+        "seq": max(1, math.ceil(seq)),
+        "precision": settings.precision,
+        "device": device,
+    }
+    return estimate(shape, "inference", **memo), memo
+
+
+def split_k(method: str, default_k: int) -> tuple[str, int]:
+    match = re.fullmatch(r"(.+?)-k(\d+)", method)
+    return (match.group(1), int(match.group(2))) if match else (method, default_k)

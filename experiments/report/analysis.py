@@ -1,0 +1,194 @@
+"""What the comparison report says, computed once for report.md and report.html: confidence
+intervals, paired tests, costs, the Pareto front, the per-example matrix and the verdict.
+
+Input is a run's results.json (as a dict) and its prediction records (the rows of
+predictions.jsonl, read by experiments/report/run_folder.py); fields that older runs lack come
+out as None ("n/a" in the reports). The row-by-row tests are in comparisons.py, the label
+collapse in collapse.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from experiments.report import costs as cost_fns
+from experiments.report import stats
+from experiments.report.collapse import collapses
+from experiments.report.comparisons import by_method, compare_methods, row_scores, statistic_for
+
+BASELINE = "zero-shot"
+
+
+def analyse(
+    results: dict,
+    records: list[dict],
+    prices: dict | None = None,
+    seed: int | None = None,
+    resamples: int = stats.RESAMPLES,
+) -> dict:
+    """Everything the reports show, as plain data."""
+    task, methods = results["task"], results["methods"]
+    metric = task["metric"]
+    seed = seed if seed is not None else int((results.get("options") or {}).get("seed") or 0)
+    prices = prices or cost_fns.prices_for(results)
+    preds = by_method(records)
+    names = list(methods)
+    metric_names = list(next(iter(methods.values())).get("metrics", {})) if methods else []
+
+    intervals: dict[str, dict[str, dict | None]] = {}
+    for name in names:
+        rows = list(preds.get(name, {}).values())
+        intervals[name] = {}
+        for m in metric_names:
+            if not rows:
+                intervals[name][m] = None
+                continue
+            ci = stats.bootstrap_ci(
+                statistic_for(task, m, rows), len(rows), seed=seed, resamples=resamples
+            )
+            intervals[name][m] = ci.to_dict()
+
+    scores = {n: methods[n].get("metrics", {}).get(metric) for n in names}
+    scored = {n: s for n, s in scores.items() if s is not None}
+    best = max(scored, key=scored.get) if scored else None
+
+    tests: dict[str, dict[str, dict | None]] = {}
+    for name in names:
+        tests[name] = {}
+        for label, other in (("zero-shot", BASELINE), ("best", best)):
+            if other is None or other == name or other not in methods:
+                tests[name][label] = None
+                continue
+            a, b = preds.get(name, {}), preds.get(other, {})
+            shared = [i for i in a if i in b]
+            if not shared:
+                tests[name][label] = None
+                continue
+            test = compare_methods(
+                task, metric, [a[i] for i in shared], [b[i] for i in shared], seed, resamples
+            )
+            tests[name][label] = {**test.to_dict(), "against": other}
+
+    cost = {n: cost_fns.method_costs(methods[n], prices) for n in names}
+    points = {
+        n: (scored[n], cost[n]["per_1k_queries"])
+        for n in names
+        if n in scored and cost[n]["per_1k_queries"] is not None
+    }
+    front = stats.pareto_front(points)
+
+    return {
+        "task": task,
+        "metric": metric,
+        "metric_names": metric_names,
+        "methods": names,
+        "seed": seed,
+        "resamples": resamples,
+        "intervals": intervals,
+        "best": best,
+        "tests": tests,
+        "costs": cost,
+        "prices": prices,
+        "pareto": front,
+        "matrix": per_example_matrix(task, names, preds, metric),
+        "winners": winners(names, scored, tests, cost, best),
+        "verdict": advisor_verdict(results, tests),
+        "collapse": collapses(task, names, preds),
+        "calibrated": bool((results.get("options") or {}).get("calibrate")),
+    }
+
+
+def winners(names, scored, tests, cost, best) -> dict:
+    """Quality winner (and whether its lead is significant); cost winner: the cheapest method per
+    1,000 queries whose quality is not significantly below the quality winner's."""
+    if best is None:
+        return {}
+    runner_up = max((n for n in scored if n != best), key=scored.get, default=None)
+    lead_test = (tests.get(runner_up) or {}).get("best") if runner_up else None
+    tied = [n for n in names if n != best and n in scored and not _worse(tests, n)]
+    priced = {
+        n: cost[n]["per_1k_queries"] for n in [best, *tied] if cost[n]["per_1k_queries"] is not None
+    }
+    cheapest_ok = min(priced, key=priced.get) if priced else None
+    all_priced = {
+        n: c["per_1k_queries"] for n, c in cost.items() if c["per_1k_queries"] is not None
+    }
+    return {
+        "quality": best,
+        "quality_score": scored[best],
+        "runner_up": runner_up,
+        "lead_p": lead_test["p"] if lead_test else None,
+        "lead_significant": bool(lead_test and lead_test["p"] < stats.ALPHA),
+        "tied_with_best": tied,
+        "cost": cheapest_ok,
+        "cheapest": min(all_priced, key=all_priced.get) if all_priced else None,
+    }
+
+
+def _worse(tests: dict, name: str) -> bool:
+    test = (tests.get(name) or {}).get("best")
+    return bool(test and test["p"] < stats.ALPHA and test["diff"] < 0)
+
+
+def per_example_matrix(task: dict, names: list[str], preds: dict, metric: str) -> list[dict]:
+    """One entry per eval row (in the first method's order): gold, and per method its output,
+    whether it is correct, and for retrieving methods the retrieved passage ids."""
+    order: list[str] = []
+    seen = set()
+    for name in names:
+        for row_id in preds.get(name, {}):
+            if row_id not in seen:
+                seen.add(row_id)
+                order.append(row_id)
+    rows = []
+    for row_id in order:
+        cells = {}
+        gold = None
+        for name in names:
+            rec = preds.get(name, {}).get(row_id)
+            if rec is None:
+                continue
+            gold = rec.get("gold", gold)
+            retrieved = rec.get("retrieved")
+            cells[name] = {
+                "output": str(rec.get("output", "")),
+                "correct": bool(rec.get("correct")),
+                "score": row_scores(task["kind"], rec).get(metric),
+                "retrieved": [str(r.get("id")) for r in retrieved if isinstance(r, dict)]
+                if isinstance(retrieved, list)
+                else None,
+            }
+        verdicts = {c["correct"] for c in cells.values()}
+        rows.append({"id": row_id, "gold": gold, "cells": cells, "disagree": len(verdicts) > 1})
+    return rows
+
+
+def advisor_verdict(results: dict, tests: dict | None = None) -> dict | None:
+    """What the advisor recommends for this task (from what results.json tells) and whether the
+    measured results agree: advisor.recommend and advisor.verdict, reused as they are."""
+    try:
+        from advisor.recommend import recommend
+        from advisor.verdict import answers_from_results, verdict
+    except ImportError:  # pragma: no cover - advisor ships with experiments
+        return None
+    answers = answers_from_results(results)
+    rec = recommend(answers)
+    p_vs = {
+        against: {n: t[against]["p"] for n, t in (tests or {}).items() if t.get(against)}
+        for against in ("zero-shot", "best")
+    }
+    judged = verdict(rec, results, p_vs_zero=p_vs["zero-shot"], p_vs_best=p_vs["best"])
+    return {
+        "ladder": rec.methods,
+        "reasons": {r.method: r.reasons for r in rec.ladder},
+        "warnings": rec.warnings,
+        "holds": None if judged is None else judged.holds,
+        "text": None if judged is None else judged.text,
+        "answers": answers.to_dict(),
+    }
+
+
+def nan_to_none(value):
+    if isinstance(value, float) and (np.isnan(value) or np.isinf(value)):
+        return None
+    return value
