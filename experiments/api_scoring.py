@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments.api_model import ApiRequestFailed, ApiResponse
-from experiments.methods import Prediction
+from experiments.prediction import Prediction
 
 LOGLIKELIHOOD = "label log-likelihood (server prompt logprobs)"
 CONSTRAINED = "constrained generation (answer mapped to a label)"

@@ -10,28 +10,17 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from experiments.api_model import is_api_model
 from experiments.context import RunContext
 from experiments.errors import AdaptwiseError
+from experiments.prediction import Prediction
 from experiments.prompts import Prompt
 from experiments.task import Row
 
 Progress = Callable[[int], None]
-
-
-@dataclass
-class Prediction:
-    id: str
-    prompt: str
-    output: str
-    gold: str
-    prompt_tokens: int
-    generated_tokens: int
-    extra: dict = field(default_factory=dict)
 
 
 class Method(ABC):
