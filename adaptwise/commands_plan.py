@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from adaptwise.api_options import add_api_options
 from experiments.precision import PRECISIONS
 
 
@@ -58,6 +59,7 @@ def register(sub, add_run_options) -> None:
         help="a fine-tuning setting, as `run --finetune` (e.g. batch_size=8)",
     )
     plan.add_argument("--json", action="store_true", help="machine-readable output")
+    add_api_options(plan)  # --model openai:NAME: time a few real requests, price the tokens
     plan.set_defaults(handler=cmd_plan)
 
 
@@ -68,6 +70,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from experiments.errors import AdaptwiseError
     from experiments.task import load_task
 
+    if args.model and args.model.startswith("openai:"):
+        from adaptwise.plan_served import cmd_plan_served
+
+        return cmd_plan_served(args)
+    from adaptwise.api_options import api_run_options
+
+    api_run_options(args)  # --base-url or --tokenizer without a served model: one line
     if args.limit < 0:
         raise AdaptwiseError("--limit must be 0 (all rows) or more")
     budget = parse_budget(args.budget) if args.budget is not None else None
