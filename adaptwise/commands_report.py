@@ -12,12 +12,20 @@ from pathlib import Path
 def register(subparsers, add_run_options) -> None:
     report = subparsers.add_parser(
         "report",
-        help="re-render a run's report.md and report.html",
+        help="re-render a run's report.md and report.html, or combine several runs' into one",
         description="Re-render report.md and report.html of a run folder from its results.json "
         "and predictions.jsonl (confidence intervals, paired tests, costs, the per-example "
-        "matrix). Prices given here override the task file's costs: section.",
+        "matrix). With several run folders of the same task and eval rows (e.g. a hosted "
+        "model's prompting and a small model's LoRA), write one report holding all their "
+        "methods into --out. Prices given here override the runs' own (the task file's costs: "
+        "section); where a served model's method is in the report, token prices price the "
+        "served methods only.",
     )
-    report.add_argument("dir", type=Path, help="a run's output folder (adaptwise run --out)")
+    report.add_argument(
+        "dirs", type=Path, nargs="+", metavar="DIR", help="run output folders (adaptwise run --out)"
+    )
+    report.add_argument("--out", type=Path, help="the combined report's folder (several DIRs)")
+    report.add_argument("--overwrite", action="store_true", help="replace a combined --out")
     _stats_options(report)
     _price_options(report)
     report.set_defaults(handler=cmd_report)
@@ -60,19 +68,49 @@ def _check_stats_args(args) -> None:
 
 
 def cmd_report(args) -> int:
-    from experiments.report.costs import FLAGS, parse_prices, prices_for
+    from experiments.errors import AdaptwiseError
+    from experiments.report.costs import FLAGS, parse_prices
     from experiments.report.run_folder import load_run
     from experiments.report.write import write_reports
 
     _check_stats_args(args)
-    results, records = load_run(args.dir)
     overrides = {key: getattr(args, flag) for flag, key in FLAGS.items()}
     overrides = parse_prices({k: v for k, v in overrides.items() if v is not None}, "prices")
     if args.currency:
         overrides["currency"] = args.currency
-    prices = prices_for(results, overrides)
-    write_reports(args.dir, results, records, prices, args.seed, args.resamples)
-    print(f"Written: {args.dir / 'report.md'}, {args.dir / 'report.html'}")
+    if len(args.dirs) > 1:
+        return _combined_report(args, overrides)
+    if args.out is not None:
+        raise AdaptwiseError("--out is for several run folders; one is re-rendered in place")
+    folder = args.dirs[0]
+    results, records = load_run(folder)
+    command = "report" if results.get("combined_from") else "run"
+    write_reports(folder, results, records, None, args.seed, args.resamples, overrides, command)
+    print(f"Written: {folder / 'report.md'}, {folder / 'report.html'}")
+    return 0
+
+
+def _combined_report(args, overrides: dict) -> int:
+    from experiments.errors import AdaptwiseError
+    from experiments.outputs import check_replaceable
+    from experiments.report.combine import combine
+    from experiments.report.run_folder import load_run
+    from experiments.report.write import write_combined
+
+    if args.out is None:
+        raise AdaptwiseError("several run folders make one report: give its folder with --out")
+    resolved = [d.resolve() for d in args.dirs]
+    twice = next((d for i, d in enumerate(args.dirs) if resolved[i] in resolved[:i]), None)
+    if twice is not None:
+        raise AdaptwiseError(f"{twice}: given twice; give each run folder once")
+    check_replaceable(args.out, "report", args.overwrite, args.dirs)
+    runs = [(d, *load_run(d)) for d in args.dirs]
+    results, records = combine(runs)
+    write_combined(args.out, results, records, overrides, args.seed, args.resamples)
+    print(
+        f"Written: {args.out / 'report.md'}, {args.out / 'report.html'} "
+        f"({len(results['methods'])} methods from {len(runs)} runs)"
+    )
     return 0
 
 

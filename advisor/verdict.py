@@ -126,7 +126,7 @@ def _missing(rec: Recommendation, scores: dict) -> str | None:
     """What must be measured before the run can confirm or contradict the advice."""
     rungs = [m for m in rec.methods if m != "zero-shot"]
     has_zero = "zero-shot" in scores
-    climbed = not rungs or any(m != "zero-shot" and _on_ladder(m, rec) for m in scores)
+    climbed = not rungs or any(_family(m) != "zero-shot" and _on_ladder(m, rec) for m in scores)
     rung = f"rung of the recommended ladder above zero-shot (first: {rungs[0]})" if rungs else ""
     if not has_zero and not climbed:
         return f"neither zero-shot (the baseline) nor a {rung} was measured; run both to judge"
@@ -166,8 +166,9 @@ def _next_rung(rec: Recommendation, scores: dict) -> str | None:
 
 
 def _family(method: str) -> str:
-    """The rung a method variant belongs to: few-shot-jaccard-k8 -> few-shot, rag-dense -> rag."""
-    base = re.sub(r"-k\d+$", "", method)
+    """The rung a method variant belongs to: few-shot-jaccard-k8 -> few-shot, rag-dense -> rag;
+    a combined report's `lora @ MODEL` -> lora."""
+    base = re.sub(r"-k\d+$", "", method.split(" @ ")[0])
     for family in ("few-shot", "rag"):
         if base == family or base.startswith(family + "-"):
             return family

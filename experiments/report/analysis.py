@@ -25,12 +25,17 @@ def analyse(
     prices: dict | None = None,
     seed: int | None = None,
     resamples: int = stats.RESAMPLES,
+    overrides: dict | None = None,
 ) -> dict:
-    """Everything the reports show, as plain data."""
+    """Everything the reports show, as plain data. `prices` (all methods alike) or `overrides`
+    (on each method's own prices: costs.method_prices) set the prices."""
     task, methods = results["task"], results["methods"]
     metric = task["metric"]
     seed = seed if seed is not None else int((results.get("options") or {}).get("seed") or 0)
-    prices = prices or cost_fns.prices_for(results)
+    given = prices
+    prices = prices or cost_fns.prices_for(results, overrides)
+    each_prices = cost_fns.method_prices(results, overrides, fixed=given)
+    baseline = results.get("baseline") or BASELINE
     preds = by_method(records)
     names = list(methods)
     metric_names = list(next(iter(methods.values())).get("metrics", {})) if methods else []
@@ -55,7 +60,7 @@ def analyse(
     tests: dict[str, dict[str, dict | None]] = {}
     for name in names:
         tests[name] = {}
-        for label, other in (("zero-shot", BASELINE), ("best", best)):
+        for label, other in (("zero-shot", baseline), ("best", best)):
             if other is None or other == name or other not in methods:
                 tests[name][label] = None
                 continue
@@ -69,7 +74,7 @@ def analyse(
             )
             tests[name][label] = {**test.to_dict(), "against": other}
 
-    cost = {n: cost_fns.method_costs(methods[n], prices) for n in names}
+    cost = {n: cost_fns.method_costs(methods[n], each_prices[n]) for n in names}
     points = {
         n: (scored[n], cost[n]["per_1k_queries"])
         for n in names
@@ -89,6 +94,10 @@ def analyse(
         "tests": tests,
         "costs": cost,
         "prices": prices,
+        "prices_text": cost_fns.describe_methods(
+            prices, each_prices, [n for n in names if cost_fns.served(methods[n])]
+        ),
+        "baseline": baseline,
         "pareto": front,
         "matrix": per_example_matrix(task, names, preds, metric),
         "winners": winners(names, scored, tests, cost, best),
@@ -171,6 +180,14 @@ def advisor_verdict(results: dict, tests: dict | None = None) -> dict | None:
         from advisor.verdict import answers_from_results, verdict
     except ImportError:  # pragma: no cover - advisor ships with experiments
         return None
+    baseline = results.get("baseline") or BASELINE
+    if baseline != BASELINE:  # a combined report: its baseline is the advisor's zero-shot
+        rename = {baseline: BASELINE}
+        results = {
+            **results,
+            "methods": {rename.get(n, n): e for n, e in results["methods"].items()},
+        }
+        tests = {rename.get(n, n): t for n, t in (tests or {}).items()}
     answers = answers_from_results(results)
     rec = recommend(answers)
     p_vs = {

@@ -80,12 +80,13 @@ def pareto(analysis: dict) -> list[str]:
     fig.tight_layout()
     from experiments.report.costs import describe
 
+    prices_text = analysis.get("prices_text") or describe(analysis["prices"])
     out += [
         figure(fig, "Quality against cost per 1,000 queries; the Pareto front in green"),
         "<p>Pareto front (no other method is both better and cheaper): "
         + (", ".join(f'<span class="front">{escape(n)}</span>' for n in front) or "n/a")
         + "</p>",
-        f'<p class="muted">{escape(describe(analysis["prices"]))} Set prices in the task '
+        f'<p class="muted">{escape(prices_text)} Set prices in the task '
         "file's <code>costs:</code> section or with <code>adaptwise report DIR "
         "--gpu-hour-price ...</code>.</p>",
         "</section>",

@@ -9,6 +9,11 @@ illustrative on-demand cloud prices, not quotes: set your own.
 - Tokens: mean prompt and generated tokens per query x the price per 1,000 tokens (0 by default:
   a self-hosted model pays for compute). A served model's method (`--model openai:NAME`) counts
   the tokens of the server's `usage` and no compute hours: its price is its tokens'.
+- Who pays tokens: in a report that holds a served method, the token prices are that model's,
+  so they price the served methods only and a local method pays its compute hours alone. In a
+  report with no served method they price every method (the user set them for these models).
+- A combined report (`adaptwise report DIR1 DIR2 --out ...`) prices each method with its own
+  run's recorded `costs` (its entry's `costs`), then the command line's.
 """
 
 from __future__ import annotations
@@ -62,6 +67,36 @@ def prices_for(results: dict, overrides: dict | None = None) -> dict:
     return prices
 
 
+TOKEN_KEYS = ("prompt_per_1k_tokens", "generated_per_1k_tokens")
+
+
+def served(entry: dict) -> bool:
+    """A method run on a served model (`--model openai:NAME`): its results entry has `api`."""
+    return isinstance(entry.get("api"), dict)
+
+
+def method_prices(
+    results: dict, overrides: dict | None = None, fixed: dict | None = None
+) -> dict[str, dict]:
+    """The prices of each method: `fixed` when given, else defaults, the run's (or, in a combined
+    report, the method's own run's) recorded `costs`, then `overrides`; token prices are 0 for a
+    local method when any method of the report is served (see the module's docstring)."""
+    methods = results.get("methods") or {}
+    any_served = any(served(e) for e in methods.values() if isinstance(e, dict))
+    out = {}
+    for name, entry in methods.items():
+        if fixed is not None:
+            prices = dict(fixed)
+        elif isinstance(entry.get("costs"), dict):
+            prices = prices_for({"costs": entry["costs"]}, overrides)
+        else:
+            prices = prices_for(results, overrides)
+        if any_served and not served(entry):
+            prices.update(dict.fromkeys(TOKEN_KEYS, 0.0))
+        out[name] = prices
+    return out
+
+
 def _num(value) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -70,8 +105,8 @@ def method_costs(entry: dict, prices: dict) -> dict:
     """Cost figures of one results.json method entry; None where the run did not measure it."""
     on_gpu = entry.get("peak_memory_kind") == "GPU memory"
     hour = prices["gpu_hour"] if on_gpu else prices["cpu_hour"]
-    served = isinstance(entry.get("api"), dict)  # a served model: its tokens are the bill
-    if served:
+    is_served = served(entry)  # a served model: its tokens are the bill
+    if is_served:
         hour = 0.0
     per_query_s = _num(entry.get("inference_s_per_example"))
     prompt = _num(entry.get("prompt_tokens_mean"))
@@ -85,7 +120,7 @@ def method_costs(entry: dict, prices: dict) -> dict:
         per_1k += (generated or 0) * prices["generated_per_1k_tokens"]
     training = entry.get("training") if isinstance(entry.get("training"), dict) else None
     return {
-        "hardware": "API" if served else "GPU" if on_gpu else "CPU",
+        "hardware": "API" if is_served else "GPU" if on_gpu else "CPU",
         "prepare_s": prepare,
         "train_s": _num(training.get("train_wall_s")) if training else None,
         "latency_p50_s": _num(latency.get("p50_s")),
@@ -108,3 +143,37 @@ def describe(prices: dict) -> str:
         "query x hour price / 3600 + tokens per query x token price / 1000); preparation cost = "
         "preparation seconds (index build, example embedding, training) x hour price / 3600."
     )
+
+
+def describe_methods(prices: dict, by_method: dict[str, dict], served_names: list[str]) -> str:
+    """`describe` for a report whose methods are priced apart: one price set per group of
+    methods, and who pays tokens."""
+    groups: dict[str, list[str]] = {}
+    for name, p in by_method.items():
+        shown = {k: v for k, v in p.items() if k in DEFAULT_PRICES}
+        if name in served_names:  # a served method pays no hours: show its token prices only
+            shown = {k: v for k, v in shown.items() if k in TOKEN_KEYS}
+        key = ", ".join(f"{_PRICE_TITLES[k]} {v:g}" for k, v in shown.items())
+        groups.setdefault(key, []).append(name)
+    if len(groups) <= 1 and not served_names:
+        return describe(prices)
+    cur = prices.get("currency", CURRENCY)
+    parts = [f"{key} ({', '.join(names)})" for key, names in groups.items()]
+    text = f"Prices ({cur}): " + "; ".join(parts) + "."
+    if served_names and len(served_names) < len(by_method):
+        text += (
+            " Served methods pay their tokens (the server's usage) and no compute hours; local "
+            "methods pay compute hours, not the token prices, which are the served model's."
+        )
+    return text + (
+        " Cost per 1,000 queries = 1,000 x (seconds per query x hour price / 3600 + tokens per "
+        "query x token price / 1000); preparation cost = preparation seconds x hour price / 3600."
+    )
+
+
+_PRICE_TITLES = {
+    "gpu_hour": "GPU hour",
+    "cpu_hour": "CPU hour",
+    "prompt_per_1k_tokens": "per 1k prompt tokens",
+    "generated_per_1k_tokens": "per 1k generated tokens",
+}

@@ -240,3 +240,19 @@ def format_short(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def combined_text(results: dict) -> str | None:
+    """Which runs a combined report (`adaptwise report DIR1 DIR2 --out`) holds; None otherwise."""
+    sources = results.get("combined_from")
+    if not isinstance(sources, list) or not sources:
+        return None
+    parts = [
+        f"{s.get('folder')} ({s.get('model')}: {', '.join(s.get('methods') or {})})"
+        for s in sources
+        if isinstance(s, dict)
+    ]
+    text = "Combined from " + "; ".join(parts) + "."
+    if results.get("baseline"):
+        text += f" Baseline of the zero-shot tests and the verdict: {results['baseline']}."
+    return text

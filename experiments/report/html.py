@@ -18,6 +18,7 @@ from experiments.report import formatting as fm
 from experiments.report.charts import ci_plot, loss_image, pareto, setup_matplotlib
 from experiments.report.formatting import (
     METRIC_TITLES,
+    combined_text,
     format_duration,
     money_text,
     num_text,
@@ -78,6 +79,7 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
             f"{METRIC_TITLES.get(task['metric'], task['metric'])}"
         )
         + "</p>",
+        f'<p class="muted">{escape(combined_text(results))}</p>' if combined_text(results) else "",
     ]
     if not methods:
         parts.append("<p>No method has finished yet.</p>")

@@ -10,6 +10,7 @@ from experiments.report.formatting import (
     CURVE_HEADER,
     METRIC_TITLES,
     SWEEP_HEADER,
+    combined_text,
     curve_rows,
     estimate_error,
     fmt_value,
@@ -46,6 +47,8 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
         ),
         "",
     ]
+    if combined_text(results):
+        lines += [combined_text(results), ""]
     header = ["method"] + [f"{METRIC_TITLES.get(m, m)} [95% CI]" for m in metric_names]
     if calibrated:
         header += [f"{METRIC_TITLES.get(task['metric'], task['metric'])} raw / calibrated"]
@@ -172,7 +175,7 @@ def _cost_section(analysis: dict) -> list[str]:
         + (", ".join(front) if front else "n/a")
         + "."
     )
-    lines += ["", describe(analysis["prices"])]
+    lines += ["", analysis.get("prices_text") or describe(analysis["prices"])]
     return lines
 
 

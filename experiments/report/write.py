@@ -1,12 +1,16 @@
 """write_reports: analyse a run once, then write its report.md and report.html (each atomically,
 never over a report adaptwise did not write). The runner calls it after every method, and
-`adaptwise report DIR` to re-render a run."""
+`adaptwise report DIR` to re-render a run. write_combined writes a combined report's folder
+(`adaptwise report DIR1 DIR2 --out FOLDER`): its results.json, predictions.jsonl and reports."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from experiments.atomic import write_text_atomic
+
+COMBINED_FILES = ("results.json", "predictions.jsonl", "report.md", "report.html")
 
 
 def write_reports(
@@ -16,15 +20,40 @@ def write_reports(
     prices: dict | None = None,
     seed: int | None = None,
     resamples: int | None = None,
+    overrides: dict | None = None,
+    command: str = "run",
 ) -> None:
+    """`prices` price every method alike; `overrides` (the command line's) go over each method's
+    own (experiments/report/costs.py method_prices). `command` owns the folder's manifest."""
     from experiments.outputs import claim
     from experiments.report.analysis import analyse
     from experiments.report.html import render_html
     from experiments.report.markdown import render_report
     from experiments.report.stats import RESAMPLES
 
-    analysis = analyse(results, records, prices, seed, resamples or RESAMPLES)
-    claim(Path(out_dir), "run", ("report.md", "report.html"))
+    analysis = analyse(results, records, prices, seed, resamples or RESAMPLES, overrides)
+    claim(Path(out_dir), command, ("report.md", "report.html"))
     write_text_atomic(Path(out_dir) / "report.md", render_report(results, analysis))
     html = render_html(results, analysis, Path(out_dir))
     write_text_atomic(Path(out_dir) / "report.html", html)
+
+
+def write_combined(
+    out_dir: Path,
+    results: dict,
+    records: list[dict],
+    overrides: dict | None = None,
+    seed: int | None = None,
+    resamples: int | None = None,
+) -> None:
+    """The combined results.json and predictions.jsonl (atomically), then its reports; the
+    folder is claimed for `adaptwise report` (check_replaceable comes first, in the command)."""
+    from experiments.outputs import claim
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    claim(out_dir, "report", COMBINED_FILES)
+    lines = "".join(json.dumps(r) + "\n" for r in records)
+    write_text_atomic(out_dir / "predictions.jsonl", lines)
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_reports(out_dir, results, records, None, seed, resamples, overrides, "report")
