@@ -30,6 +30,11 @@ def register(sub, add_run_options) -> None:
         help="a run's results.json: its measured zero-shot score (and, without --answers, its "
         "train size and corpus) inform the advice",
     )
+    advise.add_argument(
+        "--queries-per-day",
+        help="queries the adapted model will serve per day in production: adds what hosted "
+        "prompting vs an always-on small model costs per month at that volume",
+    )
     advise.add_argument("--save-answers", type=Path, help="write the answers used as YAML")
     advise.add_argument("--json", action="store_true", help="machine-readable output")
     advise.set_defaults(handler=cmd_advise)
@@ -104,6 +109,11 @@ def cmd_advise(args: argparse.Namespace) -> int:
         answers = replace(answers, gpu_memory_gb=detect_gpu_gb())
     if args.model:
         answers = replace(answers, model=args.model)
+    if args.queries_per_day is not None:
+        from advisor.hosting_costs import parse_queries_per_day
+
+        volume = parse_queries_per_day(args.queries_per_day, "--queries-per-day")
+        answers = replace(answers, queries_per_day=volume)
     if args.results:
         from advisor.verdict import answers_from_results
 
@@ -151,5 +161,8 @@ def _print(answers, rec) -> None:
         console.print("\n[bold]Watch out:[/]")
         for warning in rec.warnings:
             console.print(f"  ! {warning}")
+    if rec.hosting:
+        console.print("\n[bold]Per month at your volume:[/]")
+        console.print(f"  {rec.hosting}", highlight=False)
     methods = ",".join(m for m in rec.methods if "+" not in m)
     console.print(f"\nRun it: adaptwise run TASK.yaml --methods {methods}")

@@ -25,6 +25,11 @@ def register(subparsers, add_run_options) -> None:
         "dirs", type=Path, nargs="+", metavar="DIR", help="run output folders (adaptwise run --out)"
     )
     report.add_argument("--out", type=Path, help="the combined report's folder (several DIRs)")
+    report.add_argument(
+        "--queries-per-day",
+        help="add each method's cost per month at this many queries a day (over the task "
+        "file's costs: queries_per_day:)",
+    )
     report.add_argument("--overwrite", action="store_true", help="replace a combined --out")
     _stats_options(report)
     _price_options(report)
@@ -78,6 +83,12 @@ def cmd_report(args) -> int:
     overrides = parse_prices({k: v for k, v in overrides.items() if v is not None}, "prices")
     if args.currency:
         overrides["currency"] = args.currency
+    if args.queries_per_day is not None:
+        from advisor.hosting_costs import parse_queries_per_day
+
+        overrides["queries_per_day"] = parse_queries_per_day(
+            args.queries_per_day, "--queries-per-day"
+        )
     if len(args.dirs) > 1:
         return _combined_report(args, overrides)
     if args.out is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from advisor.hosting_costs import parse_queries_per_day
 from experiments.errors import AdaptwiseError
 
 
@@ -105,6 +106,28 @@ QUESTION_BY_ID = {q.id: q for q in QUESTIONS}
 
 
 @dataclass(frozen=True)
+class NumberQuestion:
+    """A question answered with a number; empty means not answered (None)."""
+
+    id: str
+    text: str
+    why: str
+    placeholder: str
+
+
+# Asked after the choice questions; optional.
+NUMBER_QUESTIONS: tuple[NumberQuestion, ...] = (
+    NumberQuestion(
+        "queries_per_day",
+        "How many queries per day will the adapted model serve in production?",
+        "A hosted model's prompting costs per query; a self-hosted small model costs an "
+        "always-on machine: which is cheaper depends on the volume.",
+        "e.g. 10000; leave empty to skip",
+    ),
+)
+
+
+@dataclass(frozen=True)
 class Answers:
     """The questionnaire's answers, plus what the machine and a first run tell."""
 
@@ -121,6 +144,7 @@ class Answers:
     model: str = "smollm2-135m"  # an architecture name, config.json or model folder
     zero_shot_score: float | None = None  # measured primary metric of zero-shot, 0-1
     has_corpus: bool | None = None  # whether the task names a corpus; None: no task known
+    queries_per_day: float | None = None  # production volume; None: not asked or skipped
 
     def label(self, question_id: str) -> str:
         """The chosen answer as the user read it, for reasons that cite it."""
@@ -155,6 +179,8 @@ def parse_answers(data: object, source: str = "answers") -> Answers:
                 raise AdaptwiseError(f"{source}: {key} must be a non-negative number")
             if key == "zero_shot_score" and value > 1:
                 raise AdaptwiseError(f"{source}: zero_shot_score is a fraction between 0 and 1")
+        elif key == "queries_per_day":
+            value = parse_queries_per_day(value, f"{source}: queries_per_day")
         elif key == "has_corpus" and value is not None and not isinstance(value, bool):
             raise AdaptwiseError(f"{source}: has_corpus must be true or false")
         values[key] = value
@@ -185,5 +211,8 @@ def dump_answers(answers: Answers) -> str:
         f"gpu_memory_gb: {answers.gpu_memory_gb if answers.gpu_memory_gb is not None else 'null'}",
         "# model architecture name, config.json or model folder",
         f"model: {answers.model}",
+        f"# {NUMBER_QUESTIONS[0].text} (a number, or null)",
+        "queries_per_day: "
+        + (f"{answers.queries_per_day:g}" if answers.queries_per_day is not None else "null"),
     ]
     return "\n".join(lines) + "\n"

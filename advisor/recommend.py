@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from advisor.hosting_costs import advice_line
 from advisor.questions import Answers
 
 # Order of the ladder: cheapest first (Meta, "Adapting LLMs", part 1).
@@ -38,6 +39,7 @@ class Recommendation:
     ladder: list[Rung] = field(default_factory=list)
     ruled_out: list[Rung] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    hosting: str | None = None  # per month at the answered queries/day; None: not answered
 
     @property
     def methods(self) -> list[str]:
@@ -139,6 +141,8 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
     )
     rec.ruled_out.append(Rung("pre-training", ["10^5-10^7 GPU hours: not viable"]))
     _warnings(a, rec)
+    if a.queries_per_day is not None:
+        rec.hosting = advice_line(a.queries_per_day, gpu=a.gpu_memory_gb is not None)
     rec.ladder.sort(key=lambda r: ORDER.index(r.method) if r.method in ORDER else len(ORDER))
     return rec
 

@@ -97,6 +97,7 @@ def analyse(
         "prices_text": cost_fns.describe_methods(
             prices, each_prices, [n for n in names if cost_fns.served(methods[n])]
         ),
+        "monthly_text": _monthly(prices, each_prices, cost),
         "baseline": baseline,
         "pareto": front,
         "matrix": per_example_matrix(task, names, preds, metric),
@@ -105,6 +106,11 @@ def analyse(
         "collapse": collapses(task, names, preds),
         "calibrated": bool((results.get("options") or {}).get("calibrate")),
     }
+
+
+def _monthly(prices: dict, each_prices: dict, cost: dict) -> str | None:
+    volume = cost_fns.queries_per_day(prices, *each_prices.values())
+    return None if volume is None else cost_fns.monthly_text(cost, each_prices, volume)
 
 
 def winners(names, scored, tests, cost, best) -> dict:

@@ -89,8 +89,10 @@ def pareto(analysis: dict) -> list[str]:
         f'<p class="muted">{escape(prices_text)} Set prices in the task '
         "file's <code>costs:</code> section or with <code>adaptwise report DIR "
         "--gpu-hour-price ...</code>.</p>",
-        "</section>",
     ]
+    if analysis.get("monthly_text"):
+        out.append(f"<p>{escape(analysis['monthly_text'])}</p>")
+    out.append("</section>")
     return out
 
 

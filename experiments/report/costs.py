@@ -18,15 +18,10 @@ illustrative on-demand cloud prices, not quotes: set your own.
 
 from __future__ import annotations
 
+from advisor import hosting_costs as monthly
+from advisor.hosting_costs import CURRENCY, DEFAULT_PRICES, money, parse_queries_per_day
 from experiments.errors import AdaptwiseError
 
-DEFAULT_PRICES: dict[str, float] = {
-    "gpu_hour": 2.00,  # about one on-demand datacenter GPU hour (A100/H100 class), USD
-    "cpu_hour": 0.10,  # about a 2-vCPU on-demand cloud VM hour, USD
-    "prompt_per_1k_tokens": 0.0,
-    "generated_per_1k_tokens": 0.0,
-}
-CURRENCY = "USD"
 FLAGS = {  # command-line flag -> price key
     "gpu_hour_price": "gpu_hour",
     "cpu_hour_price": "cpu_hour",
@@ -48,10 +43,13 @@ def parse_prices(section: object, source: str = "costs") -> dict:
                 raise AdaptwiseError(f"{source}: costs currency must be a name such as USD")
             out[key] = value.strip()
             continue
+        if key == "queries_per_day":  # not a price: the volume the monthly line is priced at
+            out[key] = parse_queries_per_day(value, f"{source}: costs queries_per_day")
+            continue
         if key not in DEFAULT_PRICES:
             raise AdaptwiseError(
                 f"{source}: unknown costs key {key!r}; known: "
-                f"{', '.join([*DEFAULT_PRICES, 'currency'])}"
+                f"{', '.join([*DEFAULT_PRICES, 'currency', 'queries_per_day'])}"
             )
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise AdaptwiseError(f"{source}: costs {key} must be a number of 0 or more")
@@ -177,3 +175,38 @@ _PRICE_TITLES = {
     "prompt_per_1k_tokens": "per 1k prompt tokens",
     "generated_per_1k_tokens": "per 1k generated tokens",
 }
+
+
+def queries_per_day(*price_sets: dict) -> float | None:
+    """The volume to price a month at: the first price set that names one (the command line's
+    `--queries-per-day` goes over the task file's `costs: queries_per_day:`)."""
+    return next(
+        (p["queries_per_day"] for p in price_sets if p.get("queries_per_day") is not None), None
+    )
+
+
+def monthly_text(cost: dict[str, dict], each_prices: dict[str, dict], volume: float) -> str:
+    """One line under the cost table: each method per month (30 days) at `volume` queries/day."""
+    parts = []
+    for name, c in cost.items():
+        per_1k = c["per_1k_queries"]
+        if per_1k is None:
+            parts.append(f"{name} n/a")
+            continue
+        cur = each_prices[name].get("currency", CURRENCY)
+        if c["hardware"] == "API":
+            parts.append(f"{name} {money(monthly.from_per_1k(per_1k, volume), cur)} (tokens)")
+            continue
+        hour = each_prices[name]["gpu_hour" if c["hardware"] == "GPU" else "cpu_hour"]
+        s = c["latency_mean_s"] or 0.0
+        n = monthly.machines_needed(volume, s)
+        total = monthly.local_monthly(per_1k, volume, hour, s)
+        parts.append(
+            f"{name} {money(total, cur)} ({n} always-on {c['hardware']} machine{'s' * (n > 1)})"
+        )
+    return (
+        f"Per month at {volume:,.0f} queries/day (30 days): " + ", ".join(parts) + ". Served "
+        "methods: cost per 1,000 queries x queries/day x 30 / 1,000. Local methods: always-on "
+        "machines (24 x 30 h x hour price each; one serves 86,400 / seconds per query queries a "
+        "day, more machines past that) or the per-query cost, whichever is larger."
+    )

@@ -176,6 +176,8 @@ def _cost_section(analysis: dict) -> list[str]:
         + "."
     )
     lines += ["", analysis.get("prices_text") or describe(analysis["prices"])]
+    if analysis.get("monthly_text"):
+        lines += ["", analysis["monthly_text"]]
     return lines
 
 
