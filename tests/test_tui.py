@@ -33,17 +33,21 @@ def test_whole_flow_by_keyboard(tmp_path):
             assert isinstance(app.screen, TaskScreen)
             await pilot.press("down", "enter")  # the second demo task: support-intents
             assert isinstance(app.screen, QuestionnaireScreen)
-            assert "question 1 of 9" in text_of(app, "#progress")
+            assert "question 1 of 10" in text_of(app, "#progress")
             assert "Why it matters" in text_of(app, "#why")
             await pilot.press("enter")  # external knowledge: keep "No"
             await pilot.press("down", "enter")  # custom style: "Yes"
             await pilot.press("left")  # back to question 2, answer kept
-            assert "question 2 of 9" in text_of(app, "#progress")
+            assert "question 2 of 10" in text_of(app, "#progress")
             await pilot.press("enter")
             for _ in range(7):
                 await pilot.press("enter")
+            assert "question 10 of 10" in text_of(app, "#progress")  # queries per day, typed
+            await pilot.press("enter")  # empty: skipped
             assert isinstance(app.screen, RecommendationScreen)
             assert app.session.answers.custom_style == "yes"
+            assert app.session.answers.queries_per_day is None
+            assert "Per month" not in text_of(app, "#warnings")
             ladder = text_of(app, "#ladder")
             assert "zero-shot" in ladder and "custom tone" in ladder  # a reason citing an answer
             await pilot.press("s")
@@ -62,6 +66,31 @@ def test_whole_flow_by_keyboard(tmp_path):
     results = json.loads((tmp_path / "support-intents" / "results.json").read_text())
     assert list(results["methods"]) == ["zero-shot", "few-shot-jaccard"]
     assert results["task"]["n_eval"] == 2
+
+
+def test_queries_per_day_question_shows_a_bad_value_inline_and_adds_the_monthly_line(tmp_path):
+    from tui_fakes import FakeBackends
+
+    async def flow():
+        app = AdaptwiseApp(ROOT / "demo/support-intents", backends=FakeBackends())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            for _ in range(9):
+                await pilot.press("enter")
+            assert "How many queries per day" in text_of(app, "#question")
+            await pilot.press(*"lots", "enter")
+            assert isinstance(app.screen, QuestionnaireScreen)
+            assert "must be a number of 0 or more, not 'lots'" in text_of(app, "#number-error")
+            await pilot.press("up")  # back to the last choice question
+            assert "question 9 of 10" in text_of(app, "#progress")
+            await pilot.press("enter")
+            app.screen.query_one("#number").value = ""
+            await pilot.press(*"10000", "enter")
+            assert isinstance(app.screen, RecommendationScreen)
+            assert app.session.answers.queries_per_day == 10_000
+            assert "USD 810/month" in text_of(app, "#warnings")
+
+    asyncio.run(flow())
 
 
 def test_bad_task_path_shows_one_clear_error(tmp_path):

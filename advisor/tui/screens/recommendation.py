@@ -63,6 +63,8 @@ class RecommendationScreen(Screen):
         ruled += [f" [red]{r.method}[/]: {'; '.join(r.reasons)}" for r in rec.ruled_out]
         self.query_one("#ruled", Static).update("\n".join(ruled))
         warn = ["", "[b]Watch out[/b]"] + [f" ! {w}" for w in rec.warnings] if rec.warnings else []
+        if rec.hosting:
+            warn += ["", "[b]Per month at your volume[/b]", f" {rec.hosting}"]
         self.query_one("#warnings", Static).update("\n".join(warn))
         limit = session.limit
         rows = f"the first {limit} eval rows" if limit else "every eval row"
