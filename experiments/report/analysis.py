@@ -9,8 +9,6 @@ collapse in collapse.py.
 
 from __future__ import annotations
 
-import numpy as np
-
 from experiments.report import costs as cost_fns
 from experiments.report import stats
 from experiments.report.collapse import collapses
@@ -209,9 +207,3 @@ def advisor_verdict(results: dict, tests: dict | None = None) -> dict | None:
         "text": None if judged is None else judged.text,
         "answers": answers.to_dict(),
     }
-
-
-def nan_to_none(value):
-    if isinstance(value, float) and (np.isnan(value) or np.isinf(value)):
-        return None
-    return value
