@@ -163,6 +163,26 @@ def test_without_a_template_messages_go_to_the_chat_endpoint(cli, server, tmp_pa
     assert server.counts["/v1/chat/completions"] - before == 3
 
 
+@pytest.mark.slow
+def test_a_tokenizer_given_renders_the_prompt_when_the_server_has_no_template(
+    cli, server, tmp_path
+):
+    """--tokenizer supplies the chat template that /props would: labels are then scored by
+    log-likelihood through the completions endpoint, as in-process, not by chat messages."""
+    server.props = False
+    methods = ("--methods", "zero-shot", "--limit", "6")
+    chat_before = server.counts["/v1/chat/completions"]
+    code, _, err = cli(
+        "run", INTENTS, *methods, *api_args(server, "--tokenizer", "embedded"), "--out", "api"
+    )
+    assert code == 0, err
+    assert server.counts["/v1/chat/completions"] == chat_before  # rendered here, not there
+    entry = results(tmp_path / "api")["methods"]["zero-shot"]
+    assert entry["scoring"] == "label log-likelihood (server prompt logprobs)"
+    assert cli("run", INTENTS, *methods, "--out", "local")[0] == 0
+    assert_same_scores(tmp_path / "api", tmp_path / "local")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
