@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from advisor.hosting_costs import per_query_token_cost
+
 PROBE_ROWS = 3
 
 
@@ -220,18 +222,12 @@ def _probe(ctx, name, rows, step: ServedStep, n_eval: int, concurrency: int, pri
     step.generated_tokens = float(api.get("completion_tokens") or 0) / len(rows)
     step.usage_reported = bool(api.get("usage_reported", True))
     step.scoring = entry.get("scoring") or ""
-    step.per_1k_queries = per_query_cost(step.prompt_tokens, step.generated_tokens, prices) * 1000
+    step.per_1k_queries = 1000 * per_query_token_cost(
+        step.prompt_tokens, step.generated_tokens, prices
+    )
     step.cost = step.per_1k_queries * n_eval / 1000
     if not step.usage_reported:
         step.notes.append("the server reported no token usage: tokens and cost are unknown (0)")
-
-
-def per_query_cost(prompt_tokens: float, generated_tokens: float, prices: dict) -> float:
-    """One query's price: tokens x price per 1,000 tokens (experiments/report/costs.py)."""
-    return (
-        prompt_tokens * prices.get("prompt_per_1k_tokens", 0.0)
-        + generated_tokens * prices.get("generated_per_1k_tokens", 0.0)
-    ) / 1000
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
