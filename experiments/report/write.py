@@ -53,7 +53,7 @@ def write_combined(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     claim(out_dir, "report", COMBINED_FILES)
-    lines = "".join(json.dumps(r) + "\n" for r in records)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     write_text_atomic(out_dir / "predictions.jsonl", lines)
     write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
     write_reports(out_dir, results, records, None, seed, resamples, overrides, "report")
