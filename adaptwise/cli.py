@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from experiments.startup import start_process
+
+    start_process()  # first: offline, no hub kernels, before any library is imported
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -54,9 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.errors import AdaptwiseError, describe_os_error, is_out_of_memory
 
     debug = args.debug or os.environ.get("ADAPTWISE_DEBUG", "") not in ("", "0")
-    from experiments.quiet import quiet_libraries
-
-    quiet_libraries()
     try:
         if getattr(args, "handler", None):
             return args.handler(args)

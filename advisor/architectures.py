@@ -210,6 +210,9 @@ def _from_hub(repo_id: str) -> ModelShape:
             f"pass a local config.json or one of: {', '.join(KNOWN)}"
         )
 
+    from experiments.offline import allow_hub
+
+    allow_hub()  # a hub id: the user asked for the hub
     try:
         from huggingface_hub import constants, hf_hub_download
         from huggingface_hub.utils import logging as hub_logging

@@ -9,11 +9,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments.context import RunContext, RunOptions  # noqa: E402
-from experiments.quiet import quiet_libraries  # noqa: E402
-from experiments.task import load_task  # noqa: E402
+from experiments.startup import start_process  # noqa: E402
 
-quiet_libraries()
+start_process()  # before the imports below pull in transformers
+
+from experiments.context import RunContext, RunOptions  # noqa: E402
+from experiments.task import load_task  # noqa: E402
 
 
 def demo_context(task: str, **options) -> RunContext:

@@ -265,6 +265,9 @@ def part2(out: Path, smoke: bool) -> dict:
 
 
 def main() -> None:
+    from experiments.startup import start_process
+
+    start_process()  # before transformers, peft or bitsandbytes is imported
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/gpu-check"))
     parser.add_argument("--model", help="part 1's model (default: the embedded SmolLM2)")
@@ -288,9 +291,6 @@ def main() -> None:
         return
     import torch
 
-    from experiments.quiet import quiet_libraries
-
-    quiet_libraries()
     if not torch.cuda.is_available() and not args.smoke:
         raise SystemExit("gpu_check: no CUDA GPU here (use --smoke to check the script on a CPU)")
     args.out.mkdir(parents=True, exist_ok=True)

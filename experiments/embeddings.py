@@ -8,7 +8,6 @@ imported only when the first text is encoded, which keeps `adaptwise --help` fas
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,10 +65,12 @@ class Embedder:
             return self._model
         if self.model is None:
             location = str(embedded_model_path())
-            # Loading from a local folder needs no hub; make sure nothing tries to reach it.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         else:
             location = self.model
+            if not Path(location).expanduser().is_dir():
+                from experiments.offline import allow_hub
+
+                allow_hub()  # a hub id: the user asked for the hub
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging

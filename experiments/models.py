@@ -73,7 +73,10 @@ def resolve_checkpoint(spec: str | None, progress=print) -> tuple[str, str]:
         return str(path), path.name
     if path.exists():
         raise SetupError(f"{spec}: expected a model folder, a .gguf file or a hub id")
-    return spec, spec  # a hub id; transformers says clearly if no hub is reachable
+    from experiments.offline import allow_hub
+
+    allow_hub()  # a hub id: the user asked for the hub
+    return spec, spec  # transformers says clearly if no hub is reachable
 
 
 def convert_gguf(gguf: Path, name: str, progress=print) -> Path:
@@ -171,7 +174,9 @@ def model_bytes(model) -> int:
 
 
 def free_memory() -> None:
-    """Return freed tensors' memory: Python's garbage, then CUDA's cached blocks."""
+    """Return freed tensors' memory: Python's garbage, CUDA's cached blocks, and the C heap's
+    free pages (glibc keeps them for reuse; under `ulimit -v` or a cgroup limit, memory kept
+    is memory the next method cannot have)."""
     import gc
     import sys
 
@@ -179,6 +184,23 @@ def free_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+    from experiments.allocator import trim_c_heap
+
+    trim_c_heap()
+
+
+def forget_failure(exc: BaseException) -> None:
+    """Clear the frames of a failed method's traceback (and of the errors it chained), so that
+    its model, optimizer and activations, which those frames still reference, can be freed
+    while the run goes on."""
+    import traceback
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
 
 
 def load_error(name: str, exc: BaseException) -> SetupError:

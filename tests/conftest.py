@@ -1,8 +1,49 @@
-"""Fixtures shared by the fine-tuning tests."""
+"""Set-up every test shares: the process offline, a network guard, and the tiny model."""
 
+import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from experiments.startup import start_process
+
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+
+start_process()  # as the CLI does first: no hub, no hub kernels (experiments/offline.py)
+
+
+def _install_network_guard(log: Path) -> None:
+    """Refuse and log every name lookup and connection outside 127.0.0.1, in this process and
+    in every Python process a test starts (tests/netguard/sitecustomize.py)."""
+    os.environ["ADAPTWISE_NETGUARD_LOG"] = str(log)
+    parts = [str(NETGUARD), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+    spec = importlib.util.spec_from_file_location("_netguard", NETGUARD / "sitecustomize.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def pytest_configure(config):
+    handle, name = tempfile.mkstemp(prefix="adaptwise-network-guard-", suffix=".log")
+    os.close(handle)
+    _install_network_guard(Path(name))
+    config.addinivalue_line(
+        "markers", "reaches_network: the test looks up a host outside 127.0.0.1 on purpose"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_network(request):
+    """A test fails when it, or a process it started, reached for a host outside 127.0.0.1."""
+    log = Path(os.environ["ADAPTWISE_NETGUARD_LOG"])
+    before = log.stat().st_size
+    yield
+    with log.open(encoding="utf-8") as handle:
+        handle.seek(before)
+        reached = handle.read()
+    if reached and request.node.get_closest_marker("reaches_network") is None:
+        pytest.fail(f"reached the network (tests/netguard):\n{reached[:4000]}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

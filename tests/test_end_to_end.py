@@ -1,6 +1,7 @@
 """The real embedded model on a few eval rows of each demo task, through the real CLI."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,21 +12,36 @@ ROOT = Path(__file__).resolve().parent.parent
 METHODS = "zero-shot,few-shot-random,few-shot-jaccard,few-shot-embedding,few-shot-mmr"
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "adaptwise", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=env,
         check=False,
     )
 
 
+# As a user's machine may be: HF_HUB_OFFLINE unset, and a CPU that bitsandbytes sees with
+# AVX-512 BF16 (tests/netguard/sitecustomize.py), where importing it asked the hub for a kernel.
+USERS_MACHINE = {
+    **{
+        k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "ADAPTWISE_SET"))
+    },
+    "ADAPTWISE_TEST_AVX512_BF16": "1",
+}
+
+
 @pytest.mark.parametrize(
-    ("task", "limit", "flags"),
-    [("support-intents", 4, ["--calibrate"]), ("support-intents", 3, []), ("helpdesk-qa", 3, [])],
+    ("task", "limit", "flags", "env"),
+    [
+        ("support-intents", 4, ["--calibrate"], None),
+        ("support-intents", 3, [], USERS_MACHINE),
+        ("helpdesk-qa", 3, [], USERS_MACHINE),
+    ],
 )
-def test_demo_task_end_to_end(tmp_path, task, limit, flags):
+def test_demo_task_end_to_end(tmp_path, task, limit, flags, env):
     out = tmp_path / "out"
     proc = run_cli(
         "run",
@@ -38,6 +54,7 @@ def test_demo_task_end_to_end(tmp_path, task, limit, flags):
         str(limit),
         *flags,
         cwd=tmp_path,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # No library notice the user cannot act on (bitsandbytes' kernels package, transformers'

@@ -109,11 +109,12 @@ JOBS = {"plan": plan_job, "run": run_job, "chat": chat_job}
 
 
 def main() -> int:
+    from experiments.startup import start_process
+
+    start_process()  # first: offline, no hub kernels, before any library is imported
     events = Events()
     from experiments.errors import AdaptwiseError, describe_os_error
-    from experiments.quiet import quiet_libraries
 
-    quiet_libraries()
     debug = os.environ.get("ADAPTWISE_DEBUG", "") not in ("", "0")
     request = json.loads(sys.stdin.readline())
     try:
