@@ -201,7 +201,8 @@ def _print(plan) -> None:
     for step in plan.steps:
         if not step.fits:
             console.print(
-                f"{step.method} does not fit in {plan.machine.memory_gb:g} GB: "
+                f"{step.method} does not fit in {plan.machine.memory_gb:.1f} GB "
+                f"({plan.machine.memory_source}): "
                 f"{step.fit_change or 'no setting found that fits'}"
             )
     if any(not s.runnable for s in plan.steps):

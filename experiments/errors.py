@@ -42,16 +42,24 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.cuda.OutOfMemoryError, the CPU allocator's failure, or Python's MemoryError."""
+    """torch.cuda.OutOfMemoryError, the CPU allocator's failure, Python's MemoryError, or the
+    system refusing to map memory (ENOMEM: a file or a shared library that cannot be mapped
+    under `ulimit -v` or a cgroup limit)."""
+    import errno
+
     if isinstance(exc, MemoryError | OutOfMemory):
         return True
     if type(exc).__name__ == "OutOfMemoryError":
         return True
-    if isinstance(exc, RuntimeError):
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return True
+    if isinstance(exc, RuntimeError | OSError | ImportError):
         text = str(exc)
         return (
             "out of memory" in text.lower()
+            or "cannot allocate memory" in text.lower()
             or "DefaultCPUAllocator: can't allocate memory" in text
             or "not enough memory" in text
+            or "failed to map segment from shared object" in text
         )
     return False

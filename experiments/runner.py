@@ -21,6 +21,7 @@ from experiments.context import RunContext, RunOptions
 from experiments.errors import OutOfMemory, is_out_of_memory
 from experiments.memory import PeakMemory
 from experiments.methods import Method, Prediction, make_method
+from experiments.models import forget_failure
 from experiments.outputs import claim, refuse_inputs
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
@@ -119,6 +120,7 @@ def _run_methods(
                 f"(--rerun {method.name} runs it again)"
             )
             continue
+        failure = None
         try:
             entry, preds = run_method(ctx, method, rows, progress)
         except ApiRequestFailed as exc:  # after its retries: this method fails, others go on
@@ -130,6 +132,8 @@ def _run_methods(
             if not is_out_of_memory(exc):
                 raise
             failure = out_of_memory_record(ctx, method, exc)
+            forget_failure(exc)
+        if failure is not None:  # out of memory: freed here, where no frame holds the error
             release_method(ctx, method)
             progress.log(f"{method.name}: out of memory; {failure['message']} (recorded; going on)")
             _record_failure(out_dir, results, predictions, method.name, failure)

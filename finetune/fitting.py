@@ -2,9 +2,11 @@
 and whether the run's shared base model must be freed while it trains.
 
 The budget is the memory this process can have: on a GPU the free memory plus what this process
-holds already (torch's reserved blocks and its CUDA context); on a CPU the available RAM plus
-this process's own (anonymous) resident memory. `finetune fit_memory_gb:` replaces it (to leave
-room for other work, or to test what a smaller machine would do).
+holds already (torch's reserved blocks and its CUDA context); on a CPU the tightest of the
+available RAM, the memory cgroup's limit and `ulimit -v`/`-d`, each plus the shared model's
+weights this process holds (advisor/memory_limits.py). `finetune fit_memory_gb:` replaces it
+(to leave room for other work, or to test what a smaller machine would do). The budget says
+which of them bound it.
 
 LoRA trains on the shared base, so its estimate (which counts the base's weights) is held
 against the whole budget. QLoRA and full fine-tuning train their own copy: the shared base
@@ -17,7 +19,6 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from experiments.memory import current_rss_mb
 from finetune.config import FinetuneConfig
 
 GB = 1e9
@@ -30,6 +31,7 @@ class MemoryPlan:
     shared_gb: float
     budget_gb: float | None
     device: str
+    budget_source: str | None = None  # which limit the budget is (advisor/memory_limits.py)
 
     def to_dict(self) -> dict:
         out = self.choice.to_dict() if self.choice is not None else {}
@@ -37,6 +39,7 @@ class MemoryPlan:
             {
                 "device": self.device,
                 "budget_gb": None if self.budget_gb is None else round(self.budget_gb, 3),
+                "budget_source": self.budget_source,
                 "shared_base_gb": round(self.shared_gb, 3),
                 "shared_base_freed": self.release_shared,
             }
@@ -44,47 +47,23 @@ class MemoryPlan:
         return out
 
 
-def usable_memory_gb() -> tuple[float | None, str]:
-    """(GB this process can use, "gpu" or "cpu"); GB is None when it cannot be read."""
+def usable_memory_gb(shared_bytes: float = 0.0) -> tuple[float | None, str, str | None]:
+    """(GB this process can use, "gpu" or "cpu", which limit that is); GB is None when it
+    cannot be read. `shared_bytes`: the shared model's weights, which this process holds and
+    a method's estimate counts."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         free, _total = torch.cuda.mem_get_info()
         from advisor.memory import CUDA_CONTEXT_BYTES
 
-        return (free + torch.cuda.memory_reserved() + CUDA_CONTEXT_BYTES) / GB, "gpu"
-    available = _mem_available_bytes()
-    if available is None:
-        return None, "cpu"
-    return (available + _anonymous_rss_bytes()) / GB, "cpu"
+        held = torch.cuda.memory_reserved() + CUDA_CONTEXT_BYTES
+        return (free + held) / GB, "gpu", "free GPU memory"
+    from advisor.memory_limits import tightest_ram_bound
 
-
-def _anonymous_rss_bytes() -> float:
-    """This process's resident memory that is not file cache (a memory-mapped checkpoint's
-    pages are in RSS and also in MemAvailable: counting them twice would inflate the budget)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return current_rss_mb() * 1e6
-
-
-def _mem_available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    bound = tightest_ram_bound(shared_bytes)
+    if bound is None:
+        return None, "cpu", None
+    return bound.gb, "cpu", bound.source
 
 
 def model_shape(checkpoint: str):
@@ -112,17 +91,19 @@ def plan_memory(
     from advisor.fit import fit_method
 
     shape = model_shape(checkpoint)
-    usable, device = usable_memory_gb()
+    usable, device, source = usable_memory_gb(shared_bytes)
     budget = config.fit_memory_gb if config.fit_memory_gb is not None else usable
+    if config.fit_memory_gb is not None:
+        source = "finetune fit_memory_gb"
     if config.fit == "off":
-        budget = None
+        budget = source = None
     shared_gb = shared_bytes / GB
     if shape is None:
-        return MemoryPlan(None, False, shared_gb, budget, device)
+        return MemoryPlan(None, False, shared_gb, budget, device, source)
     choice, release = fit_method(
         shape, budget, shared_gb, shares_base, **fit_settings(config, precision, device)
     )
-    return MemoryPlan(choice, release, shared_gb, budget, device)
+    return MemoryPlan(choice, release, shared_gb, budget, device, source)
 
 
 def fit_settings(config: FinetuneConfig, precision: str, device: str) -> dict:

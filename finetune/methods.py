@@ -88,14 +88,16 @@ class FinetuneMethod(Method):
         if choice is not None and not choice.fits and config.fit == "auto":
             raise OutOfMemory(
                 f"{self.label} needs about {choice.estimate_gb:.1f} GB with the leanest settings "
-                f"({choice.describe()}) and {choice.budget_gb:.1f} GB is free; "
+                f"({choice.describe()}) and {choice.budget_gb:.1f} GB is usable"
+                f"{_bound_by(memory.budget_source)}; "
                 f"{choice.suggestion or 'use a smaller model'} (or set finetune fit: off to try)"
             )
         config = self.config = apply_choice(config, choice)
         if choice is not None:
             ctx.log(
                 f"{self.label}: memory settings {choice.describe()} "
-                f"(estimate {choice.estimate_gb:.1f} GB of {_budget(choice)})"
+                f"(estimate {choice.estimate_gb:.1f} GB of {_budget(choice)}"
+                f"{_bound_by(memory.budget_source, ', ')})"
             )
         if memory.release_shared:
             ctx.log(
@@ -209,6 +211,11 @@ class FinetuneMethod(Method):
 
 def _budget(choice) -> str:
     return "no budget" if choice.budget_gb is None else f"{choice.budget_gb:.1f} GB"
+
+
+def _bound_by(source: str | None, before: str = " ") -> str:
+    """Which limit the budget is (advisor/memory_limits.py), for a log line."""
+    return f"{before}bound by {source}" if source else ""
 
 
 def _training_state(model) -> dict:

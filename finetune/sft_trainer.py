@@ -150,12 +150,30 @@ def optimizer_name(config: FinetuneConfig) -> str:
 def end_training(model) -> None:
     """Undo what training switched on in the model, so that it scores (and, for the run's
     shared base, serves the next method) as it did before: row attention back to SDPA,
-    activation checkpointing off, eval mode."""
+    activation checkpointing off, eval mode; and let go of the model where bitsandbytes kept
+    it (below)."""
     restore_sdpa(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(base, "is_activation_checkpointing", False):
         base.activation_checkpointing_disable()
     model.eval()
+    forget_optimizer_overrides()
+
+
+def forget_optimizer_overrides() -> None:
+    """With an 8-bit optimizer, transformers' Trainer registers every embedding module with
+    bitsandbytes' GlobalOptimManager, a process-wide singleton, so that their states stay in 32
+    bits. The singleton keeps those modules after training, and with them the model's weights
+    (and the memory map of its checkpoint: an embedding loaded from safetensors is a view of
+    it). Measured: after a full fine-tuning that ran out of memory, 513 MB of checkpoint map
+    stayed mapped and the next method could not load its model under `ulimit -v`. The
+    overrides only matter while the optimizer steps, so they are cleared when training ends."""
+    import sys
+
+    optim = sys.modules.get("bitsandbytes.optim")
+    manager = getattr(optim, "GlobalOptimManager", None) if optim is not None else None
+    if manager is not None and manager._instance is not None:
+        manager._instance.initialize()
 
 
 def _varlen_attention(model) -> bool:

@@ -207,7 +207,11 @@ def _fit(tuned: str, shape, settings: RunSettings, machine: Machine, extra_gb: f
     choice of keeping or freeing the shared copy."""
     from advisor.fit import fit_method
 
-    budget = settings.ft_fit_memory_gb or machine.memory_gb - extra_gb
+    budget = (
+        settings.ft_fit_memory_gb
+        if settings.ft_fit_memory_gb is not None
+        else machine.memory_gb - extra_gb
+    )
     if settings.ft_fit == "off":
         budget = None
     return fit_method(
