@@ -307,8 +307,11 @@ def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Pred
     ]
     lines = [json.dumps(rec, ensure_ascii=False) for rec in records]
     public = {k: v for k, v in results.items() if not k.startswith("_")}
+    # Strict JSON: a NaN or an infinity that got this far is a bug, and fails here, loudly,
+    # before either file is replaced.
+    text = json.dumps(public, indent=2, allow_nan=False)
     write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
-    write_text_atomic(out_dir / "results.json", json.dumps(public, indent=2) + "\n")
+    write_text_atomic(out_dir / "results.json", text + "\n")
     write_reports(out_dir, public, records)
 
 
