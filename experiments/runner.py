@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from experiments import metrics as metric_fns
-from experiments.api_model import ApiRequestFailed, check_methods
+from experiments.api_model import ApiRequestFailed, check_methods, is_api_model
 from experiments.api_scoring import api_summary
 from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
@@ -105,7 +105,10 @@ def _run_methods(
     ctx, methods, method_names, rows, out_dir, progress, sections, rerun, costs
 ) -> dict:
     task, options = ctx.task, ctx.options
-    record = options_record(options)
+    served_model = None
+    if is_api_model(options.model):  # the server is checked before any work, and named
+        served_model = ctx.lm.model.served_model
+    record = options_record(options, served_model)
     results, predictions = previous_results(out_dir, task, rows, record, progress.log)
     results["options"] = record
     if costs:
