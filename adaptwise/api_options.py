@@ -52,6 +52,7 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
 def api_run_options(args) -> dict:
     """RunOptions fields from the parsed arguments (absent on commands without the group)."""
     from experiments.errors import AdaptwiseError
+    from experiments.numbers import check_number
 
     concurrency = getattr(args, "concurrency", 8)
     if concurrency < 1:
@@ -63,9 +64,7 @@ def api_run_options(args) -> dict:
     ):
         value = getattr(args, flag, None)
         if value is not None:
-            if value < 0:
-                raise AdaptwiseError(f"--{flag.replace('_', '-')} must be 0 or more")
-            prices[key] = float(value)
+            prices[key] = float(check_number(value, f"--{flag.replace('_', '-')}"))
     model = getattr(args, "model", None) or ""
     for flag in ("base_url", "tokenizer"):
         if getattr(args, flag, None) and not model.startswith("openai:"):

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from experiments.errors import AdaptwiseError, describe_os_error, is_out_of_memory
+    from experiments.plain_text import plain
 
     debug = args.debug or os.environ.get("ADAPTWISE_DEBUG", "") not in ("", "0")
     try:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except AdaptwiseError as exc:
         if debug:
             raise
-        print(f"adaptwise: error: {exc}", file=sys.stderr)
+        print(f"adaptwise: error: {plain(exc, one_line=True)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nadaptwise: interrupted; finished methods' results are kept", file=sys.stderr)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             raise
-        print(f"adaptwise: error: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"adaptwise: error: {plain(describe_os_error(exc), True)}", file=sys.stderr)
         return 2
     except Exception as exc:  # the boundary: one line, the traceback only when asked for
         if debug:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        first = plain((str(exc).strip().splitlines() or [""])[0][:300], one_line=True)
         print(
             f"adaptwise: error: unexpected {type(exc).__name__}: {first} (rerun with --debug "
             "to see where, and report it)",

@@ -146,9 +146,11 @@ def _mentions_gpu(path: Path) -> bool:
 def _print(answers, rec) -> None:
     from rich.console import Console
 
+    from advisor.tui.shown import shown
+
     console = Console()
     hardware = f"GPU {answers.gpu_memory_gb:g} GB" if answers.gpu_memory_gb else "CPU only"
-    console.print(f"[bold]Recommendation[/] for {answers.model} on {hardware}\n")
+    console.print(f"[bold]Recommendation[/] for {shown(answers.model)} on {hardware}\n")
     console.print("[bold]Try, in this order:[/]")
     for i, rung in enumerate(rec.ladder, 1):
         console.print(f"  {i}. [bold green]{rung.method}[/]")

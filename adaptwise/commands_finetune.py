@@ -73,9 +73,11 @@ def cmd_chat(args) -> int:
 
     if args.max_new_tokens < 1:
         raise AdaptwiseError("--max-new-tokens must be at least 1")
+    from advisor.tui.shown import shown
+
     console = Console()
     chat = load_chat_model(args.model, args.adapter, progress=console.print)
-    console.print(f"[bold]{chat.name}[/] · empty line or Ctrl-D quits, /reset starts over")
+    console.print(f"[bold]{shown(chat.name)}[/] · empty line or Ctrl-D quits, /reset starts over")
     messages = [{"role": "system", "content": args.system}] if args.system else []
     start = list(messages)
     while True:
@@ -91,5 +93,5 @@ def cmd_chat(args) -> int:
         messages.append({"role": "user", "content": text})
         answer = chat.reply(messages, args.max_new_tokens)
         messages.append({"role": "assistant", "content": answer})
-        console.print(f"[bold green]model>[/] {answer}")
+        console.print(f"[bold green]model>[/] {shown(answer)}")
     return 0

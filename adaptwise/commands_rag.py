@@ -80,9 +80,11 @@ def cmd_index(args) -> int:
     if kind == "ivf":
         kind += f" ({info['nlist']} lists, {info['nprobe']} probed, recall@{info['recall_k']} "
         kind += f"vs exact {info['recall_vs_exact']:.3f})"
+    from advisor.tui.shown import shown
+
     console = Console()
     verb = "built" if stats.built else "up to date"
-    console.print(f"[bold]{task.name}[/]: index {verb} in {index.folder}")
+    console.print(f"[bold]{shown(task.name)}[/]: index {verb} in {shown(index.folder)}")
     console.print(
         f"  {stats.n_docs} documents, {stats.n_chunks} chunks, {kind} index, "
         f"{stats.size_bytes / 1e6:.2f} MB"

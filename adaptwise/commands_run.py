@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from adaptwise.api_options import add_api_options
-from adaptwise.running import DEFAULT_METHODS, method_list, run_one, run_options, show_report
+from adaptwise.running import (
+    DEFAULT_METHODS,
+    headline,
+    method_list,
+    run_one,
+    run_options,
+    show_report,
+)
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 # The demo scores 40 of each task's eval rows so that it finishes in about 5 minutes on 2 CPU
@@ -182,7 +189,7 @@ def _cmd_climb(args, options) -> int:
     claim_run_folder(out, task, record=False)
 
     with RichProgress() as ui:
-        ui.log(f"[bold]{task.name}[/] ({task.kind}): results -> {out}")
+        ui.log(headline(task, f"results -> {out}"))
         if args.ladder:
             from advisor.planning.ladder import run_ladder
             from advisor.planning.planner import make_plan

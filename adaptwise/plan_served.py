@@ -59,14 +59,17 @@ def _print(plan) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from experiments.plain_text import plain
     from experiments.report.formatting import format_short
 
     console = Console()
-    cur = plan.prices.get("currency", "USD")
+    cur = plain(plan.prices.get("currency", "USD"), True)
+    caption = f"{plan.model} at {plan.base_url}, {plan.concurrency} requests at once"
     table = Table(
-        title=f"Plan for {plan.task} ({plan.rows_scored} eval rows)",
-        caption=f"{plan.model} at {plan.base_url}, {plan.concurrency} requests at once",
+        title=Text(plain(f"Plan for {plan.task} ({plan.rows_scored} eval rows)", True)),
+        caption=Text(plain(caption, True)),
         box=box.SIMPLE_HEAD,
         show_edge=False,
     )
@@ -74,10 +77,10 @@ def _print(plan) -> None:
         table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
     for s in plan.steps:
         if not s.runnable:
-            table.add_row(s.method, "-", "-", "-", "-", "-", "-", "server", style="red")
+            table.add_row(Text(s.method), "-", "-", "-", "-", "-", "-", "server", style="red")
             continue
         table.add_row(
-            s.method,
+            Text(s.method),
             format_short(s.prepare_s),
             format_short(s.score_s),
             format_short(s.total_s),
@@ -87,7 +90,7 @@ def _print(plan) -> None:
             "server",
         )
     console.print(table)
-    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731
+    say = lambda text: console.print(plain(text), markup=False, highlight=False)  # noqa: E731
     for s in plan.steps:
         for note in s.notes:
             say(f"{s.method}: {note}")

@@ -1,4 +1,8 @@
-"""Progress bars for long steps, drawn with rich (the core only calls the RunProgress protocol)."""
+"""Progress bars for long steps, drawn with rich (the core only calls the RunProgress protocol).
+
+The core's messages are plain text that may quote a server, a model or the user's files, so
+`log` shows them as they are: no Rich markup is read in them and no control character reaches
+the terminal (experiments/plain_text.py). The CLI's own styled lines are `rich.text.Text`."""
 
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 
 class RichProgress:
     def __init__(self) -> None:
         self.console = Console(stderr=True)
         self.bars = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # a task's name, as it is
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -35,7 +40,9 @@ class RichProgress:
         self.bars.stop()
 
     def start(self, label: str, total: int) -> None:
-        self._task = self.bars.add_task(label, total=total)
+        from experiments.plain_text import plain
+
+        self._task = self.bars.add_task(plain(label, one_line=True), total=total)
 
     def advance(self, n: int) -> None:
         if self._task is not None:
@@ -44,5 +51,9 @@ class RichProgress:
     def finish(self) -> None:
         self._task = None
 
-    def log(self, message: str) -> None:
-        self.bars.console.print(message)
+    def log(self, message: str | Text) -> None:
+        from experiments.plain_text import plain
+
+        if not isinstance(message, Text):
+            message = Text(plain(message))
+        self.bars.console.print(message, highlight=False)

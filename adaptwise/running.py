@@ -119,10 +119,19 @@ def run_one(
     scored = min(options.limit or len(task.eval), len(task.eval))
     subset = f" (scoring the first {scored}; --limit 0 for all)" if scored < len(task.eval) else ""
     sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
-    ui.log(f"[bold]{task.name}[/] ({task.kind}): {sizes}{subset}")
+    ui.log(headline(task, f"{sizes}{subset}"))
     ui.log(f"  results -> {out}")
     run_task(task, methods, out, options, progress=ui, rerun=rerun)
     return out
+
+
+def headline(task, rest: str):
+    """`task-name (kind): rest`, the name in bold and shown as plain text."""
+    from rich.text import Text
+
+    from experiments.plain_text import plain
+
+    return Text.assemble((plain(task.name, one_line=True), "bold"), f" ({task.kind}): {rest}")
 
 
 def show_report(out: Path) -> None:
@@ -131,12 +140,15 @@ def show_report(out: Path) -> None:
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from experiments.plain_text import plain
     from experiments.report.formatting import METRIC_TITLES
 
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     task, methods = results["task"], results["methods"]
-    table = Table(title=f"{task['name']} ({task['kind']}, {task['n_eval']} eval rows)")
+    title = f"{plain(task['name'], True)} ({task['kind']}, {task['n_eval']} eval rows)"
+    table = Table(title=Text(title))
     table.add_column("method", no_wrap=True)
     metric_names = list(next(iter(methods.values()))["metrics"]) if methods else []
     for name in metric_names:
@@ -148,7 +160,7 @@ def show_report(out: Path) -> None:
         cells = [f"{m['metrics'][k]:.3f}" for k in metric_names]
         style = "bold green" if m["metrics"][task["metric"]] == best else None
         table.add_row(
-            name,
+            Text(plain(name, True)),
             *cells,
             f"{m['inference_s_per_example']:.2f}",
             f"{m['prompt_tokens_mean']:.0f}",
@@ -161,8 +173,10 @@ def show_report(out: Path) -> None:
         estimate = failure.get("estimate_gb")
         about = f" (estimate {estimate:.1f} GB)" if estimate is not None else ""
         console.print(
-            f"{name}: {failure.get('status', 'failed')}{about}; "
-            f"{failure.get('suggestion') or failure.get('message', '')}",
+            plain(
+                f"{name}: {failure.get('status', 'failed')}{about}; "
+                f"{failure.get('suggestion') or failure.get('message', '')}"
+            ),
             markup=False,
             highlight=False,
         )

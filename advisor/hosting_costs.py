@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 from experiments.errors import AdaptwiseError
+from experiments.numbers import check_number
 
 DEFAULT_PRICES: dict[str, float] = {
     "gpu_hour": 2.00,  # about one on-demand datacenter GPU hour (A100/H100 class), USD
@@ -42,7 +43,8 @@ ASSUMED_S_PER_QUERY = 1.0  # a small model's seconds per query on the serving ma
 
 
 def parse_queries_per_day(value: object, source: str = "queries_per_day") -> float | None:
-    """A number of 0 or more (None stays None); one clear error otherwise."""
+    """A number of 0 or more (None stays None; "1,000" is read as 1000); one clear error
+    otherwise (experiments/numbers.py, the check of every number from outside)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -50,14 +52,7 @@ def parse_queries_per_day(value: object, source: str = "queries_per_day") -> flo
             value = float(value.replace(",", "").replace("_", ""))
         except ValueError:
             raise AdaptwiseError(f"{source} must be a number of 0 or more, not {value!r}") from None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise AdaptwiseError(f"{source} must be a number of 0 or more")
-    return float(value)
+    return float(check_number(value, source))
 
 
 def per_query_token_cost(

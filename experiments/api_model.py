@@ -4,25 +4,34 @@ prompting and RAG methods: OpenAI itself, vLLM's and llama.cpp's servers, Ollama
 It is the same seam as the in-process model: `RunContext.lm` holds an `ApiLanguageModel`, and
 `score_labels` / `generate_answers` (experiments/methods.py) hand its rows to
 experiments/api_scoring.py. The client is the official `openai` package (its retries with
-backoff and timeouts), requests run `--concurrency` at a time, and every response is cached
-(experiments/api_cache.py). The key comes from OPENAI_API_KEY only and is never written down:
-not in options, results, predictions, reports, cache entries or error lines.
+backoff) over experiments/api_transport.py's HTTP client (no redirects, a deadline for each try,
+a size cap), for `/props` too; every reply passes experiments/api_reply.py's check before it is
+scored or cached (experiments/api_cache.py), and requests run `--concurrency` at a time. The key
+comes from OPENAI_API_KEY only, is refused unless it is printable ASCII, and is never written
+down or shown in any form: not in options, results, predictions, reports, cache entries or
+error lines; nor is a password in the base URL, which is shown and recorded masked.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from experiments.api_cache import ResponseCache, default_cache_root, request_key
 from experiments.errors import AdaptwiseError
+from experiments.plain_text import plain
 
 API_PREFIX = "openai:"
-TIMEOUT_S = 120.0
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+TIMEOUT_S = 120.0  # each try of a request: connecting, sending and the whole reply, in all
 MAX_RETRIES = 3  # the openai client's exponential backoff; 429 and 5xx are retried, 4xx not
 NO_KEY = "no-key"  # sent when OPENAI_API_KEY is unset: local servers accept any key
+RETRYABLE = (408, 409, 429)  # and every 5xx: the statuses the openai client tries again
 
 
 class ApiRequestFailed(AdaptwiseError):
@@ -41,6 +50,45 @@ def is_api_model(spec: str | None) -> bool:
     return bool(spec) and spec.startswith(API_PREFIX)
 
 
+def base_url_of(flag: str | None) -> str:
+    """The server a run talks to: --base-url, else OPENAI_BASE_URL, else OpenAI's; checked."""
+    url = (flag or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
+    where = "--base-url" if flag else "OPENAI_BASE_URL"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not url.isprintable():
+        raise ApiUnusable(
+            f"{where} {masked_url(url)!r} is not an http(s) URL; give the server's address, "
+            "e.g. http://127.0.0.1:8000/v1"
+        )
+    return url
+
+
+def masked_url(url: str) -> str:
+    """`url` as it is shown and recorded: a user name or password in it becomes `***`."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+_CHARACTERS = {"\r": "a carriage return", "\n": "a line feed", " ": "a space", "\t": "a tab"}
+
+
+def api_key() -> str:
+    """OPENAI_API_KEY ("" when unset), refused in one line that never shows it when it holds
+    anything but printable ASCII: a space, a line end pasted with it, a control character."""
+    key = os.environ.get("OPENAI_API_KEY") or ""
+    for position, char in enumerate(key, 1):
+        if not "!" <= char <= "~":
+            other = "a non-ASCII character" if ord(char) > 127 else "a control character"
+            found = _CHARACTERS.get(char, other)
+            raise ApiUnusable(
+                f"OPENAI_API_KEY holds {found} at character {position} of {len(key)}; set it to "
+                "the key alone (printable ASCII, no spaces or line ends)"
+            )
+    return key
+
+
 @dataclass
 class ApiResponse:
     body: dict
@@ -50,101 +98,180 @@ class ApiResponse:
 
 class ApiClient:
     """Requests to one model on one server, each answered once (cache) and `concurrency` at a
-    time."""
+    time, every one through experiments/api_transport.py's client (no redirects, a deadline, a
+    size cap) and experiments/api_reply.py's check."""
 
     def __init__(self, base_url: str, model: str, concurrency: int, cache: ResponseCache):
         import openai
 
+        from experiments.api_transport import http_client
+
         self.base_url = base_url.rstrip("/")
+        self.shown_url = masked_url(self.base_url)  # what is printed and recorded
         self.model = model
+        self.served_model: str | None = None  # the weights the server names, where it does
         self.concurrency = concurrency
         self.cache = cache
-        self._key = os.environ.get("OPENAI_API_KEY") or ""
+        self._key = api_key()
         self._client = openai.OpenAI(
             api_key=self._key or NO_KEY,
             base_url=self.base_url,
-            timeout=TIMEOUT_S,
             max_retries=MAX_RETRIES,
+            http_client=http_client(self.base_url, TIMEOUT_S, max(concurrency, 1) + 1),
         )
+
+    @property
+    def where(self) -> str:
+        return f"{self.shown_url} (model {self.model})"
 
     def request(self, endpoint: str, body: dict) -> ApiResponse:
         """POST `body` to `completions` or `chat.completions`, or its cached answer."""
-        key = request_key(self.base_url, self.model, endpoint, body)
-        hit = self.cache.get(key)
+        from experiments.api_reply import reply_problem
+
+        key = request_key(self.shown_url, self.model, endpoint, body, self.served_model)
+        hit = self.cache.get(key, lambda reply: reply_problem(endpoint, body, reply))
         if hit is not None:
-            return ApiResponse(hit["response"], float(hit.get("latency_s") or 0.0), True)
-        create = (
-            self._client.completions.create
-            if endpoint == "completions"
-            else self._client.chat.completions.create
+            return ApiResponse(hit["response"], float(hit["latency_s"]), True)
+        resource = (
+            self._client.completions if endpoint == "completions" else self._client.chat.completions
         )
         started = time.perf_counter()
-        try:
-            answer = create(model=self.model, **body)
-        except Exception as exc:  # noqa: BLE001 - translated to one line below, or re-raised
-            raise self.translate(exc) from None
+        data = self._fetch(
+            f"POST /{endpoint.replace('.', '/')}",
+            lambda: resource.with_raw_response.create(model=self.model, **body),
+            lambda reply: reply_problem(endpoint, body, reply),
+        )
         latency = time.perf_counter() - started
-        data = answer.model_dump(exclude_none=False)
         self.cache.put(key, data, latency)
         return ApiResponse(data, latency, False)
 
+    def _fetch(self, what: str, send, check, unusable: bool = False, absent=()):
+        """The checked JSON of the reply to `send()`, None when its HTTP status is one of
+        `absent`; one line naming the server otherwise (ApiUnusable when `unusable`: a
+        failure before any work)."""
+        import openai
+
+        from experiments.api_reply import MalformedReply, parse_reply
+        from experiments.api_transport import ReplyRefused
+
+        fail = ApiUnusable if unusable else ApiRequestFailed
+        try:
+            raw = send()
+        except ReplyRefused as exc:
+            raise fail(f"{self.where}: {what}: {exc}; the reply was not used") from None
+        except Exception as exc:  # noqa: BLE001 - translated to one line below, or re-raised
+            if isinstance(exc, openai.APIStatusError) and exc.status_code in absent:
+                return None
+            error = self.translate(exc, what)
+            raise (ApiUnusable(str(error)) if unusable else error) from None
+        try:
+            data = parse_reply(raw.content)
+            problem = check(data)
+        except MalformedReply as exc:
+            problem = str(exc)
+        if problem is not None:
+            unused = "it was not used" if unusable else "it was not scored or cached"
+            raise fail(
+                f"{self.where}: {what}: malformed reply: {self._redact(plain(problem))[:200]}; "
+                + unused
+            )
+        return data
+
     def map(self, endpoint: str, bodies: list[dict], progress=None) -> list[ApiResponse]:
         """Every body's response, in order; the first failure cancels the requests not yet
-        sent (those in flight finish and are cached) and is raised."""
+        sent (those in flight finish and are cached) and is raised, saying how many were
+        answered."""
         out: list[ApiResponse | None] = [None] * len(bodies)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="api")
+        failure = None
         try:
             futures = {pool.submit(self.request, endpoint, b): i for i, b in enumerate(bodies)}
             for future in as_completed(futures):
-                out[futures[future]] = future.result()
+                try:
+                    out[futures[future]] = future.result()
+                except ApiRequestFailed as exc:
+                    failure = exc
+                    break
                 if progress is not None:
                     progress(1)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        if failure is not None:
+            answered = sum(
+                f.done() and not f.cancelled() and f.exception() is None for f in futures
+            )
+            raise ApiRequestFailed(
+                f"{failure} ({answered} of {len(bodies)} requests answered and cached; a rerun "
+                "asks only the others)",
+                failure.status,
+            )
         return out  # type: ignore[return-value]
 
     def check_model(self) -> None:
-        """Fail fast, before any method: unreachable server, refused key, unknown model."""
-        import openai
+        """Fail fast, before any method: unreachable server, refused key, unknown model, a
+        model list that is not one."""
+        from experiments.api_reply import reply_problem
 
-        try:
-            served = [m.id for m in self._client.with_options(max_retries=1).models.list()]
-        except openai.NotFoundError:
-            return  # a server without /models: an unknown model is a 404 on first use
-        except Exception as exc:  # noqa: BLE001
-            raise self.translate(exc) from None
-        if served and self.model not in served:
-            shown = ", ".join(served[:8]) + (", ..." if len(served) > 8 else "")
+        models = self._fetch(
+            "GET /models",
+            lambda: self._client.with_options(max_retries=1).models.with_raw_response.list(),
+            lambda reply: reply_problem("models", {}, reply),
+            unusable=True,
+            absent=(404,),  # a server without /models: an unknown model is a 404 on first use
+        )
+        if models is None:
+            return
+        entries = {m["id"]: m for m in models["data"]}
+        if entries and self.model not in entries:
+            shown = ", ".join(plain(name, True)[:80] for name in list(entries)[:8])
             raise ApiUnusable(
-                f"{self.base_url}: the server does not serve model {self.model!r}; it serves: "
-                f"{shown} (--model openai:NAME)"
+                f"{self.where}: the server does not serve model {self.model!r}; it serves: "
+                f"{shown}{', ...' if len(entries) > 8 else ''} (--model openai:NAME)"
             )
+        root = entries.get(self.model, {}).get("root")  # vLLM: the weights behind the name
+        if isinstance(root, str) and root and root != self.model:
+            self.served_model = plain(root, True)[:200]
 
     def server_template(self) -> dict | None:
-        """llama.cpp's `GET /props` (chat_template, bos_token, eos_token), where served."""
-        import json
-        import urllib.request
+        """llama.cpp's `GET /props` (chat_template, bos_token, eos_token), where served; None
+        where the server has no /props. A /props that answers something else is one line."""
+        import httpx2
 
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
-        request = urllib.request.Request(f"{root}/props")
-        if self._key:
-            request.add_header("Authorization", f"Bearer {self._key}")
+        client = self._client.with_options(max_retries=1)
         try:
-            with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - user's URL
-                props = json.loads(reply.read().decode("utf-8"))
-        except (OSError, ValueError):
+            props = self._fetch(
+                "GET /props",
+                lambda: client.get(f"{root}/props", cast_to=httpx2.Response),
+                _props_problem,
+                unusable=True,
+                absent=(404, 405, 501),  # no /props: not llama.cpp's server
+            )
+        except ApiUnusable as exc:
+            raise ApiUnusable(f"{exc}; or --tokenizer renders prompts without /props") from None
+        if props is None or not (props.get("chat_template") or "").strip():
             return None
-        template = props.get("chat_template") if isinstance(props, dict) else None
-        return props if isinstance(template, str) and template.strip() else None
+        path = props.get("model_path")
+        if isinstance(path, str) and path and self.served_model is None:
+            self.served_model = plain(path, True)[:200]
+        return props
 
-    def translate(self, exc: BaseException) -> AdaptwiseError:
-        """One line for a failed request: the server, the HTTP status, the server's message."""
+    def translate(self, exc: BaseException, what: str = "") -> AdaptwiseError:
+        """One line for a failed request (`what`: "GET /props"): the server, the HTTP status,
+        the server's message, and how many tries were made."""
         import openai
 
-        where = f"{self.base_url} (model {self.model})"
+        where = f"{self.where}: {what}" if what else self.where
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
-            message = self._redact(_server_message(exc))
+            message = self._redact(plain(_server_message(exc), one_line=True))
+            if 300 <= status < 400:
+                location = masked_url(plain(exc.response.headers.get("location", "?"), True))
+                return ApiUnusable(
+                    f"{where}: HTTP {status}, a redirect to {self._redact(location)[:200]}: "
+                    "redirects are not followed (the key would go with them); give the address "
+                    "it names as --base-url if you trust it"
+                )
             if status in (401, 403):
                 hint = (
                     "OPENAI_API_KEY is not set; set it to a key this server accepts"
@@ -157,20 +284,75 @@ class ApiClient:
                     f"{where}: HTTP 404: {message}; check the model name (--model openai:NAME) "
                     "and --base-url (it usually ends in /v1)"
                 )
-            retried = f" after {MAX_RETRIES} retries" if status == 429 or status >= 500 else ""
-            return ApiRequestFailed(f"{where}: HTTP {status}{retried}: {message}", status)
+            return ApiRequestFailed(f"{where}: HTTP {status} ({_tries(exc)}): {message}", status)
         if isinstance(exc, openai.APIConnectionError):
-            cause = self._redact(str(exc.__cause__ or exc))[:160]
+            import httpx2
+
+            cause = self._redact(plain(exc.__cause__ or exc, one_line=True))[:160]
+            unreached = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError)
+            if isinstance(exc, openai.APITimeoutError) and not isinstance(exc.__cause__, unreached):
+                return ApiRequestFailed(
+                    f"{where}: no reply within {TIMEOUT_S:g} s ({_tries(exc)}); the server may "
+                    "be overloaded: lower --concurrency"
+                )
+            if exc.__cause__ is not None and not isinstance(exc.__cause__, unreached):
+                return ApiRequestFailed(  # reached, but what came back was not HTTP
+                    f"{where}: the reply broke off or was not HTTP ({cause}; {_tries(exc)})"
+                )
             return ApiUnusable(
-                f"cannot reach {self.base_url} ({cause}, retried); start the server or fix "
-                "--base-url / OPENAI_BASE_URL"
+                f"cannot reach {self.shown_url} ({cause}; {_tries(exc)}); start the server or "
+                "fix --base-url / OPENAI_BASE_URL"
             )
         if isinstance(exc, openai.OpenAIError):
-            return ApiRequestFailed(f"{where}: {self._redact(str(exc))[:200]}")
+            return ApiRequestFailed(f"{where}: {self._redact(plain(exc, one_line=True))[:200]}")
         raise exc
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        """`text` without the key or the URL's password, in any form they may be quoted in."""
+        secrets = [self._key] if self._key else []
+        password = urlsplit(self.base_url).password
+        if password:
+            secrets += [password, unquote(password)]
+        for secret in secrets:
+            forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], quote(secret, safe="")}
+            for form in sorted(forms, key=len, reverse=True):
+                if form:
+                    text = text.replace(form, "***")
+        return text
+
+
+def _tries(exc) -> str:
+    """How many tries a failed request took, from the openai client's own count, and why a
+    retryable answer was not tried again."""
+    request = getattr(exc, "request", None)
+    count = request.headers.get("x-stainless-retry-count", "0") if request is not None else "0"
+    tries = int(count) + 1 if count.isdigit() else 1
+    text = f"{tries} tr{'ies' if tries > 1 else 'y'}"
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", 0)
+    if tries == 1 and response is not None and (status in RETRYABLE or status >= 500):
+        wait = response.headers.get("retry-after", "")
+        try:
+            seconds = float(wait)
+        except ValueError:
+            seconds = None
+        if seconds is not None and math.isfinite(seconds) and seconds > 0:
+            text += f"; not retried: the server asks to wait {seconds:,.0f} s"
+        elif response.headers.get("x-should-retry") == "false":
+            text += "; not retried: the server said not to"
+    return text
+
+
+def _props_problem(props: object) -> str | None:
+    if not isinstance(props, dict):
+        return "/props is not a JSON object"
+    template = props.get("chat_template")
+    if template is not None and not isinstance(template, str):
+        return "chat_template is not text"
+    for name in ("bos_token", "eos_token"):
+        if props.get(name) is not None and not isinstance(props[name], str):
+            return f"{name} is not text"
+    return None
 
 
 def _server_message(exc) -> str:
@@ -206,9 +388,9 @@ def load_api_model(options, log=print) -> ApiLanguageModel:
     from experiments.api_template import TemplateTokenizer, chat_transcript, tokenizer_template
 
     name = options.model[len(API_PREFIX) :]
-    base_url = options.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
     root = None if not options.api_cache else default_cache_root()
-    client = ApiClient(base_url, name, options.concurrency, ResponseCache(root, log))
+    cache = ResponseCache(root, log)
+    client = ApiClient(base_url_of(options.base_url), name, options.concurrency, cache)
     client.check_model()
     if options.tokenizer:
         tokenizer = tokenizer_template(options.tokenizer, options.trust_remote_code, log)
@@ -217,6 +399,7 @@ def load_api_model(options, log=print) -> ApiLanguageModel:
         tokenizer = TemplateTokenizer(
             props["chat_template"], props.get("bos_token"), props.get("eos_token")
         )
+        _check_template(client, tokenizer)
         source = "the server's /props"
     else:
         tokenizer, source = chat_transcript(), None
@@ -225,8 +408,29 @@ def load_api_model(options, log=print) -> ApiLanguageModel:
         if source
         else ("messages sent to the chat endpoint (the server applies its template)")
     )
-    log(f"model {name} at {client.base_url}: {how}")
-    return ApiLanguageModel(client, tokenizer, options.model, source, source=client.base_url)
+    log(f"model {name} at {client.shown_url}: {how}")
+    return ApiLanguageModel(client, tokenizer, options.model, source, source=client.shown_url)
+
+
+def _check_template(client: ApiClient, tokenizer) -> None:
+    """A /props template renders the turns prompts are made of, or it is one line now (not an
+    error in the middle of the first method)."""
+    turns = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+        {"role": "user", "content": "u"},
+    ]
+    try:
+        rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=True)
+        if not isinstance(rendered, str):
+            raise TypeError(f"it renders a {type(rendered).__name__}, not text")
+    except Exception as exc:  # noqa: BLE001 - the server's template: any failure is its fault
+        first = plain(str(exc), one_line=True)[:160] or type(exc).__name__
+        raise ApiUnusable(
+            f"{client.where}: GET /props: its chat_template does not render "
+            f"({type(exc).__name__}: {first}); --tokenizer renders prompts without /props"
+        ) from None
 
 
 def check_methods(methods, options) -> None:

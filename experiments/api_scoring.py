@@ -171,7 +171,11 @@ def _generate(ctx, prompts, progress, max_tokens: int, short: bool):
             for p in prompts
         ]
     responses = lm.model.map(endpoint, bodies, progress)
-    return [(_answer_text(r, endpoint), r) for r in responses]
+    answers = [(_answer_text(r, endpoint), r) for r in responses]
+    empty = sum(not text for text, _ in answers)
+    if empty:  # a valid reply with no text: counted wrong, and said (api.empty_answers)
+        ctx.log(f"warning: {empty} of {len(answers)} answers from {lm.name} are empty")
+    return answers
 
 
 def _answer_text(response: ApiResponse, endpoint: str) -> str:
@@ -224,6 +228,7 @@ def api_summary(predictions: list[Prediction]) -> dict:
             "completion_tokens": sum(r["completion_tokens"] for r in records),
             "usage_reported": all(r["usage_reported"] for r in records),
             "unmapped_answers": sum(bool(p.extra.get("unmapped")) for p in predictions),
+            "empty_answers": sum(p.extra.get("answer", p.output) == "" for p in predictions),
         },
         "latency": {"p50_s": round(p50, 4), "p95_s": round(p95, 4), "per": "request"},
         "precision": "served",

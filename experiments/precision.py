@@ -31,11 +31,18 @@ def resolve_precision(requested: str | None, device: str | None = None) -> str:
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return precision_for(requested, device, device == "cuda" and torch.cuda.is_bf16_supported())
+
+
+def precision_for(requested: str, device: str, bf16_supported: bool) -> str:
+    """The rule of `resolve_precision` without torch: on `device` ("cuda" or "cpu"), whose
+    bfloat16 support is `bf16_supported`; the plan applies it to the machine it plans for."""
+    requested = check_precision(requested or "auto")
     if requested == "auto":
         if device == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if bf16_supported else "fp16"
         return "fp32"
-    if requested == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+    if requested == "bf16" and device == "cuda" and not bf16_supported:
         raise AdaptwiseError(
             "--precision bf16: this GPU has no bfloat16 support; use --precision fp16 (or auto)"
         )

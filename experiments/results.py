@@ -30,6 +30,7 @@ MATCHED_OPTIONS = (
     "precision",
     "base_url",
     "tokenizer",
+    "served_model",
 )
 
 
@@ -57,10 +58,19 @@ def task_record(task: Task, rows: list[Row]) -> dict:
     }
 
 
-def options_record(options: RunOptions) -> dict:
+def options_record(options: RunOptions, served_model: str | None = None) -> dict:
+    """The options results.json records. A served model's are its identity: the base URL it
+    was reached at (from --base-url or OPENAI_BASE_URL, its password masked), and the weights
+    the server says it serves (`served_model`, where it says so), so that a run against
+    another server or other weights is not taken for this one."""
+    from experiments.api_model import base_url_of, is_api_model, masked_url
+
     record = asdict(options)
     record["model"] = options.model or "SmolLM2-135M-Instruct (embedded)"
     record["embedder"] = options.embedder or "all-MiniLM-L6-v2 (embedded)"
+    if is_api_model(options.model):
+        record["base_url"] = masked_url(base_url_of(options.base_url))
+        record["served_model"] = served_model
     from experiments.threads import thread_count
 
     record["threads"] = thread_count()  # torch's intra-op threads (experiments/threads.py)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from experiments import metrics as metric_fns
-from experiments.api_model import ApiRequestFailed, check_methods
+from experiments.api_model import ApiRequestFailed, check_methods, is_api_model
 from experiments.api_scoring import api_summary
 from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
@@ -105,7 +105,10 @@ def _run_methods(
     ctx, methods, method_names, rows, out_dir, progress, sections, rerun, costs
 ) -> dict:
     task, options = ctx.task, ctx.options
-    record = options_record(options)
+    served_model = None
+    if is_api_model(options.model):  # the server is checked before any work, and named
+        served_model = ctx.lm.model.served_model
+    record = options_record(options, served_model)
     results, predictions = previous_results(out_dir, task, rows, record, progress.log)
     results["options"] = record
     if costs:
@@ -307,8 +310,11 @@ def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Pred
     ]
     lines = [json.dumps(rec, ensure_ascii=False) for rec in records]
     public = {k: v for k, v in results.items() if not k.startswith("_")}
+    # Strict JSON: a NaN or an infinity that got this far is a bug, and fails here, loudly,
+    # before either file is replaced.
+    text = json.dumps(public, indent=2, allow_nan=False)
     write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
-    write_text_atomic(out_dir / "results.json", json.dumps(public, indent=2) + "\n")
+    write_text_atomic(out_dir / "results.json", text + "\n")
     write_reports(out_dir, public, records)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from experiments.errors import TaskError
+from experiments.numbers import check_number
 
 METHODS = ("lora", "qlora", "full-ft")
 OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit")
@@ -193,7 +194,7 @@ def _coerce(key: str, value):
                 )
             return word
         if key == "fit_memory_gb":
-            return float(value)
+            return check_number(float(value), "finetune setting fit_memory_gb", above=True)
         if isinstance(default, bool):
             if isinstance(value, str):
                 word = value.strip().lower()
@@ -206,7 +207,7 @@ def _coerce(key: str, value):
                 return bool(value)
             raise TypeError
         if key == "learning_rate" or isinstance(default, float):
-            return float(value)
+            return check_number(float(value), f"finetune setting {key}", low=None)
         if isinstance(default, int) or key in ("seed", "pad_to_multiple_of"):
             if isinstance(value, float) and not value.is_integer():
                 raise TypeError

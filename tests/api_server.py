@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
+from hostile_server import openai_reply
 
 
 class ModelServer:
@@ -91,7 +91,7 @@ class ModelServer:
             choices.append(_choice(index, text + answer if body.get("echo") else answer, None))
             n_prompt, n_done = n_prompt + used, n_done + made
         self.prompts.append(json.dumps(body["prompt"]))
-        return _reply("text_completion", self.name, choices, n_prompt, n_done)
+        return openai_reply("text_completion", self.name, choices, n_prompt, n_done)
 
     def chat(self, body: dict) -> dict:
         text = self.lm.tokenizer.apply_chat_template(
@@ -107,7 +107,7 @@ class ModelServer:
             "message": {"role": "assistant", "content": answer},
             "finish_reason": "stop",
         }
-        return _reply("chat.completion", self.name, [choice], used, made)
+        return openai_reply("chat.completion", self.name, [choice], used, made)
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -125,21 +125,6 @@ class ModelServer:
 
 def _choice(index: int, text: str, logprobs) -> dict:
     return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": "stop"}
-
-
-def _reply(kind: str, model: str, choices: list, prompt_tokens: int, done: int) -> dict:
-    return {
-        "id": f"test-{time.monotonic_ns()}",
-        "object": kind,
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": done,
-            "total_tokens": prompt_tokens + done,
-        },
-    }
 
 
 def _error(status: int, message: str) -> tuple[int, dict]:

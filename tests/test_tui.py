@@ -176,3 +176,42 @@ def test_chat_target_for_each_kind_of_method(tmp_path):
     assert target_for_method(tmp_path, "full-ft").model == str(tmp_path / "full-ft/model")
     with pytest.raises(AdaptwiseError, match="no adapter/ or model/ folder"):
         target_for_method(tmp_path, "qlora")
+
+
+def test_text_from_outside_is_shown_as_it_is(tmp_path):
+    """A task name, a runner's log line and an error holding Rich markup or terminal escapes
+    (a server's message, say) are shown as plain text: no MarkupError, no lost brackets."""
+    from dataclasses import replace
+
+    from textual.widgets import RichLog
+    from tui_fakes import PLAN, FakeBackends, FakeJob
+
+    from advisor.tui.screens.run import RunScreen
+    from experiments.task import load_task
+
+    job = FakeJob(
+        [
+            {"event": "log", "message": "zero-shot: failed; bad [/bold] reply\x1b[2J"},
+            {"event": "error", "message": "[link=http://x]click[/link]\x1b]0;owned\x07"},
+        ],
+        block=False,
+    )
+
+    async def flow():
+        app = AdaptwiseApp(out_root=tmp_path, backends=FakeBackends(run_job=job))
+        async with app.run_test(size=(120, 40)) as pilot:
+            task = load_task(ROOT / "demo/support-intents/task.yaml")
+            app.session.task = replace(task, name="support [v2] [/bold]")
+            app.session.plan = PLAN
+            await app.push_screen(RunScreen(["zero-shot"]))
+            job.exhausted.wait(10)
+            await pilot.pause()
+            await pilot.pause()
+            assert "on support [v2] [/bold]" in text_of(app, ".title")
+            log = app.screen.query_one("#log", RichLog)
+            shown = "\n".join("".join(s.text for s in line) for line in log.lines)
+            assert "zero-shot: failed; bad [/bold] reply" in shown
+            assert "Error: [link=http://x]click[/link]" in shown
+            assert "\x1b" not in shown and "\x07" not in shown
+
+    asyncio.run(flow())

@@ -61,16 +61,17 @@ def run_settings(
 
 
 def plan_precision(requested: str, machine: Machine) -> str:
-    """The precision a run would resolve to on `machine` (experiments/precision.py), read from
-    the machine description rather than torch, so that planning for a GPU works anywhere."""
-    if requested != "auto":
-        return requested
-    if machine.device == "gpu":
-        name = (machine.gpu_name or "").upper()
-        # GPUs before Ampere have no bfloat16: fp16 with loss scaling there.
-        old = any(t in name for t in ("T4", "V100", "P100", "P40", "K80", "GTX", "RTX 20"))
-        return "fp16" if old else "bf16"
-    return "fp32"
+    """The precision a run would resolve to on `machine`, by the run's own rule
+    (experiments/precision.py precision_for: a precision the run refuses there is refused
+    here, in the same line), read from the machine description rather than torch, so that
+    planning for a GPU works anywhere."""
+    from experiments.precision import precision_for
+
+    gpu = machine.device == "gpu"
+    name = (machine.gpu_name or "").upper()
+    # GPUs before Ampere have no bfloat16: fp16 with loss scaling there.
+    old = any(t in name for t in ("T4", "V100", "P100", "P40", "K80", "GTX", "RTX 20"))
+    return precision_for(requested, "cuda" if gpu else "cpu", gpu and not old)
 
 
 def runnable(method: str, ctx=None) -> bool:
@@ -117,6 +118,8 @@ def make_plan(
     from experiments.models import resolve_checkpoint
 
     machine = machine or this_machine()
+    # A precision the run would refuse on this machine is one line now, before any probe.
+    precision = plan_precision(precision or task.precision or "auto", machine)
     answers = answers_from_task(task, answers)
     if answers.gpu_memory_gb is None and machine.gpu_memory_gb:
         answers = replace(answers, gpu_memory_gb=machine.gpu_memory_gb)
@@ -160,7 +163,7 @@ def make_plan(
         settings=run_settings(
             task,
             finetune_settings=finetune_settings,
-            precision=plan_precision(precision or task.precision or "auto", machine),
+            precision=precision,
         ),
         rates=rates,
         target=target,

@@ -171,12 +171,12 @@ def make_served_plan(
     for order, name in enumerate(methods, 1):
         step = ServedStep(method=name, order=order, runnable=True)
         steps.append(step)
-        log(f"Probing {name} on {len(rows)} rows through {lm.model.base_url}...")
+        log(f"Probing {name} on {len(rows)} rows through {lm.model.shown_url}...")
         _probe(ctx, name, rows, step, n_eval, options.concurrency, prices)
     return ServedPlan(
         task=task.name,
         model=options.model,
-        base_url=lm.model.base_url,
+        base_url=lm.model.shown_url,
         rows_scored=n_eval,
         concurrency=options.concurrency,
         prices=prices,

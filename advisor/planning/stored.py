@@ -60,7 +60,9 @@ def store_sections(out_dir: Path, sections: dict) -> None:
     out_dir = Path(out_dir)
     results, records = load_run(out_dir)
     results.update(sections)
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(
+        out_dir / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n"
+    )
     write_reports(out_dir, results, records)
 
 
@@ -80,5 +82,7 @@ def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
         "methods": {},
         "options": options_record,
     }
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(
+        out_dir / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n"
+    )
     write_text_atomic(out_dir / "predictions.jsonl", "")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from advisor import hosting_costs as monthly
 from advisor.hosting_costs import CURRENCY, DEFAULT_PRICES, money, parse_queries_per_day
 from experiments.errors import AdaptwiseError
+from experiments.numbers import check_number
 
 FLAGS = {  # command-line flag -> price key
     "gpu_hour_price": "gpu_hour",
@@ -51,9 +52,7 @@ def parse_prices(section: object, source: str = "costs") -> dict:
                 f"{source}: unknown costs key {key!r}; known: "
                 f"{', '.join([*DEFAULT_PRICES, 'currency', 'queries_per_day'])}"
             )
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise AdaptwiseError(f"{source}: costs {key} must be a number of 0 or more")
-        out[key] = float(value)
+        out[key] = float(check_number(value, f"{source}: costs {key}"))
     return out
 
 

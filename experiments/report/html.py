@@ -14,6 +14,7 @@ import base64
 from html import escape
 from pathlib import Path
 
+from experiments.plain_text import plain
 from experiments.report import formatting as fm
 from experiments.report.charts import ci_plot, loss_image, pareto, setup_matplotlib
 from experiments.report.formatting import (
@@ -86,7 +87,7 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
         parts += _memory(results)
         parts += _climb_sections(results, out_dir)
         parts.append("</body></html>")
-        return "\n".join(parts) + "\n"
+        return plain("\n".join(parts) + "\n")
     setup_matplotlib()
     parts += _verdict(analysis)
     parts += _summary(results, analysis)
@@ -99,7 +100,7 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
     parts += _climb_sections(results, out_dir)
     parts += _matrix(analysis)
     parts.append(f"<script>{SCRIPT}</script></body></html>")
-    return "\n".join(parts) + "\n"
+    return plain("\n".join(parts) + "\n")  # no terminal escapes from names or answers
 
 
 # --- sections ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from experiments.plain_text import plain
 from experiments.report.formatting import (
     CURVE_HEADER,
     METRIC_TITLES,
@@ -102,7 +103,7 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
     lines += ladder_section(results)
     lines += sweep_section(results)
     lines += curve_section(results)
-    return no_raw_html("\n".join(lines) + "\n")
+    return no_raw_html(plain("\n".join(lines) + "\n"))  # no terminal escapes, no raw HTML
 
 
 def no_raw_html(markdown: str) -> str:

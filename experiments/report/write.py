@@ -54,6 +54,7 @@ def write_combined(
     out_dir.mkdir(parents=True, exist_ok=True)
     claim(out_dir, "report", COMBINED_FILES)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    text = json.dumps(results, indent=2, allow_nan=False) + "\n"  # strict JSON, or fail first
     write_text_atomic(out_dir / "predictions.jsonl", lines)
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out_dir / "results.json", text)
     write_reports(out_dir, results, records, None, seed, resamples, overrides, "report")

@@ -12,6 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
+from advisor.tui.shown import shown
+
 
 class ChatScreen(Screen):
     BINDINGS = [
@@ -64,7 +66,7 @@ class ChatScreen(Screen):
         if self.busy:
             return
         self.chosen, self.messages, self.model_name = method, [], None
-        self.write(f"[dim]Loading the model of {method}...[/]")
+        self.write(f"[dim]Loading the model of {shown(method)}...[/]")
         self.busy = True
         self.query_one("#chat-input", Input).focus()
         self.ask({"load": {"run_dir": str(self.app.session.out_dir), "method": method}})
@@ -78,7 +80,7 @@ class ChatScreen(Screen):
             return
         event.input.value = ""
         self.messages.append({"role": "user", "content": text})
-        self.write(f"[b cyan]you>[/] {text}")
+        self.write(f"[b cyan]you>[/] {shown(text)}")
         self.busy = True
         self.ask({"messages": list(self.messages), "max_new_tokens": self.max_new_tokens})
 
@@ -96,13 +98,13 @@ class ChatScreen(Screen):
         kind = event.get("event")
         if kind == "ready":
             self.model_name = event["name"]
-            self.query_one("#chat-title", Static).update(f"Chat with {event['name']}")
-            self.write(f"[green]Ready:[/] {event['name']}")
+            self.query_one("#chat-title", Static).update(f"Chat with {shown(event['name'])}")
+            self.write(f"[green]Ready:[/] {shown(event['name'])}")
         elif kind == "reply":
             self.messages.append({"role": "assistant", "content": event["text"]})
-            self.write(f"[b green]{self.chosen}>[/] {event['text']}")
+            self.write(f"[b green]{shown(self.chosen)}>[/] {shown(event['text'])}")
         else:
-            self.write(f"[red]Error:[/] {event.get('message', event)}")
+            self.write(f"[red]Error:[/] {shown(event.get('message', event))}")
 
     def write(self, text: str) -> None:
         self.query_one("#chat-log", RichLog).write(text)

@@ -13,6 +13,7 @@ from textual.widgets.option_list import Option
 
 from advisor.hosting_costs import parse_queries_per_day
 from advisor.questions import NUMBER_QUESTIONS, QUESTIONS
+from advisor.tui.shown import shown
 from experiments.errors import AdaptwiseError
 
 TOTAL = len(QUESTIONS) + len(NUMBER_QUESTIONS)
@@ -51,7 +52,7 @@ class QuestionnaireScreen(Screen):
     def show(self) -> None:
         task = self.app.session.task
         self.query_one("#progress", Static).update(
-            f"{task.name} · question {self.index + 1} of {TOTAL}"
+            f"{shown(task.name)} · question {self.index + 1} of {TOTAL}"
         )
         numbered = self.index >= len(QUESTIONS)
         question = (

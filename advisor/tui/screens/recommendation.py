@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from advisor.planning.planner import runnable
 from advisor.recommend import recommend
+from advisor.tui.shown import shown
 from experiments.report.formatting import format_short
 
 
@@ -51,7 +52,8 @@ class RecommendationScreen(Screen):
             else "CPU only"
         )
         self.query_one("#heading", Static).update(
-            f"Recommendation for {session.task.name} · {session.answers.model} · {hardware}"
+            f"Recommendation for {shown(session.task.name)} · {shown(session.answers.model)} · "
+            f"{hardware}"
         )
         lines = ["[b]Try, in this order[/b]"]
         for i, rung in enumerate(rec.ladder, 1):
@@ -100,7 +102,7 @@ class RecommendationScreen(Screen):
                     self.app.call_from_thread(self.show_plan, event["plan"])
                 elif kind == "error":
                     self.app.call_from_thread(
-                        self.plan_status, f"[red]No estimate:[/] {event['message']}"
+                        self.plan_status, f"[red]No estimate:[/] {shown(event['message'])}"
                     )
         finally:
             job.close()

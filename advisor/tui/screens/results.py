@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from advisor.tui.shown import shown
 from advisor.verdict import verdict
 from experiments.report.formatting import METRIC_TITLES
 
@@ -43,7 +44,7 @@ class ResultsScreen(Screen):
         ]
         task = self.results["task"]
         self.query_one("#heading", Static).update(
-            f"{task['name']}: {task['n_eval']} eval rows · results in {out}"
+            f"{shown(task['name'])}: {task['n_eval']} eval rows · results in {shown(out)}"
         )
         self.fill_summary()
         judged = verdict(session.recommendation, self.results, *self.p_values())
@@ -77,7 +78,7 @@ class ResultsScreen(Screen):
         )
         for name, m in methods.items():
             table.add_row(
-                name,
+                shown(name),
                 *[f"{m['metrics'][k]:.3f}" for k in metric_names],
                 f"{m['inference_s_per_example']:.2f}",
                 f"{m['prompt_tokens_mean']:.0f}",
@@ -93,23 +94,23 @@ class ResultsScreen(Screen):
         for p in self.predictions:
             by_row.setdefault(p["id"], {})[p["method"]] = p
             golds[p["id"]] = p["gold"]
-        table.add_columns("id", "gold", *methods)
-        shown = 0
+        table.add_columns("id", "gold", *(shown(m) for m in methods))
+        listed = 0
         for row_id, preds in by_row.items():
             verdicts = {preds[m]["correct"] for m in methods if m in preds}
             if self.only_disagreements and len(verdicts) < 2:
                 continue
             cells = [
-                ("✓ " if preds[m]["correct"] else "✗ ") + _short(preds[m]["output"])
+                ("✓ " if preds[m]["correct"] else "✗ ") + shown(_short(preds[m]["output"]))
                 if m in preds
                 else "-"
                 for m in methods
             ]
-            table.add_row(row_id, _short(golds[row_id]), *cells)
-            shown += 1
+            table.add_row(shown(row_id), shown(_short(golds[row_id])), *cells)
+            listed += 1
         which = "where methods disagree" if self.only_disagreements else "all rows"
         self.query_one("#examples-title", Static).update(
-            f"Per example, {which}: {shown} of {len(by_row)} rows (d toggles)"
+            f"Per example, {which}: {listed} of {len(by_row)} rows (d toggles)"
         )
 
     def action_toggle_disagreements(self) -> None:

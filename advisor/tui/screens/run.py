@@ -15,6 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
+from advisor.tui.shown import shown
 from experiments.report.formatting import format_short
 
 PREPARING = re.compile(r": preparing (\S+)$")
@@ -52,7 +53,7 @@ class RunScreen(Screen):
 
     def compose(self) -> ComposeResult:
         task = self.app.session.task
-        yield Static(f"Running {len(self.methods)} methods on {task.name}", classes="title")
+        yield Static(f"Running {len(self.methods)} methods on {shown(task.name)}", classes="title")
         for method in self.methods:
             with Horizontal(classes="method-row"):
                 yield Label(method)
@@ -106,10 +107,10 @@ class RunScreen(Screen):
         elif kind == "cancelled":
             self.done("Cancelled: finished methods are kept.")
         elif kind == "error":
-            self.done(f"[red]Error:[/] {event['message']}")
+            self.done(f"[red]Error:[/] {shown(event['message'])}")
 
     def log_line(self, message: str) -> None:
-        self.query_one("#log", RichLog).write(message)
+        self.query_one("#log", RichLog).write(shown(message))
         if match := PREPARING.search(message):
             self.method_preparing(match.group(1))
         elif match := STEP.match(message):
