@@ -110,6 +110,8 @@ class ApiClient:
         self.shown_url = masked_url(self.base_url)  # what is printed and recorded
         self.model = model
         self.served_model: str | None = None  # the weights the server names, where it does
+        self.label_path: str | None = None  # how labels are scored here (api_labels.py)
+        self.refused_paths: set[str] = set()  # the ways this server does not offer
         self.concurrency = concurrency
         self.cache = cache
         self._key = api_key()
@@ -138,7 +140,7 @@ class ApiClient:
         started = time.perf_counter()
         data = self._fetch(
             f"POST /{endpoint.replace('.', '/')}",
-            lambda: resource.with_raw_response.create(model=self.model, **body),
+            lambda: resource.with_raw_response.create(model=self.model, **_fields(resource, body)),
             lambda reply: reply_problem(endpoint, body, reply),
         )
         latency = time.perf_counter() - started
@@ -319,6 +321,17 @@ class ApiClient:
                 if form:
                     text = text.replace(form, "***")
         return text
+
+
+def _fields(resource, body: dict) -> dict:
+    """`body` as the openai client's `create` takes it: the fields it knows as arguments, the
+    others (a server's own: llama.cpp's `grammar`, vLLM's `guided_choice`) in `extra_body`."""
+    import inspect
+
+    known = inspect.signature(resource.create).parameters
+    fields = {k: v for k, v in body.items() if k in known}
+    extra = {k: v for k, v in body.items() if k not in known}
+    return {**fields, "extra_body": extra} if extra else fields
 
 
 def _tries(exc) -> str:

@@ -171,3 +171,27 @@ def _usage_problem(usage: object, most_generated: int | None) -> str | None:
 def _kind(value: object) -> str:
     names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def first_token_logprobs(reply: dict) -> dict[str, float]:
+    """{token text: log-prob} of the first generated token's alternatives, from OpenAI's chat
+    format (`logprobs.content[0].top_logprobs`, as llama.cpp's server also answers completions)
+    or the legacy completions format (`logprobs.top_logprobs[0]`). Entries that are not a
+    string and a finite log-prob at most 0 are left out; {} when there are none."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    logprobs = choices[0].get("logprobs") if choices and isinstance(choices[0], dict) else None
+    pairs: list = []
+    if isinstance(logprobs, dict):
+        content = logprobs.get("content")
+        legacy = logprobs.get("top_logprobs")
+        if isinstance(content, list) and content and isinstance(content[0], dict):
+            top = content[0].get("top_logprobs")
+            if isinstance(top, list):
+                pairs = [(t.get("token"), t.get("logprob")) for t in top if isinstance(t, dict)]
+        elif isinstance(legacy, list) and legacy and isinstance(legacy[0], dict):
+            pairs = list(legacy[0].items())
+    out: dict[str, float] = {}
+    for token, value in pairs:
+        if isinstance(token, str) and number_problem(value, low=None, high=LOGPROB_SLACK) is None:
+            out[token] = max(out.get(token, -math.inf), min(float(value), 0.0))
+    return out

@@ -169,7 +169,7 @@ def score_labels(
     content-free inputs on top of its prefix (Zhao et al. 2021, "Calibrate Before Use").
     """
     if is_api_model(ctx.options.model):
-        from experiments.api_scoring import score_labels_api
+        from experiments.api_labels import score_labels_api
 
         return score_labels_api(ctx, rows, prompts, progress)
     labels, encode, scorer = ctx.task.labels, ctx.encode, ctx.scorer

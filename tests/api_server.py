@@ -4,7 +4,12 @@ max_tokens, temperature 0, stop), /v1/chat/completions and llama.cpp's /props, w
 
 It counts requests (GET /test/counts), can refuse prompt logprobs (a server without them),
 hide /props (clients then send chat messages), answer 503 after N requests, and checks a key
-(401 on a wrong one, 404 on an unknown model). Run it by hand for the README's figures:
+(401 on a wrong one, 404 on an unknown model). With `structured`, it offers constrained
+decoding as real servers do: llama.cpp's `grammar` of quoted alternatives and vLLM's
+`guided_choice` on completions, OpenAI's `response_format` json_schema (an enum, or an object of
+one enum) on chat: greedy decoding restricted at each step to the tokens that continue an
+allowed answer. With `top_logprobs`, a plain completion or chat answer carries its first
+token's alternatives. Run it by hand for the README's figures:
 
     python3 tests/api_server.py --port 8765 [--key KEY] [--no-logprobs]
 """
@@ -33,6 +38,8 @@ class ModelServer:
         self.prompts: list[str] = []  # each request's prompt (or messages) as JSON, in order
         self.props = True  # False: no /props, so clients send chat messages
         self.fail_after: int | None = None  # answer 503 once this many requests were answered
+        self.structured = False  # constrained decoding (grammar, guided_choice, json_schema)
+        self.top_logprobs = False  # the first generated token's alternatives
         self.httpd: ThreadingHTTPServer | None = None
 
     # --- the model ---------------------------------------------------------------------
@@ -68,6 +75,54 @@ class ModelServer:
         best = int(logprobs[-1].argmax())
         return ids, offsets, tokens, values, best, float(logprobs[-1, best])
 
+    @torch.inference_mode()
+    def _choose(self, text: str, options: list[str]) -> tuple[str, int]:
+        """Greedy decoding of `text` restricted to spelling one of `options` (token by token,
+        as a grammar-constrained sampler does); (the answer, tokens generated)."""
+        tok = self.lm.tokenizer
+        prompt = tok(text, add_special_tokens=False)["input_ids"]
+        live = {o: tok(o, add_special_tokens=False)["input_ids"] for o in options}
+        chosen: list[int] = []
+        end = tok.convert_tokens_to_ids("<|im_end|>")
+        while True:
+            done = [o for o, ids in live.items() if len(ids) == len(chosen)]
+            following = {ids[len(chosen)] for ids in live.values() if len(ids) > len(chosen)}
+            if not following:
+                return done[0], len(chosen)
+            logits = self.lm.model(input_ids=torch.tensor([prompt + chosen])).logits[0, -1]
+            allowed = sorted(following) + ([end] if done else [])
+            best = max(allowed, key=lambda i: float(logits[i]))
+            if best == end:
+                return done[0], len(chosen) + 1
+            chosen.append(best)
+            live = {o: ids for o, ids in live.items() if ids[: len(chosen)] == chosen}
+
+    @torch.inference_mode()
+    def _first_token_alternatives(self, text: str, n: int) -> list[dict]:
+        tok = self.lm.tokenizer
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        logits = self.lm.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+        values, top = torch.log_softmax(logits, dim=-1).topk(n)
+        return [{"token": tok.decode([int(i)]), "logprob": float(v)} for v, i in zip(values, top)]
+
+    def _options(self, body: dict) -> list[str] | None:
+        """The answers a constrained request allows (None: not constrained, or not offered)."""
+        import re
+
+        if not self.structured:
+            return None
+        if isinstance(body.get("guided_choice"), list):
+            return [str(x) for x in body["guided_choice"]]
+        if isinstance(body.get("grammar"), str):
+            return [json.loads(a) for a in re.findall(r'"(?:[^"\\]|\\.)*"', body["grammar"])]
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if isinstance(schema, dict) and "enum" in schema:
+            return [json.dumps(x) for x in schema["enum"]]
+        if isinstance(schema, dict) and schema.get("type") == "object":
+            (name, inner), *_ = schema["properties"].items()
+            return [json.dumps({name: x}) for x in inner["enum"]]
+        return None
+
     def completions(self, body: dict) -> dict:
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         stop = body.get("stop") or []
@@ -87,8 +142,17 @@ class ModelServer:
                 choices.append(_choice(index, text + new, logprobs))
                 n_prompt, n_done = n_prompt + len(ids), n_done + (1 if max_tokens else 0)
                 continue
-            answer, used, made = self._generate(text, max_tokens, stop)
-            choices.append(_choice(index, text + answer if body.get("echo") else answer, None))
+            options = self._options(body)
+            if options is not None:
+                answer, made = self._choose(text, options)
+                used = len(self._encode(text)[0])
+            else:
+                answer, used, made = self._generate(text, max_tokens, stop)
+            logprobs = None
+            if self.top_logprobs and isinstance(body.get("logprobs"), int) and not options:
+                top = self._first_token_alternatives(text, body["logprobs"])
+                logprobs = {"top_logprobs": [{t["token"]: t["logprob"] for t in top}]}
+            choices.append(_choice(index, text + answer if body.get("echo") else answer, logprobs))
             n_prompt, n_done = n_prompt + used, n_done + made
         self.prompts.append(json.dumps(body["prompt"]))
         return openai_reply("text_completion", self.name, choices, n_prompt, n_done)
@@ -100,13 +164,21 @@ class ModelServer:
         stop = body.get("stop") or []
         stop = [stop] if isinstance(stop, str) else stop
         end = "<|im_end|>"
-        answer, used, made = self._generate(text, body.get("max_tokens") or 64, [end, *stop])
+        options = self._options(body)
+        if options is not None:
+            answer, made = self._choose(text, options)
+            used = len(self._encode(text)[0])
+        else:
+            answer, used, made = self._generate(text, body.get("max_tokens") or 64, [end, *stop])
         self.prompts.append(json.dumps(body["messages"]))
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": answer},
             "finish_reason": "stop",
         }
+        if self.top_logprobs and body.get("logprobs") and options is None:
+            top = self._first_token_alternatives(text, int(body.get("top_logprobs") or 1))
+            choice["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
         return openai_reply("chat.completion", self.name, [choice], used, made)
 
     # --- HTTP ----------------------------------------------------------------------------

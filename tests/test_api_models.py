@@ -38,6 +38,7 @@ def cli(capsys, monkeypatch, tmp_path, server):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("ADAPTWISE_API_CACHE", str(tmp_path / "api-cache"))
     server.logprobs, server.props, server.fail_after = True, True, None
+    server.structured = server.top_logprobs = False
 
     def run(*args):
         capsys.readouterr()
@@ -137,18 +138,61 @@ def test_a_failed_run_resumes_without_asking_again(cli, server, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_server_without_logprobs_scores_by_constrained_generation(cli, server, tmp_path):
+def test_a_server_without_logprobs_or_constraints_scores_by_exact_match(cli, server, tmp_path):
     server.logprobs = False
     code, out, err = cli(
         "run", INTENTS, "--methods", "zero-shot", "--limit", "4", *api_args(server)
     )
     assert code == 0, err
-    assert "gives no prompt logprobs" in out + err
+    assert "does not offer label log-likelihood" in out + err
     folder = tmp_path / "runs" / "support-intents"
-    assert results(folder)["methods"]["zero-shot"]["scoring"].startswith("constrained generation")
+    assert results(folder)["methods"]["zero-shot"]["scoring"].startswith("free generation")
     for p in predictions(folder):
-        assert p["scoring"].startswith("constrained") and "answer" in p
+        assert p["scoring"].startswith("free generation") and "answer" in p
         assert p.get("unmapped", False) == (p["output"] not in results(folder)["task"]["labels"])
+
+
+def _local_zero_shot(cli, rows: int) -> float:
+    code, _, err = cli("run", INTENTS, "--methods", "zero-shot", "--limit", rows, "--out", "local")
+    assert code == 0, err
+    return results(Path("local"))["methods"]["zero-shot"]["metrics"]["accuracy"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("props", "structured", "top_logprobs", "path"),
+    [
+        (False, True, False, "structured output"),  # a chat-only server: OpenAI's json_schema
+        (True, True, False, "llama.cpp grammar"),  # a completions server with a grammar
+        (True, False, True, "first-token"),  # only the first token's alternatives
+    ],
+)
+def test_labels_are_scored_by_the_best_way_the_server_offers(
+    cli, server, tmp_path, props, structured, top_logprobs, path
+):
+    """Without prompt logprobs, a constrained choice or the first token's log-probs score the
+    labels, and zero-shot lands within 0.15 accuracy of in-process on the same rows."""
+    server.logprobs, server.props = False, props
+    server.structured, server.top_logprobs = structured, top_logprobs
+    code, out, err = cli(
+        "run",
+        INTENTS,
+        "--methods",
+        "zero-shot",
+        "--limit",
+        "20",
+        *api_args(server),
+        "--out",
+        "served",
+    )
+    assert code == 0, err
+    entry = results(Path("served"))["methods"]["zero-shot"]
+    assert path in entry["scoring"]
+    rows = predictions(Path("served"))
+    labels = results(Path("served"))["task"]["labels"]
+    assert all(p["output"] in labels for p in rows if not p.get("unmapped"))
+    assert sum(bool(p.get("unmapped")) for p in rows) <= 2
+    assert abs(entry["metrics"]["accuracy"] - _local_zero_shot(cli, 20)) <= 0.15
 
 
 @pytest.mark.slow
