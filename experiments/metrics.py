@@ -1,7 +1,8 @@
 """Scoring functions: pure functions of predicted and gold strings.
 
 Which metrics apply depends on the task kind (`METRICS_BY_KIND`); `score` aggregates over an
-eval set and `per_example` gives the per-row values used for error analysis.
+eval set, `per_example` gives the per-row values used for error analysis and `row_values` adds
+whether the row counts as right (predictions.jsonl's `scores` and `correct`).
 """
 
 from __future__ import annotations
@@ -178,3 +179,12 @@ def per_example(kind: str, pred: str, gold: str) -> dict[str, float]:
     if kind == "qa":
         return {"exact_match": exact_match(pred, gold), "token_f1": token_f1(pred, gold)}
     return {"rouge_l": rouge_l(pred, gold), "exact_match": exact_match(pred, gold)}
+
+
+def row_values(kind: str, metric: str, pred: str, gold: str) -> tuple[dict[str, float], bool]:
+    """A row's `per_example` values and whether it counts as right: the task metric's value (else
+    the kind's first) at least 1.0 (exact match, accuracy: all or nothing), or 0.5 for rouge_l."""
+    values = per_example(kind, pred, gold)
+    primary = values[metric] if metric in values else next(iter(values.values()))
+    threshold = 0.5 if metric == "rouge_l" else 1.0
+    return values, primary >= threshold

@@ -285,16 +285,14 @@ def summarise(task: Task, preds: list[Prediction]) -> dict:
 
 
 def prediction_record(task: Task, method: str, p: Prediction) -> dict:
-    values = metric_fns.per_example(task.kind, p.output, p.gold)
-    primary = values[task.metric] if task.metric in values else next(iter(values.values()))
-    threshold = 0.5 if task.metric == "rouge_l" else 1.0  # exact match, accuracy: all or nothing
+    values, correct = metric_fns.row_values(task.kind, task.metric, p.output, p.gold)
     return {
         "method": method,
         "id": p.id,
         "prompt": p.prompt,
         "output": p.output,
         "gold": p.gold,
-        "correct": primary >= threshold,
+        "correct": correct,
         "scores": values,
         **p.extra,
     }
