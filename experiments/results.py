@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -80,6 +81,22 @@ def read_results(out_dir: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, OSError, UnicodeDecodeError):
         return None
+
+
+def results_text(results: dict) -> str:
+    """The text of results.json: strict JSON (RFC 8259), so a number that is not finite (a
+    diverged training loss) is written as null, never as NaN or Infinity."""
+    return json.dumps(_finite(results), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def previous_results(

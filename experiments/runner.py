@@ -25,7 +25,7 @@ from experiments.models import forget_failure
 from experiments.outputs import claim, refuse_inputs
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
-from experiments.results import options_record, previous_results
+from experiments.results import options_record, previous_results, results_text
 from experiments.task import Row, Task
 
 RUN_COMMAND = "run"
@@ -306,7 +306,7 @@ def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Pred
     lines = [json.dumps(rec, ensure_ascii=False) for rec in records]
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
-    write_text_atomic(out_dir / "results.json", json.dumps(public, indent=2) + "\n")
+    write_text_atomic(out_dir / "results.json", results_text(public))
     write_reports(out_dir, public, records)
 
 

@@ -5,7 +5,6 @@ metric with its bootstrap interval, and extra sections of results.json (`ladder`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from experiments.atomic import write_text_atomic
@@ -14,6 +13,7 @@ from experiments.results import (
     eval_fingerprint,
     options_differ,
     read_results,
+    results_text,
     task_record,
 )
 from experiments.runner import claim_run_folder
@@ -60,7 +60,7 @@ def store_sections(out_dir: Path, sections: dict) -> None:
     out_dir = Path(out_dir)
     results, records = load_run(out_dir)
     results.update(sections)
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out_dir / "results.json", results_text(results))
     write_reports(out_dir, results, records)
 
 
@@ -80,5 +80,5 @@ def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
         "methods": {},
         "options": options_record,
     }
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out_dir / "results.json", results_text(results))
     write_text_atomic(out_dir / "predictions.jsonl", "")
