@@ -158,16 +158,19 @@ def score(
     preds: Sequence[str],
     golds: Sequence[str],
     labels: Sequence[str] | None = None,
+    rows: Sequence[dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """The metrics of `kind` (see `METRICS_BY_KIND`) over a whole eval set.
 
-    `labels` is used by classification's macro-F1 only.
+    `labels` is used by classification's macro-F1 only; `rows` are the `per_example` values of
+    `preds` and `golds` where the caller has computed them already (ROUGE-L is not cheap).
     """
     names = _metric_names(kind)
     _check_lengths(preds, golds)
     if kind == "classification":
         return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
-    rows = [per_example(kind, p, g) for p, g in zip(preds, golds)]
+    if rows is None:
+        rows = [per_example(kind, p, g) for p, g in zip(preds, golds)]
     return {name: _mean([row[name] for row in rows]) for name in names}
 
 
