@@ -128,8 +128,18 @@ def run_one(
 
 
 def show_run(out: Path, outcome: dict) -> int:
-    """The results table and what was written; the exit status."""
+    """The results table and what was written; the exit status: 1 with one line when every
+    method this run tried failed (and none was kept), else 0."""
+    import sys
+
     show_report(out, outcome)
+    if outcome["failed"] and not (outcome["scored"] or outcome["kept"]):
+        print(
+            f"adaptwise: error: every method failed ({', '.join(outcome['failed'])}); nothing "
+            f'was scored; the reasons are above and under "failed" in {out / "results.json"}',
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

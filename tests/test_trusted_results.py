@@ -3,7 +3,7 @@ an earlier run, resumed by a climb, shown by `report`, `report DIR1 DIR2 --out` 
 metrics equal to the runner's metric functions on its rows of predictions.jsonl, one row per eval
 row, and finite numbers. An edited metric, a deleted row, an invented method or a NaN is run
 again by `run` (one line says why) and refused by the reports (one line naming the file and the
-method, exit status 2).
+method, exit status 2). A run whose every method failed exits 1, and cannot be combined.
 
 The run folders are real runs of the tiny model (tests/conftest.py) on the demo tasks, then
 edited as a user would edit them.
@@ -325,6 +325,62 @@ def test_a_climb_does_not_resume_from_an_edited_result(run, tiny_model):
     results, _ = load_run(run)  # taken out of the folder's files, so its reports pass
     assert list(results["methods"]) == ["zero-shot"]
     assert strict(run / "results.json")["options"]["calibrate"] is True
+
+
+def _fit_nothing(model: Path, out: Path, methods: str = "lora,full-ft") -> list:
+    """Fine-tuning with a memory budget nothing fits: each method fails, and is recorded."""
+    budget = ["--finetune", "fit_memory_gb=0.001", "--finetune", "max_steps=1"]
+    return [*run_args(model, out, methods=methods), *budget]
+
+
+def test_a_run_whose_every_method_failed_exits_1_and_cannot_be_combined(
+    template, cli, tiny_model, tmp_path
+):
+    failed = tmp_path / "failed"
+    outcome = cli(*_fit_nothing(tiny_model, failed))
+    assert outcome.code == 1, outcome.stderr
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("adaptwise: error:")]
+    assert len(errors) == 1 and "every method failed (lora, full-ft)" in errors[0], outcome.stderr
+    assert str(failed / "results.json") in errors[0]
+    results = strict(failed / "results.json")
+    assert results["methods"] == {} and set(results["failed"]) == {"lora", "full-ft"}
+    both = tmp_path / "both"
+    for dirs in ((template, failed), (failed, template)):
+        one_line(
+            cli("report", *dirs, "--out", both),
+            f"{failed}: that run scored nothing",
+            "every method failed (lora, full-ft)",
+        )
+        assert not both.exists()
+
+
+def test_a_failure_next_to_a_scored_or_kept_method_exits_0(cli, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    args = _fit_nothing(tiny_model, out, "zero-shot,lora")
+    for kept in (False, True):  # zero-shot scored, then kept; lora fails both times
+        outcome = cli(*args)
+        assert outcome.code == 0, outcome.stderr
+        assert ("zero-shot kept from the earlier run" in said(outcome)) is kept
+        assert "lora: out of memory" in said(outcome) and "adaptwise: error" not in outcome.stderr
+        results = strict(out / "results.json")
+        assert list(results["methods"]) == ["zero-shot"] and list(results["failed"]) == ["lora"]
+
+
+def test_the_demo_exits_1_when_a_task_scored_nothing(cli, tiny_model, tmp_path, monkeypatch):
+    """Every request refused (a served model's error after its retries), for both demo tasks."""
+    from experiments.api_model import ApiRequestFailed
+
+    def refused(ctx, method, rows, progress):
+        raise ApiRequestFailed(f"{method.name}: HTTP 503 after 3 retries: overloaded")
+
+    monkeypatch.setattr("experiments.runner.run_method", refused)
+    args = ["demo", "--methods", "zero-shot", "--limit", 2, "--model", tiny_model]
+    outcome = cli(*args, "--out", tmp_path / "demo")
+    assert outcome.code == 1, outcome.stderr
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("adaptwise: error")]
+    assert len(errors) == 2 and all("every method failed (zero-shot)" in e for e in errors)
+    for task in ("support-intents", "helpdesk-qa"):
+        assert strict(tmp_path / "demo" / task / "results.json")["failed"]["zero-shot"]
 
 
 def test_results_json_is_strict_json(tmp_path):
