@@ -53,16 +53,15 @@ def register(subparsers, add_run_options) -> None:
 
 def cmd_finetune(args) -> int:
     from adaptwise.progress import RichProgress
-    from adaptwise.running import method_list, parse_settings, run_one, run_options, show_report
+    from adaptwise.running import method_list, parse_settings, run_one, run_options, show_run
 
     options = run_options(args)
     options.extra["finetune"] = parse_settings(args.settings)
     options.extra["finetune_flag"] = "--set"  # errors name the flag the user typed
     methods = method_list(args.methods)
     with RichProgress() as ui:
-        out = run_one(args.task, methods, args.out, options, ui)
-    show_report(out)
-    return 0
+        out, outcome = run_one(args.task, methods, args.out, options, ui)
+    return show_run(out, outcome)
 
 
 def cmd_chat(args) -> int:

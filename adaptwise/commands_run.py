@@ -13,6 +13,7 @@ from adaptwise.running import (
     run_one,
     run_options,
     show_report,
+    show_run,
 )
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
@@ -125,9 +126,8 @@ def cmd_run(args) -> int:
     methods = method_list(args.methods)
     rerun = _rerun(args.rerun, methods)
     with RichProgress() as ui:
-        out = run_one(args.task, methods, args.out, options, ui, rerun=rerun)
-    show_report(out)
-    return 0
+        out, outcome = run_one(args.task, methods, args.out, options, ui, rerun=rerun)
+    return show_run(out, outcome)
 
 
 def _rerun(value: str | None, methods: list[str]) -> bool | set[str]:
@@ -255,13 +255,11 @@ def cmd_demo(args) -> int:
         raise AdaptwiseError(f"no demo tasks found in {DEMO_DIR}; run from a clone of adaptwise")
     options = run_options(args)
     methods = method_list(args.methods)
-    outs = []
+    runs = []
     with RichProgress() as ui:
         for task_path in tasks:
-            outs.append(run_one(task_path, methods, args.out / task_path.parent.name, options, ui))
-    for out in outs:
-        show_report(out)
-    return 0
+            runs.append(run_one(task_path, methods, args.out / task_path.parent.name, options, ui))
+    return max(show_run(out, outcome) for out, outcome in runs)
 
 
 def cmd_setup(args) -> int:

@@ -106,7 +106,9 @@ def method_list(value: str) -> list[str]:
 
 def run_one(
     task_path: Path, methods: list[str], out: Path | None, options, ui, rerun=False
-) -> Path:
+) -> tuple[Path, dict]:
+    """Run `methods` on the task; its output folder and what the run did (kept, scored and
+    failed methods, whether it wrote files: experiments/runner.py run_task's `_run`)."""
     from experiments.methods import make_method
     from experiments.runner import claim_run_folder, run_task
     from experiments.task import load_task
@@ -121,8 +123,8 @@ def run_one(
     sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
     ui.log(headline(task, f"{sizes}{subset}"))
     ui.log(f"  results -> {out}")
-    run_task(task, methods, out, options, progress=ui, rerun=rerun)
-    return out
+    results = run_task(task, methods, out, options, progress=ui, rerun=rerun)
+    return out, results["_run"]
 
 
 def headline(task, rest: str):
@@ -134,8 +136,25 @@ def headline(task, rest: str):
     return Text.assemble((plain(task.name, one_line=True), "bold"), f" ({task.kind}): {rest}")
 
 
-def show_report(out: Path) -> None:
-    """A compact table of results.json for the terminal; report.md has every column."""
+def show_run(out: Path, outcome: dict) -> int:
+    """The results table and what was written; the exit status: 1 with one line when every
+    method this run tried failed (and none was kept), else 0."""
+    import sys
+
+    show_report(out, outcome)
+    if outcome["failed"] and not (outcome["scored"] or outcome["kept"]):
+        print(
+            f"adaptwise: error: every method failed ({', '.join(outcome['failed'])}); nothing "
+            f'was scored; the reasons are above and under "failed" in {out / "results.json"}',
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def show_report(out: Path, outcome: dict | None = None) -> None:
+    """A compact table of results.json for the terminal; report.md has every column. With the
+    run's `outcome`, also what it wrote (nothing, when every method was kept)."""
     import json
 
     from rich.console import Console
@@ -180,7 +199,15 @@ def show_report(out: Path) -> None:
             markup=False,
             highlight=False,
         )
-    console.print(
-        f"Written: {out}/results.json, predictions.jsonl, report.md and report.html "
-        "(confidence intervals, significance, costs, per-row matrix)\n"
-    )
+    if outcome is None:  # a climb says what it wrote itself
+        return
+    if outcome["written"]:
+        console.print(
+            f"Written: {out}/results.json, predictions.jsonl, report.md and report.html "
+            "(confidence intervals, significance, costs, per-row matrix)\n"
+        )
+    else:
+        console.print(
+            f"Nothing written: every method was kept from the earlier run in {out} "
+            "(--rerun runs them again)\n"
+        )

@@ -1,7 +1,8 @@
 """Scoring functions: pure functions of predicted and gold strings.
 
 Which metrics apply depends on the task kind (`METRICS_BY_KIND`); `score` aggregates over an
-eval set and `per_example` gives the per-row values used for error analysis.
+eval set, `per_example` gives the per-row values used for error analysis and `row_values` adds
+whether the row counts as right (predictions.jsonl's `scores` and `correct`).
 """
 
 from __future__ import annotations
@@ -157,16 +158,19 @@ def score(
     preds: Sequence[str],
     golds: Sequence[str],
     labels: Sequence[str] | None = None,
+    rows: Sequence[dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """The metrics of `kind` (see `METRICS_BY_KIND`) over a whole eval set.
 
-    `labels` is used by classification's macro-F1 only.
+    `labels` is used by classification's macro-F1 only; `rows` are the `per_example` values of
+    `preds` and `golds` where the caller has computed them already (ROUGE-L is not cheap).
     """
     names = _metric_names(kind)
     _check_lengths(preds, golds)
     if kind == "classification":
         return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
-    rows = [per_example(kind, p, g) for p, g in zip(preds, golds)]
+    if rows is None:
+        rows = [per_example(kind, p, g) for p, g in zip(preds, golds)]
     return {name: _mean([row[name] for row in rows]) for name in names}
 
 
@@ -178,3 +182,12 @@ def per_example(kind: str, pred: str, gold: str) -> dict[str, float]:
     if kind == "qa":
         return {"exact_match": exact_match(pred, gold), "token_f1": token_f1(pred, gold)}
     return {"rouge_l": rouge_l(pred, gold), "exact_match": exact_match(pred, gold)}
+
+
+def row_values(kind: str, metric: str, pred: str, gold: str) -> tuple[dict[str, float], bool]:
+    """A row's `per_example` values and whether it counts as right: the task metric's value (else
+    the kind's first) at least 1.0 (exact match, accuracy: all or nothing), or 0.5 for rouge_l."""
+    values = per_example(kind, pred, gold)
+    primary = values[metric] if metric in values else next(iter(values.values()))
+    threshold = 0.5 if metric == "rouge_l" else 1.0
+    return values, primary >= threshold

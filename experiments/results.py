@@ -1,18 +1,23 @@
 """What results.json records and what an earlier run into the same folder left there: the
 format version, the task entry with the fingerprints of its rows, the options record and which
-options must match, and the earlier results and predictions that a new run keeps.
+options must match, the rows of predictions.jsonl, and whether a method's stored result can be
+trusted (`doubts`): the earlier results a new run keeps, the climbs resume from and the reports
+show are only those whose metrics are what their predictions give.
 
-The runner writes these records; the climbs (advisor/planning/) read them back."""
+The runner writes these records; the climbs (advisor/planning/) and the reports read them back."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from experiments import metrics as metric_fns
 from experiments.context import RunOptions
-from experiments.methods import Prediction
+from experiments.errors import AdaptwiseError
+from experiments.prediction import Prediction
 from experiments.task import Row, Task
 
 RESULTS_VERSION = 1
@@ -92,11 +97,28 @@ def read_results(out_dir: Path) -> dict | None:
         return None
 
 
+def results_text(results: dict) -> str:
+    """The text of results.json: strict JSON (RFC 8259), so a number that is not finite (a
+    diverged training loss) is written as null, never as NaN or Infinity."""
+    return json.dumps(_finite(results), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def previous_results(
     out_dir: Path, task: Task, rows: list[Row], record: dict, log=print
-) -> tuple[dict, dict]:
+) -> tuple[dict, dict, dict[str, Doubt]]:
     """Results and predictions already in `out_dir` made on the same eval and train rows with
-    the same options (MATCHED_OPTIONS), else empty ones. Earlier results
+    the same options (MATCHED_OPTIONS), else empty ones; and the methods left out of them because
+    their stored result is not what their predictions give (method -> Doubt). Earlier results
     that do not match, or that cannot be read, are replaced by this run's, with one line."""
     results = {
         "version": RESULTS_VERSION,
@@ -107,19 +129,19 @@ def previous_results(
     predictions: dict[str, list[Prediction]] = {}
     old_path = out_dir / "results.json"
     if not old_path.is_file():
-        return results, predictions
+        return results, predictions, {}
     try:
         old = json.loads(old_path.read_text(encoding="utf-8"))
         if not isinstance(old, dict) or not isinstance(old.get("methods", {}), dict):
             raise ValueError("not a results object")
-        old_predictions = read_predictions(out_dir / "predictions.jsonl")
-    except (ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
+        records = read_records(out_dir / "predictions.jsonl")
+    except (ValueError, OSError, AdaptwiseError) as exc:
         log(f"{out_dir}: the earlier results there cannot be read ({exc}); this run replaces them")
-        return results, predictions
+        return results, predictions, {}
     fresh = results["task"]
     differs = options_differ(old.get("options") or {}, record)
     if (old.get("task") or {}).get("eval_fingerprint") != fresh["eval_fingerprint"]:
-        return results, predictions  # other eval rows: nothing to compare with
+        return results, predictions, {}  # other eval rows: nothing to compare with
     if (old.get("task") or {}).get("train_fingerprint") != fresh["train_fingerprint"]:
         differs.append("train rows")
     if differs and old.get("methods"):
@@ -127,33 +149,227 @@ def previous_results(
             f"{out_dir}: the earlier results there were made with other "
             f"{', '.join(differs)}; this run replaces them"
         )
-        return results, predictions
-    results["methods"] = {
-        m: v for m, v in old.get("methods", {}).items() if m in old_predictions and "metrics" in v
-    }
-    predictions.update({m: p for m, p in old_predictions.items() if m in results["methods"]})
+        return results, predictions, {}
+    stored = old.get("methods", {})
+    doubts = doubts_about(fresh, stored, records, {str(r.id): r.output for r in rows})
+    results["methods"] = {m: v for m, v in stored.items() if m not in doubts}
+    predictions.update(predictions_of(records, results["methods"]))
     if isinstance(old.get("failed"), dict):
         results["failed"] = old["failed"]
-    return results, predictions
+    return results, predictions, doubts
 
 
-def read_predictions(path: Path) -> dict[str, list[Prediction]]:
-    fields = set(Prediction.__dataclass_fields__)
-    predictions: dict[str, list[Prediction]] = {}
+def read_records(path: Path) -> list[dict]:
+    """The rows of a predictions.jsonl in order (none when there is no such file); one
+    AdaptwiseError naming the line for a row that is not a prediction record."""
+    path = Path(path)
     if not path.is_file():
-        return predictions
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise AdaptwiseError(f"{path}: not UTF-8 text, not a predictions.jsonl") from None
+    records = []
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-            extra = {
-                k: v for k, v in rec.items() if k not in fields | {"method", "correct", "scores"}
-            }
+        except ValueError:
+            rec = None
+        if (
+            not isinstance(rec, dict)
+            or not isinstance(rec.get("method"), str)
+            or not isinstance(rec.get("id"), str | int)
+            or isinstance(rec.get("id"), bool)
+        ):
+            raise AdaptwiseError(f"{path}:{number}: not a prediction record")
+        records.append(rec)
+    return records
+
+
+def predictions_of(records: list[dict], methods) -> dict[str, list[Prediction]]:
+    """The Predictions of `methods` from their (checked: doubts_about) prediction records."""
+    fields = set(Prediction.__dataclass_fields__) | {"method", "correct", "scores"}
+    predictions: dict[str, list[Prediction]] = {}
+    for rec in records:
+        if rec["method"] in methods:
+            extra = {k: v for k, v in rec.items() if k not in fields}
             prediction = Prediction(
                 rec["id"], rec["prompt"], rec["output"], rec["gold"], 0, 0, extra
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path.name} line {number}: {type(exc).__name__}") from None
-        predictions.setdefault(rec["method"], []).append(prediction)
+            predictions.setdefault(rec["method"], []).append(prediction)
     return predictions
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """Why a method's stored result cannot be trusted: the run folder's file that says so
+    (results.json or predictions.jsonl) and one sentence naming it."""
+
+    file: str
+    text: str
+
+
+# results.json's metric entries of a method and the prediction field each is computed from
+# (experiments/runner.py summarise).
+METRIC_ENTRIES = {
+    "metrics": "output",
+    "metrics_raw": "output_raw",
+    "metrics_calibrated": "output_calibrated",
+}
+
+
+def doubts_about(
+    task: dict, methods: dict, records: list[dict], golds: dict[str, str] | None = None
+) -> dict[str, Doubt]:
+    """Method -> why its entry in results.json is not what its rows in predictions.jsonl give,
+    for each method that cannot be trusted. Every metric must be a finite number, equal to the
+    runner's metric functions on the method's rows, and every row's `scores` and `correct` to
+    the per-row ones; each method needs one row per eval row. `task` is results.json's task
+    entry (kind, metric, labels, n_eval); `golds` (row id -> gold answer) are the eval rows the
+    run scores, else every method must have n_eval rows, the same ones."""
+    rows: dict[str, list[dict]] = {}
+    for rec in records:
+        rows.setdefault(rec["method"], []).append(rec)
+    doubts: dict[str, Doubt] = {}
+    reference: tuple[str, set[str]] | None = None
+    for name, entry in methods.items():
+        doubt = _doubt(task, entry, rows.get(name, []), golds)
+        if doubt is None and golds is None:  # without the eval rows: the first method's ids
+            ids = {str(r["id"]) for r in rows[name]}
+            if reference is None:
+                reference = (name, ids)
+            elif ids != reference[1]:
+                other = sorted(ids ^ reference[1])[0]
+                doubt = _rows(f"has other eval rows of it than of {reference[0]} (row {other})")
+        if doubt is not None:
+            doubts[name] = doubt
+    return doubts
+
+
+def _stated(text: str) -> Doubt:
+    return Doubt("results.json", f"results.json {text}")
+
+
+def _rows(text: str) -> Doubt:
+    return Doubt("predictions.jsonl", f"predictions.jsonl {text}")
+
+
+def _doubt(task: dict, entry, recs: list[dict], golds: dict[str, str] | None) -> Doubt | None:
+    """Why one method's entry cannot be trusted (doubts_about), or None."""
+    kind, metric = task["kind"], task["metric"]
+    stated = {k: entry[k] for k in METRIC_ENTRIES if k in entry} if isinstance(entry, dict) else {}
+    if not isinstance(stated.get("metrics"), dict) or metric not in stated["metrics"]:
+        return _stated(f"has no {metric} for it")
+    for key, values in stated.items():
+        if not isinstance(values, dict):
+            return _stated(f"has {key} {_shown(values)} for it, not a table of metrics")
+        for name, value in values.items():
+            if not is_number(value):
+                return _stated(f"says {_label(name, key)} {_shown(value)}, not a number")
+    if not recs:
+        return _rows("has none of its rows")
+    doubt = _row_doubt(task, recs, golds)
+    if doubt is not None:
+        return doubt
+    per_row = [metric_fns.row_values(kind, metric, r["output"], r["gold"]) for r in recs]
+    doubt = _values_doubt(recs, per_row)
+    if doubt is not None:
+        return doubt
+    answers = [r["gold"] for r in recs]
+    for key, field in METRIC_ENTRIES.items():
+        if key not in stated:
+            continue
+        outputs = [r.get(field) for r in recs]
+        missing = next((r for r, o in zip(recs, outputs) if not isinstance(o, str)), None)
+        if missing is not None:
+            return _rows(f"has no {field} for its row {missing['id']}")
+        rows = [values for values, _ in per_row] if field == "output" else None
+        given = metric_fns.score(kind, outputs, answers, task.get("labels"), rows)
+        for name in [*given, *(n for n in stated[key] if n not in given)]:
+            label, value = _label(name, key), stated[key].get(name)
+            if name not in given:
+                return _stated(f"says {label} {_shown(value)}, which a {kind} task does not score")
+            if value is None:
+                return _stated(f"has no {label} for it")
+            if not _same(value, given[name]):
+                a, b = _pair(value, given[name])
+                return _stated(f"says {label} {a} but its {len(recs)} predictions give {b}")
+    return None
+
+
+def _row_doubt(task: dict, recs: list[dict], golds: dict[str, str] | None) -> Doubt | None:
+    """A doubt about the method's rows: missing or extra eval rows, a row twice, a field that is
+    not text, or another gold answer than the eval row's."""
+    ids = [str(r["id"]) for r in recs]
+    seen = set(ids)
+    if len(seen) < len(ids):
+        return _rows(f"has its row {next(i for i in ids if ids.count(i) > 1)} twice")
+    if golds is not None:
+        missing = [i for i in golds if i not in seen]
+        if missing:
+            return _rows(
+                f"has {len(golds) - len(missing)} of its {len(golds)} eval rows "
+                f"(row {missing[0]} is missing)"
+            )
+        extra = next((i for i in ids if i not in golds), None)
+        if extra is not None:
+            return _rows(f"has a row {extra} of it, which is not an eval row of this run")
+    elif isinstance(task.get("n_eval"), int) and len(ids) != task["n_eval"]:
+        return _rows(f"has {len(ids)} of its {task['n_eval']} eval rows")
+    for rec, row_id in zip(recs, ids):
+        for field in ("prompt", "output", "gold"):
+            if not isinstance(rec.get(field), str):
+                return _rows(f"has no {field} for its row {row_id}")
+        if golds is not None and rec["gold"] != golds[row_id]:
+            return _rows(f"gives its row {row_id} the gold {rec['gold']!r}, not the eval row's")
+    return None
+
+
+def _values_doubt(recs: list[dict], per_row: list[tuple[dict, bool]]) -> Doubt | None:
+    """A row whose `scores` or `correct` in predictions.jsonl are not its output's."""
+    for rec, (values, correct) in zip(recs, per_row):
+        row_id = rec["id"]
+        scores = rec.get("scores", values)  # records from before `scores` was written
+        if not isinstance(scores, dict):
+            return _rows(f"has scores {_shown(scores)} for its row {row_id}")
+        for name in [*values, *(n for n in scores if n not in values)]:
+            if name not in values or not _same(scores.get(name), values[name]):
+                a, b = _pair(scores.get(name), values.get(name))
+                return _rows(f"says its row {row_id} scored {name} {a} but its output gives {b}")
+        if rec.get("correct", correct) != correct:
+            said, real = ("right", "wrong") if rec["correct"] else ("wrong", "right")
+            return _rows(f"says its row {row_id} is {said} but its output is {real}")
+    return None
+
+
+def is_number(value) -> bool:
+    """A finite int or float (not a bool, not NaN or infinite): what a metric may be."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _same(stated, given: float) -> bool:
+    return is_number(stated) and math.isclose(stated, given, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _label(name: str, key: str) -> str:
+    return name if key == "metrics" else f"{name} ({key.removeprefix('metrics_')})"
+
+
+def _shown(value) -> str:
+    """A value as results.json or predictions.jsonl writes it: 0.990, NaN, "NaN", null."""
+    if is_number(value):
+        return f"{value:.3f}"
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _pair(stated, given) -> tuple[str, str]:
+    """Both values, with enough digits to tell them apart."""
+    a, b = _shown(stated), _shown(given)
+    if a == b and is_number(stated) and is_number(given):
+        return repr(float(stated)), repr(float(given))
+    return a, b

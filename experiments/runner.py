@@ -25,7 +25,7 @@ from experiments.models import forget_failure
 from experiments.outputs import claim, refuse_inputs
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
-from experiments.results import options_record, previous_results
+from experiments.results import options_record, previous_results, results_text
 from experiments.task import Row, Task
 
 RUN_COMMAND = "run"
@@ -61,9 +61,13 @@ def run_task(
 
     A method whose complete result is already in `out_dir`, made on the same eval and train
     rows with the same options, is kept from the earlier run, not redone; `rerun` (True, or a
-    set of method names) runs it again. `method_names` may also hold ready-made Method objects
-    (a sweep's winner, loaded from its trial), which always run. `sections` are extra
-    top-level keys written into results.json (e.g. `ladder`)."""
+    set of method names) runs it again. A stored result whose metrics are not what its
+    predictions give (experiments/results.py doubts_about) is never kept: it runs again, or is
+    left out when not among this run's methods, with one line. `method_names` may also hold
+    ready-made Method objects (a sweep's winner, loaded from its trial), which always run.
+    `sections` are extra top-level keys written into results.json (e.g. `ladder`). The returned
+    dict's `_run` says which methods were kept, scored and failed, and whether files were
+    written."""
     progress = progress or SilentProgress()
     methods = [
         m if isinstance(m, Method) else make_method(m, {"k": options.k, **options.extra})
@@ -109,11 +113,17 @@ def _run_methods(
     if is_api_model(options.model):  # the server is checked before any work, and named
         served_model = ctx.lm.model.served_model
     record = options_record(options, served_model)
-    results, predictions = previous_results(out_dir, task, rows, record, progress.log)
+    results, predictions, doubts = previous_results(out_dir, task, rows, record, progress.log)
     results["options"] = record
     if costs:
         results["costs"] = costs
     results.update(sections or {})
+    outcome = {"kept": [], "scored": [], "failed": [], "written": False}
+    results["_run"] = outcome  # what this run did, for the command's last lines and exit status
+    names = {m.name for m in methods}
+    for name, doubt in doubts.items():
+        then = "running it again" if name in names else "left out (a run that names it scores it)"
+        progress.log(f"{name}: {doubt.text}; {then}")
 
     for method, given in zip(methods, method_names):
         again = rerun is True or (rerun and method.name in rerun) or isinstance(given, Method)
@@ -122,6 +132,7 @@ def _run_methods(
                 f"{task.name}: {method.name} kept from the earlier run in {out_dir} "
                 f"(--rerun {method.name} runs it again)"
             )
+            outcome["kept"].append(method.name)
             continue
         failure = None
         try:
@@ -130,6 +141,7 @@ def _run_methods(
             progress.log(f"{method.name}: failed; {exc} (recorded; going on)")
             failure = {"status": "failed", "description": method.description, "message": str(exc)}
             _record_failure(out_dir, results, predictions, method.name, failure)
+            outcome["failed"].append(method.name)
             continue
         except Exception as exc:
             if not is_out_of_memory(exc):
@@ -140,11 +152,16 @@ def _run_methods(
             release_method(ctx, method)
             progress.log(f"{method.name}: out of memory; {failure['message']} (recorded; going on)")
             _record_failure(out_dir, results, predictions, method.name, failure)
+            outcome["failed"].append(method.name)
             continue
         results.get("failed", {}).pop(method.name, None)
         results["methods"][method.name] = entry
         predictions[method.name] = preds
         write_outputs(out_dir, results, predictions)
+        outcome["scored"].append(method.name)
+    if doubts and not (outcome["scored"] or outcome["failed"]):
+        write_outputs(out_dir, results, predictions)  # without the methods left out
+    outcome["written"] = bool(doubts or outcome["scored"] or outcome["failed"])
     return results
 
 
@@ -288,16 +305,14 @@ def summarise(task: Task, preds: list[Prediction]) -> dict:
 
 
 def prediction_record(task: Task, method: str, p: Prediction) -> dict:
-    values = metric_fns.per_example(task.kind, p.output, p.gold)
-    primary = values[task.metric] if task.metric in values else next(iter(values.values()))
-    threshold = 0.5 if task.metric == "rouge_l" else 1.0  # exact match, accuracy: all or nothing
+    values, correct = metric_fns.row_values(task.kind, task.metric, p.output, p.gold)
     return {
         "method": method,
         "id": p.id,
         "prompt": p.prompt,
         "output": p.output,
         "gold": p.gold,
-        "correct": primary >= threshold,
+        "correct": correct,
         "scores": values,
         **p.extra,
     }
@@ -310,11 +325,8 @@ def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Pred
     ]
     lines = [json.dumps(rec, ensure_ascii=False) for rec in records]
     public = {k: v for k, v in results.items() if not k.startswith("_")}
-    # Strict JSON: a NaN or an infinity that got this far is a bug, and fails here, loudly,
-    # before either file is replaced.
-    text = json.dumps(public, indent=2, allow_nan=False)
     write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
-    write_text_atomic(out_dir / "results.json", text + "\n")
+    write_text_atomic(out_dir / "results.json", results_text(public))
     write_reports(out_dir, public, records)
 
 

@@ -115,31 +115,34 @@ def make_run(
 
 def make_qa_run(folder: Path, n: int = 12) -> Path:
     """A QA run with a rag method whose records carry retrieved passages."""
+    from experiments.metrics import row_values, score
+
     ids = [f"q{i}" for i in range(n)]
     methods = {}
     records = []
     for method, hits in (("zero-shot", 0), ("rag", n // 2)):
-        for i, row_id in enumerate(ids):
-            ok = i < hits
+        outputs = ["Matter 2.1" if i < hits else "Matter 3" for i in range(n)]
+        for row_id, output in zip(ids, outputs):
+            scores, ok = row_values("qa", "exact_match", output, "Matter 2.1")
             rec = {
                 "method": method,
                 "id": row_id,
                 "prompt": "...",
-                "output": "Matter 2.1" if ok else "I do not know",
+                "output": output,
                 "gold": "Matter 2.1",
                 "correct": ok,
-                "scores": {"exact_match": float(ok), "token_f1": 1.0 if ok else 0.1},
+                "scores": scores,
             }
             if method == "rag":
+                i = ids.index(row_id)
                 rec["retrieved"] = [
                     {"id": f"doc{i}#0", "doc": f"doc{i}", "score": 0.9},
                     {"id": f"doc{i + 1}#2", "doc": f"doc{i + 1}", "score": 0.5},
                 ]
             records.append(rec)
-        em = hits / n
         methods[method] = {
             "n_eval": n,
-            "metrics": {"exact_match": em, "token_f1": em + 0.1 * (1 - em)},
+            "metrics": score("qa", outputs, ["Matter 2.1"] * n),
             "prepare_s": 0.0 if method == "zero-shot" else 12.0,
             "inference_s_per_example": 0.4 if method == "zero-shot" else 0.9,
             "prompt_tokens_mean": 44.0 if method == "zero-shot" else 350.0,

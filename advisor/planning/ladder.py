@@ -197,7 +197,7 @@ def run_ladder(
         metric_interval,
         store_sections,
     )
-    from experiments.results import eval_fingerprint, options_record, read_results
+    from experiments.results import options_record, read_results
     from experiments.runner import SilentProgress, run_task
 
     progress = progress or SilentProgress()
@@ -205,7 +205,7 @@ def run_ladder(
     rows = task.eval[: options.limit] if options.limit else task.eval
     record_opts = options_record(options)
     ensure_results(out_dir, task, rows, record_opts)
-    done = finished_methods(out_dir, eval_fingerprint(rows), record_opts)
+    done = finished_methods(out_dir, task, rows, record_opts, log=progress.log)
     old = (read_results(out_dir) or {}).get("methods", {})
     finished = {
         m: {

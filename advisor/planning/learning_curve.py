@@ -91,7 +91,6 @@ def run_learning_curve(
     claim_run_folder(out_dir, task)
     claim(out_dir, "run", ["curve", PNG_NAME])
     rows = task.eval[: options.limit] if options.limit else task.eval
-    fingerprint = eval_fingerprint(rows)
     record_opts = options_record(options)
     metric = task.metric
     points = []
@@ -99,11 +98,13 @@ def run_learning_curve(
         n = len(subset)
         folder = point_folder(out_dir, n, len(task.train))
         key = {"n_train": n, "train": eval_fingerprint(subset), "seed": options.seed}
-        done = finished_methods(folder, fingerprint, record_opts, match={"curve_point": key})
+        sub_task = replace(task, train=subset)
+        done = finished_methods(
+            folder, sub_task, rows, record_opts, match={"curve_point": key}, log=progress.log
+        )
         todo = [m for m in methods if m not in done]
         if todo:
             progress.log(f"learning curve: {n} train rows ({fraction:g}): {', '.join(todo)}")
-            sub_task = replace(task, train=subset)
             run_task(sub_task, todo, folder, options, progress, sections={"curve_point": key})
         for m in methods:
             points.append(

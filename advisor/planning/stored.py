@@ -5,34 +5,48 @@ metric with its bootstrap interval, and extra sections of results.json (`ladder`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from experiments.atomic import write_text_atomic
 from experiments.results import (
     RESULTS_VERSION,
     eval_fingerprint,
-    options_differ,
+    previous_results,
     read_results,
+    results_text,
     task_record,
 )
-from experiments.runner import claim_run_folder
+from experiments.runner import claim_run_folder, write_outputs
 
 
 def finished_methods(
-    out_dir: Path, fingerprint: str, options_record: dict, match: dict | None = None
+    out_dir: Path,
+    task,
+    rows,
+    options_record: dict,
+    match: dict | None = None,
+    log=None,
 ) -> set[str]:
-    """Methods whose results in `out_dir` were made on the same eval rows with the same options
-    (and, where given, the same values of the `match` keys at the top level of results.json)."""
+    """Methods whose results in `out_dir` the runner would keep (experiments/results.py
+    previous_results: the same eval and train rows, the same options, metrics that are what
+    their predictions give) and, where given, with the same values of the `match` keys at the
+    top level of results.json. A stored result that cannot be trusted is not finished: it is
+    taken out of the folder's files (so its reports never show it), with one line to `log`."""
+    out_dir = Path(out_dir)
     old = read_results(out_dir)
-    if not old or old.get("task", {}).get("eval_fingerprint") != fingerprint:
+    if not old or any(old.get(key) != value for key, value in (match or {}).items()):
         return set()
-    if options_differ(old.get("options") or {}, options_record):
-        return set()
-    for key, value in (match or {}).items():
-        if old.get(key) != value:
-            return set()
-    return set(old.get("methods") or {})
+    results, predictions, doubts = previous_results(out_dir, task, rows, options_record, _quiet)
+    if doubts:
+        for name, doubt in doubts.items():
+            (log or _quiet)(f"{name}: {doubt.text}; not kept (scored again if this climb runs it)")
+        kept = {k: v for k, v in old.items() if k not in ("methods", "task")}
+        write_outputs(out_dir, {**kept, **results}, predictions)
+    return set(results["methods"])
+
+
+def _quiet(_message: str) -> None:
+    """previous_results' lines are the runner's to say, when the climb runs a method."""
 
 
 def metric_interval(out_dir: Path, method: str, metric: str, seed: int) -> dict | None:
@@ -44,9 +58,8 @@ def metric_interval(out_dir: Path, method: str, metric: str, seed: int) -> dict 
 
     results, records = load_run(Path(out_dir))
     recs = [r for r in records if r["method"] == method]
-    if not recs:
-        value = (results["methods"].get(method) or {}).get("metrics", {}).get(metric)
-        return None if value is None else {"estimate": value, "low": None, "high": None}
+    if not recs:  # the method failed: load_run refuses a result without its predictions
+        return None
     statistic = statistic_for(results["task"], metric, recs)
     interval = stats.bootstrap_ci(statistic, len(recs), seed=seed)
     return {k: round(v, 4) for k, v in interval.to_dict().items()}
@@ -60,9 +73,7 @@ def store_sections(out_dir: Path, sections: dict) -> None:
     out_dir = Path(out_dir)
     results, records = load_run(out_dir)
     results.update(sections)
-    write_text_atomic(
-        out_dir / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n"
-    )
+    write_text_atomic(out_dir / "results.json", results_text(results))
     write_reports(out_dir, results, records)
 
 
@@ -82,7 +93,5 @@ def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
         "methods": {},
         "options": options_record,
     }
-    write_text_atomic(
-        out_dir / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n"
-    )
+    write_text_atomic(out_dir / "results.json", results_text(results))
     write_text_atomic(out_dir / "predictions.jsonl", "")

@@ -201,7 +201,7 @@ def run_sweep(
     rows = task.eval[: options.limit] if options.limit else task.eval
     ensure_results(out_dir, task, rows, record_opts)
     old_winner = ((read_results(out_dir) or {}).get("sweep") or {}).get("winner")
-    done = finished_methods(out_dir, eval_fingerprint(rows), record_opts)
+    done = finished_methods(out_dir, task, rows, record_opts, log=progress.log)
     if method in done and old_winner == winner["name"]:
         record["winner_scored"] = "kept: scored on eval by an earlier run"
         store_sections(out_dir, {"sweep": record})

@@ -2,13 +2,14 @@
 methods (`adaptwise report DIR1 DIR2 ... --out FOLDER`): a hosted model's prompting next to a
 small model's LoRA, matched row by row.
 
-The runs must be of the same task and have scored the same eval rows (eval fingerprint, and the
-row ids of their predictions), else one clear error naming the folder. Method names: when the
-runs' models differ, every method says its model (`few-shot-embedding @ openai:gpt-4o-mini`,
-`lora @ SmolLM2-135M-Instruct`); a name that still clashes (the same model in two runs) also
-says its folder (`zero-shot (runs/a)`). The first run's zero-shot is the baseline of the
-"p vs zero-shot" tests and of the verdict. Each method keeps its own run's recorded prices
-(`costs`) in its entry, so costs.method_prices prices it as its run did.
+Every run must have scored a method (a run whose methods all failed has nothing to combine), be of
+the same task and have scored the same eval rows (eval fingerprint, and the row ids of their
+predictions), else one clear error naming the folder; load_run has checked each run's results
+against its predictions. Method names: when the runs' models differ, every method says its model
+(`few-shot-embedding @ openai:gpt-4o-mini`, `lora @ SmolLM2-135M-Instruct`); a name that still
+clashes (the same model in two runs) also says its folder (`zero-shot (runs/a)`). The first run's
+zero-shot is the baseline of the "p vs zero-shot" tests and of the verdict. Each method keeps its
+own run's recorded prices (`costs`) in its entry, so costs.method_prices prices it as its run did.
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ SAME_TASK = ("name", "kind", "metric", "labels")
 def model_of(results: dict) -> str:
     model = str((results.get("options") or {}).get("model") or "?")
     return model[: -len(EMBEDDED)] if model.endswith(EMBEDDED) else model
+
+
+def check_scored(runs: list[tuple[Path, dict, list[dict]]]) -> None:
+    """One clear error for a run with no method's result (every method failed): it has nothing
+    to combine, and its missing rows are not other eval rows."""
+    for folder, results, _ in runs:
+        if not results["methods"]:
+            failed = list(results.get("failed") or {})
+            why = f"every method failed ({', '.join(failed)})" if failed else "it holds no result"
+            raise AdaptwiseError(
+                f"{folder}: that run scored nothing: {why}; combine runs that scored a method"
+            )
 
 
 def check_same_rows(runs: list[tuple[Path, dict, list[dict]]]) -> None:
@@ -80,6 +93,7 @@ def method_names(runs: list[tuple[Path, dict, list[dict]]]) -> list[dict[str, st
 def combine(runs: list[tuple[Path, dict, list[dict]]]) -> tuple[dict, list[dict]]:
     """The combined results (as results.json holds them) and prediction records of `runs`
     (folder, results, records), in the order given."""
+    check_scored(runs)
     check_same_rows(runs)
     currencies = {c for _, r, _ in runs if (c := _currency(r))}
     if len(currencies) > 1:

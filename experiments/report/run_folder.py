@@ -1,5 +1,7 @@
 """A run folder read back for the reports: its results.json and its prediction records, checked
-enough that a damaged or foreign folder gets one clear line."""
+enough that a damaged or foreign folder gets one clear line, and every method's stored result
+checked against its predictions (experiments/results.py doubts_about): a report never shows a
+metric that its predictions do not give."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import json
 from pathlib import Path
 
 from experiments.errors import AdaptwiseError
+from experiments.metrics import METRICS_BY_KIND
+from experiments.results import doubts_about, read_records
 
 
 def load_run(folder: Path) -> tuple[dict, list[dict]]:
-    """results.json and predictions.jsonl of a run folder; one clear error for bad input."""
+    """results.json and predictions.jsonl of a run folder; one clear error for bad input, and
+    for a method whose stored result is not what its predictions give."""
     folder = Path(folder)
     if not folder.exists():
         raise AdaptwiseError(f"{folder}: no such folder")
@@ -27,25 +32,17 @@ def load_run(folder: Path) -> tuple[dict, list[dict]]:
             raise KeyError("task")
         for key in ("name", "kind", "metric"):
             results["task"][key]  # noqa: B018
+        if results["task"]["kind"] not in METRICS_BY_KIND:
+            raise KeyError("kind")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError, TypeError):
         raise AdaptwiseError(f"{path}: not an adaptwise results.json") from None
-    for name, entry in results["methods"].items():
-        metrics = entry.get("metrics") if isinstance(entry, dict) else None
-        if not isinstance(metrics, dict) or results["task"]["metric"] not in metrics:
-            raise AdaptwiseError(
-                f"{path}: method {name!r} has no {results['task']['metric']} (a damaged "
-                f"results.json); rerun it with `adaptwise run ... --rerun {name}`"
-            )
-    records: list[dict] = []
-    pred_path = folder / "predictions.jsonl"
-    if pred_path.is_file():
-        for number, line in enumerate(pred_path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                rec["method"], rec["id"]  # noqa: B018
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise AdaptwiseError(f"{pred_path}:{number}: not a prediction record") from None
-            records.append(rec)
+    records = read_records(folder / "predictions.jsonl")
+    doubts = doubts_about(results["task"], results["methods"], records)
+    if doubts:
+        name, doubt = next(iter(doubts.items()))
+        if results.get("combined_from"):
+            then = f"combine its runs again (`adaptwise report DIR1 DIR2 --out {folder}`)"
+        else:
+            then = f"rerun the same `adaptwise run --out {folder}` (it redoes or drops {name})"
+        raise AdaptwiseError(f"{folder / doubt.file}: {name}: {doubt.text}; {then}")
     return results, records

@@ -49,12 +49,12 @@ def write_combined(
     """The combined results.json and predictions.jsonl (atomically), then its reports; the
     folder is claimed for `adaptwise report` (check_replaceable comes first, in the command)."""
     from experiments.outputs import claim
+    from experiments.results import results_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     claim(out_dir, "report", COMBINED_FILES)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    text = json.dumps(results, indent=2, allow_nan=False) + "\n"  # strict JSON, or fail first
     write_text_atomic(out_dir / "predictions.jsonl", lines)
-    write_text_atomic(out_dir / "results.json", text)
+    write_text_atomic(out_dir / "results.json", results_text(results))
     write_reports(out_dir, results, records, None, seed, resamples, overrides, "report")
