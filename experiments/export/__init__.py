@@ -1,0 +1,1 @@
+"""`adaptwise export`: ship one method of a run (see bundle.py)."""
