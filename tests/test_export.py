@@ -30,6 +30,7 @@ METHODS = [
     "rag",
     "rag-dense-k1",
     "lora",
+    "full-ft",
     "rag+lora",
 ]
 FINETUNE = {
@@ -121,7 +122,7 @@ def records(run_dir: Path, method: str) -> dict[str, str]:
         "zero-shot",
     ],
 )
-def test_recipe_rebuilds_the_runs_prompts(run, tmp_path, method):
+def test_recipe_rebuilds_the_runs_prompts(run, tmp_path, tiny_model, method):
     from experiments.task import load_task
 
     out = tmp_path / "recipe"
@@ -139,6 +140,8 @@ def test_recipe_rebuilds_the_runs_prompts(run, tmp_path, method):
     assert record["recipe"]["verified_rows"] == len(EVAL)
 
     recipe = load_recipe(out)  # a fresh load, independent of the export's own check
+    assert recipe.model_spec == str(Path(tiny_model).resolve())
+    assert recipe.trained == (out / "adapter" if method == "rag+lora" else None)
     task = load_task(json.loads((run / "results.json").read_text())["task"]["path"])
     recorded = records(run, method)
     rebuilt = recipe.prompts_for(task.eval)
@@ -224,8 +227,17 @@ def test_gguf_export_of_lora(run, tmp_path, tiny_model):
         got_logits = gguf_model.to(torch.float32)(ids).logits
     assert (got_logits - want_logits).abs().max() <= 2e-3 * want_logits.abs().max()
 
+    # the card's figures are the run report's own analysis of the run folder
+    from experiments.report.analysis import analyse
+    from experiments.report.formatting import interval_text
+    from experiments.report.run_folder import load_run
+
+    analysis = analyse(*load_run(run))
+    assert record["metrics"] == analysis["intervals"]["lora"]
+    assert record["cost"] == analysis["costs"]["lora"]
     card = (out / "MODEL_CARD.md").read_text()
-    for words in ("## Eval metrics", "exact match", "## Measured cost", "llama-server", "vLLM"):
+    assert f"| exact match | {interval_text(record['metrics']['exact_match'])} |" in card
+    for words in ("## Measured cost", "llama-server -m base-f16.gguf", "**vLLM**", "## Data"):
         assert words in card
 
 
@@ -261,6 +273,34 @@ def test_vllm_and_adapter_and_merged(run, tmp_path, tiny_model):
     with pytest.raises(AdaptwiseError, match="merge=true"):  # this run did not merge
         export_method(run, "lora", "merged", tmp_path / "merged", log=lambda _m: None)
     assert not (tmp_path / "merged").exists()
+
+
+def test_full_ft_exports_its_own_weights(run, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "gguf"
+    record = export_method(run, "full-ft", "gguf", out, quant="bf16", log=lambda _m: None)
+    assert set(record["files"]) == {"merged_gguf", "chat_template", "model_card"}
+    assert record["files"]["merged_gguf"] == "merged-bf16.gguf" and "lora" not in record["gguf"]
+    assert record["serve"]["llama_server"].startswith("llama-server -m merged-bf16.gguf")
+    model_dir = run / "full-ft" / "model"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ids = torch.tensor([tok("Within how many days are returns free?")["input_ids"]])
+    trained = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    loaded = AutoModelForCausalLM.from_pretrained(str(out), gguf_file="merged-bf16.gguf")
+    with torch.no_grad():
+        want, got = trained(ids).logits, loaded.to(torch.float32)(ids).logits
+    assert (got - want).abs().max() <= 1e-2 * want.abs().max()
+    with pytest.raises(AdaptwiseError, match="has no adapter"):
+        export_method(run, "full-ft", "adapter", tmp_path / "a", log=lambda _m: None)
+
+
+def test_a_hybrids_model_says_its_prompts_need_the_recipe(run, tmp_path):
+    record = export_method(run, "rag+lora", "adapter", tmp_path / "a", log=lambda _m: None)
+    assert record["method"]["family"] == "hybrid" and record["method"]["trained"] == "lora"
+    assert "--method rag+lora --format recipe" in record["prompts_from"]
+    assert (tmp_path / "a" / "adapter" / "adapter_config.json").is_file()
 
 
 # --- bad input ----------------------------------------------------------------------------

@@ -155,15 +155,17 @@ def _record(source, fmt, quant, files, system, stops, tokenizer, family, details
     options = RunOptions(max_new_tokens=source.options.get("max_new_tokens"))
     max_new = RunContext(SimpleNamespace(kind=kind), options).max_new_tokens
     name = _served_name(source)
-    rank = details.get("vllm", {}).get("lora_rank")
-    if fmt == "recipe":
+    rank = None
+    if "adapter" in files:
+        rank = gguf_file.lora_settings(source.model_folder()).rank
+    if fmt == "recipe" and source.family != "hybrid":
         serve = serving.base_model(source.base.to_dict(), source.base.gguf, files)
     else:
         serve = {
             "llama_server": serving.llama_server(files),
             "ollama": serving.ollama(files, name),
-            "vllm": serving.vllm(files, source.base.reference, name, rank),
-            "transformers": serving.transformers(files, source.base.reference),
+            "vllm": serving.vllm(files, source.base.reference, source.base.gguf, name, rank),
+            "transformers": serving.transformers(files, source.base.reference, source.base.gguf),
         }
     missing = _serve_missing(source, fmt)
     digest = hashlib.sha256((source.run_dir / "results.json").read_bytes()).hexdigest()
@@ -211,7 +213,7 @@ def _record(source, fmt, quant, files, system, stops, tokenizer, family, details
         },
         **details,
         "serve": {k: v for k, v in serve.items() if v},
-        "serve_missing": {k: missing[k] for k, v in serve.items() if not v},
+        "serve_missing": {k: text for k, text in missing.items() if not serve.get(k)},
         "prompts_from": _prompts_from(source, fmt),
     }
 
@@ -219,7 +221,10 @@ def _record(source, fmt, quant, files, system, stops, tokenizer, family, details
 def _prompts_from(source: MethodSource, fmt: str) -> str:
     """Where the prompts the model must be sent come from (a hybrid's hold retrieved passages)."""
     if fmt == "recipe":
-        return "recipe: load_recipe(this folder).prompt_for(row)"
+        return (
+            "recipe: load_recipe(this folder).prompt_for(row).text, chat template applied "
+            "already: send it as raw text (a completions endpoint), not as chat messages"
+        )
     if source.family == "hybrid":
         return (
             "a RAG recipe: the model was scored on prompts with retrieved passages; export them "
@@ -245,7 +250,7 @@ def _served_name(source: MethodSource) -> str:
 
 def _serve_missing(source: MethodSource, fmt: str) -> dict:
     """What to export instead, per server, when this format cannot serve there."""
-    if fmt == "recipe":
+    if fmt == "recipe" and source.family != "hybrid":
         text = (
             "a recipe's prompts are built by adaptwise (`load_recipe(this folder).prompt_for("
             "row).text`, experiments/export/recipe.py) and sent to the base model as they are; "
@@ -407,7 +412,7 @@ def _write_vllm(source: MethodSource, build: Path, files: dict, log) -> dict:
             log("copying the base model (converted from its GGUF) for vLLM")
             files["base"] = _copy(Path(source.base.checkpoint()), build, "base")
     name = _served_name(source)
-    command = serving.vllm(files, source.base.reference, name, rank)
+    command = serving.vllm(files, source.base.reference, source.base.gguf, name, rank)
     _write_text(build / VLLM_SCRIPT, f"#!/bin/sh\n# run in this folder\n{command}\n")
     os.chmod(build / VLLM_SCRIPT, 0o755)
     files["vllm_command"] = VLLM_SCRIPT

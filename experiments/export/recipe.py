@@ -5,7 +5,9 @@ input row, exactly the prompt the run built (the test compares every eval row's 
 predictions.jsonl, character for character):
 
     recipe.json         method, family, task kind, labels, instruction and the system text it
-                        gives, selector, k, seed, embedder, RAG settings, the run's options
+                        gives, selector, k, seed, embedder, RAG settings, the run's options,
+                        the base model (`model`: name, source, reference) and, for a hybrid,
+                        the folder of its fine-tuned weights (`trained`)
     pool.jsonl          the example pool: the run's train rows, in order, as chat rows
     pool-vectors.npy    the pool's question embeddings as the run computed them (float32; the
                         embedding and MMR selectors, and RAG's worked examples)
@@ -96,6 +98,8 @@ def recipe_spec(source, task, system: str) -> dict:
         "selector": getattr(method, "selector_name", None),
         "examples_k": getattr(method, "k", None) if source.family == "prompting" else None,
         "pool_rows": len(task.train),
+        "model": source.base.to_dict(),
+        "trained": _trained_folder(source),
     }
     if system != system_text(task):
         raise AdaptwiseError(f"{task.path}: the system text does not follow from the task file")
@@ -115,6 +119,13 @@ def recipe_spec(source, task, system: str) -> dict:
         )
         spec["rag"] = asdict(settings)
     return spec
+
+
+def _trained_folder(source) -> str | None:
+    """A hybrid's fine-tuned weights, shipped in the recipe: `adapter/` or `model/`."""
+    if source.family != "hybrid":
+        return None
+    return "model/" if source.trained_method == "full-ft" else "adapter/"
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -148,6 +159,18 @@ class Recipe:
     @property
     def tokenizer(self):
         return self.ctx.prompt_format.tokenizer
+
+    @property
+    def model_spec(self) -> str | None:
+        """The base model as `--model` takes it (None: the embedded SmolLM2)."""
+        model = self.spec["model"]
+        return None if model["source"] == "embedded-gguf" else model["reference"]
+
+    @property
+    def trained(self) -> Path | None:
+        """A hybrid's fine-tuned weights in the recipe (an adapter folder, or a full model)."""
+        folder = self.spec.get("trained")
+        return self.folder / folder if folder else None
 
     def prompts_for(self, rows: list[Row]) -> list[Prompt]:
         """The prompt the run would build for each row (examples, passages, the row)."""
@@ -238,7 +261,7 @@ def _read_spec(folder: Path) -> dict:
         spec = json.loads(path.read_text(encoding="utf-8"))
         if spec.get("recipe_version") != RECIPE_VERSION:
             raise ValueError(f"recipe_version {spec.get('recipe_version')!r}")
-        for key in ("method", "family", "task", "system"):
+        for key in ("method", "family", "task", "system", "model"):
             spec[key]  # noqa: B018 - KeyError names the missing field
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AdaptwiseError(

@@ -31,10 +31,12 @@ def ollama(files: dict, name: str) -> str | None:
     return f"ollama create {name} -f {files['modelfile']} && ollama run {name}"
 
 
-def vllm(files: dict, base_reference: str, name: str, rank: int | None) -> str | None:
+def vllm(files: dict, base_reference: str, gguf, name: str, rank: int | None) -> str | None:
     """`vllm serve` for the export's weights: the base with the adapter as a LoRA module, or the
-    full model."""
+    full model. A base that is only a GGUF (`gguf`) needs the vllm export's base/ copy."""
     if "adapter" in files and rank is not None:
+        if "base" not in files and gguf is not None:
+            return None
         base = files.get("base", base_reference).rstrip("/")
         return (
             f"vllm serve {shlex.quote(base)} --enable-lora --lora-modules "
@@ -45,28 +47,40 @@ def vllm(files: dict, base_reference: str, name: str, rank: int | None) -> str |
     return None
 
 
-def transformers(files: dict, base_reference: str) -> str | None:
+def _load(reference: str, gguf) -> str:
+    """transformers' call that loads a model: a folder or hub id, or a GGUF file."""
+    if gguf is not None:
+        return (
+            f"AutoModelForCausalLM.from_pretrained({str(gguf.parent)!r}, gguf_file={gguf.name!r})"
+        )
+    return f"AutoModelForCausalLM.from_pretrained({reference!r})"
+
+
+IMPORTS = "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+
+
+def transformers(files: dict, base_reference: str, gguf) -> str | None:
     """Python that loads the export with transformers (and peft for an adapter)."""
-    load = "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
     if "merged" in files:
         folder = files["merged"].rstrip("/")
         return (
-            f"{load}model = AutoModelForCausalLM.from_pretrained({folder!r})\n"
+            f"{IMPORTS}model = {_load(folder, None)}\n"
             f"tokenizer = AutoTokenizer.from_pretrained({folder!r})"
         )
     if "adapter" in files:
         folder = files["adapter"].rstrip("/")
-        base = files.get("base", base_reference).rstrip("/")
+        base = _load(files["base"].rstrip("/"), None) if "base" in files else None
+        base = base or _load(base_reference, gguf)
         return (
-            f"{load}from peft import PeftModel\n"
-            f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base!r}), "
-            f"{folder!r})\ntokenizer = AutoTokenizer.from_pretrained({folder!r})"
+            f"{IMPORTS}from peft import PeftModel\n"
+            f"model = PeftModel.from_pretrained({base}, {folder!r})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained({folder!r})"
         )
     if "merged_gguf" in files:
-        gguf = files["merged_gguf"]
+        name = files["merged_gguf"]
         return (
-            f"{load}model = AutoModelForCausalLM.from_pretrained('.', gguf_file={gguf!r})\n"
-            f"tokenizer = AutoTokenizer.from_pretrained('.', gguf_file={gguf!r})"
+            f"{IMPORTS}model = AutoModelForCausalLM.from_pretrained('.', gguf_file={name!r})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained('.', gguf_file={name!r})"
         )
     return None
 
@@ -77,20 +91,15 @@ def base_model(base: dict, gguf, files: dict) -> dict:
     if base["source"] == "served":
         return {}
     tokenizer = files.get("tokenizer", "tokenizer/")
-    load = "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-    load_tokenizer = f"tokenizer = AutoTokenizer.from_pretrained({tokenizer!r})"
+    load = f"{IMPORTS}model = {_load(base['reference'], gguf)}\n"
+    out = {"transformers": f"{load}tokenizer = AutoTokenizer.from_pretrained({tokenizer!r})"}
     if gguf is not None:
-        model = (
-            f"AutoModelForCausalLM.from_pretrained({str(gguf.parent)!r}, gguf_file={gguf.name!r})"
+        out["llama_server"] = (
+            f"llama-server -m {shlex.quote(str(gguf))} --jinja --temp 0 --port 8080"
         )
-        server = f"llama-server -m {shlex.quote(str(gguf))} --jinja --temp 0 --port 8080"
-        return {"llama_server": server, "transformers": f"{load}model = {model}\n{load_tokenizer}"}
-    reference = base["reference"]
-    model = f"AutoModelForCausalLM.from_pretrained({reference!r})"
-    return {
-        "vllm": f"vllm serve {shlex.quote(reference)}",
-        "transformers": f"{load}model = {model}\n{load_tokenizer}",
-    }
+    else:
+        out["vllm"] = f"vllm serve {shlex.quote(base['reference'])}"
+    return out
 
 
 def modelfile(files: dict, template: str, system: str, stops: list[str], note: str) -> str:
