@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "adaptwise.commands_finetune",
     "adaptwise.commands_report",
     "adaptwise.commands_plan",
+    "adaptwise.commands_export",
 ]
 
 

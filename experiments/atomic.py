@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -57,3 +58,16 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def swap_in(build: Path, out: Path) -> None:
+    """Put the finished folder `build` (made next to `out`) in the place of `out`: the old
+    folder, if any, is moved aside first and deleted after, so `out` is always whole."""
+    build, out = Path(build), Path(out)
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(build, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(build, out)

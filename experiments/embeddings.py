@@ -114,6 +114,11 @@ class QuestionEncoder:
     def name(self) -> str:
         return self.embedder.name
 
+    def remember(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Take `vectors` as the embeddings of `texts` (an exported recipe ships its example
+        pool's, so that its examples are chosen from the run's own vectors)."""
+        self._vectors.update(zip(texts, np.asarray(vectors, dtype=np.float32)))
+
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
         if missing:

@@ -78,10 +78,16 @@ class PromptingMethod(Method):
         picks = self.selector.select_many([r.text for r in rows])
         return [[ctx.task.train[i] for i in reversed(p)] for p in picks]
 
+    def prompts(self, ctx: RunContext, rows: list[Row]) -> tuple[list[Prompt], list[list[Row]]]:
+        """Each row's prompt (its examples, then the row) and its examples; an exported recipe
+        (experiments/export/recipe.py) rebuilds prompts through this too."""
+        examples = self.examples_for(ctx, rows)
+        fmt = ctx.prompt_format
+        return [fmt.build(ex, r.messages) for ex, r in zip(examples, rows)], examples
+
     def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
         fmt = ctx.prompt_format
-        examples = self.examples_for(ctx, rows)
-        prompts = [fmt.build(ex, r.messages) for ex, r in zip(examples, rows)]
+        prompts, examples = self.prompts(ctx, rows)
         if ctx.task.kind == "classification":
             content_free = [fmt.content_free(ex) if ctx.calibrate else [] for ex in examples]
             return score_labels(ctx, rows, prompts, content_free, progress)

@@ -72,6 +72,26 @@ class RagMethod(Method):
         from rag.store import open_index
 
         settings = rag_settings(ctx.task)
+        started = time.perf_counter()
+        index, stats = open_index(ctx.task, ctx.embedder, settings=settings)
+        verb = "built" if stats.built else "reloaded"
+        ctx.log(
+            f"  rag index {verb}: {stats.n_chunks} chunks from {stats.n_docs} documents, "
+            f"{stats.embedded} embedded now, {time.perf_counter() - started:.1f} s"
+        )
+        self.build = {
+            "index_kind": index.info["kind"],
+            "index_chunks": stats.n_chunks,
+            "index_built": stats.built,
+            "chunks_embedded": stats.embedded,
+            "index_recall_vs_exact": index.info["recall_vs_exact"],
+        }
+        self.use_index(ctx, index, settings)
+
+    def use_index(self, ctx: RunContext, index, settings) -> None:
+        """Retrieve from `index` with `settings` (k, retrieval mode, worked examples): the rest
+        of `prepare` once the index is open; an exported recipe calls it with its own index."""
+        self.index = index
         self.k = self.k_option or settings.k
         self.mode = self.mode_option or settings.retrieval
         self.shots = settings.shots
@@ -79,20 +99,6 @@ class RagMethod(Method):
             f"top-{self.k} passages ({self.mode} retrieval) before the question, after "
             f"{self.shots} worked examples that answer from a passage"
         )
-        started = time.perf_counter()
-        self.index, stats = open_index(ctx.task, ctx.embedder, settings=settings)
-        verb = "built" if stats.built else "reloaded"
-        ctx.log(
-            f"  rag index {verb}: {stats.n_chunks} chunks from {stats.n_docs} documents, "
-            f"{stats.embedded} embedded now, {time.perf_counter() - started:.1f} s"
-        )
-        self.build = {
-            "index_kind": self.index.info["kind"],
-            "index_chunks": stats.n_chunks,
-            "index_built": stats.built,
-            "chunks_embedded": stats.embedded,
-            "index_recall_vs_exact": self.index.info["recall_vs_exact"],
-        }
         if self.shots and ctx.task.train:
             self._prepare_examples(ctx)
 
@@ -116,7 +122,10 @@ class RagMethod(Method):
         )
         self.selector.prepare()
 
-    def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
+    def prompts(self, ctx: RunContext, rows: list[Row]) -> tuple[list, list]:
+        """Each row's prompt (worked examples, then its retrieved passages and the question)
+        and its hits; an exported recipe (experiments/export/recipe.py) rebuilds prompts
+        through this too."""
         hits = self.index.search(
             [r.text for r in rows], max(self.k, MRR_DEPTH), self.mode, encoder=ctx.questions
         )
@@ -132,6 +141,11 @@ class RagMethod(Method):
             examples = [self.examples[i] for i in reversed(pick)]  # closest next to the query
             context = format_passages(self._passages[row.id])
             prompts.append(fmt.build(examples, row.messages, context=context))
+        return prompts, hits
+
+    def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
+        fmt = ctx.prompt_format
+        prompts, hits = self.prompts(ctx, rows)
         if ctx.task.kind == "classification":
             content_free = [fmt.content_free([]) if ctx.calibrate else [] for _ in rows]
             preds = score_labels(ctx, rows, prompts, content_free, progress)

@@ -194,6 +194,21 @@ def open_index(
     return RagIndex(folder, chunks, index, info_dict, embedder), stats
 
 
+def load_index(folder: Path, embedder) -> RagIndex:
+    """An index folder as it is, without its corpus (an exported recipe ships one): the same
+    checks of its metadata, FAISS file and embedding model as `open_index`'s reload."""
+    meta = _read_meta(Path(folder))
+    if meta is None:
+        raise AdaptwiseError(f"{folder}: no {META}; not an adaptwise index folder")
+    if meta["model"] != embedder.name:
+        raise AdaptwiseError(
+            f"{folder}: the index was built with embedding model {meta['model']!r}, not "
+            f"{embedder.name!r}"
+        )
+    chunks, index = _chunks(folder, meta), _load_faiss(folder, meta)
+    return RagIndex(Path(folder), chunks, index, meta["index_info"], embedder)
+
+
 def _claim_folder(folder: Path) -> None:
     """Mark the index folder's files as adaptwise's before writing any (experiments/outputs.py).
     An index folder of an earlier version has no manifest: its index.json, readable as an

@@ -7,7 +7,6 @@ interrupted run leaves either the old folder or the new one, never a mix.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from experiments.atomic import set_default_modes
+from experiments.atomic import set_default_modes, swap_in
 from experiments.outputs import MANIFEST, check_replaceable, manifest_text
 from experiments.task import Row
 
@@ -74,13 +73,7 @@ def write_task_dir(
             (build / name).parent.mkdir(parents=True, exist_ok=True)
             (build / name).write_text(text, encoding="utf-8")
         set_default_modes(build)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(build, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(build, out)
+        swap_in(build, out)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
