@@ -40,6 +40,10 @@ class Reply:
     announce: bool = True  # False: no Content-Length (the reply ends when the connection does)
     raw: bytes | None = None  # sent instead of an HTTP reply, and the connection closed
     delay_s: float = 0.0  # seconds of silence before the reply
+    # A chat fault is kept for the requests that score: the first row's probes for structured
+    # output and first-token log-probs (experiments/api_labels.py) get the normal reply unless
+    # this is set, so `times` counts the requests the test is about.
+    probes: bool = False
 
 
 @dataclass
@@ -70,8 +74,11 @@ class HostileServer:
     def heal(self) -> None:
         self.faults.clear()
 
-    def answered(self, path: str) -> int:
-        return sum(r.path == path for r in self.requests)
+    def answered(self, path: str, probes: bool = False) -> int:
+        """Requests made to `path`; the label-path probes only when `probes`."""
+        return sum(
+            r.path == path and (probes or not is_label_probe(r.path, r.body)) for r in self.requests
+        )
 
     def normal(self, path: str, body: dict | None) -> tuple[int, object]:
         if path == "/v1/models":
@@ -81,6 +88,8 @@ class HostileServer:
             return 200, {"object": "list", "data": [entry]}
         if path == "/props" and self.props is not None:
             return 200, self.props
+        if is_label_probe(path, body):  # as a server that offers neither
+            return 400, {"error": {"message": "unsupported parameter"}}
         if path == "/v1/chat/completions":
             return 200, self.chat(body or {})
         if path == "/v1/completions":
@@ -131,10 +140,12 @@ class HostileServer:
             self.httpd.shutdown()
             self.httpd.server_close()
 
-    def take_fault(self, path: str) -> Reply | None:
+    def take_fault(self, path: str, body: dict | None = None) -> Reply | None:
         with self.lock:
             entry = self.faults.get(path)
             if entry is None:
+                return None
+            if is_label_probe(path, body) and not entry[0].probes:
                 return None
             reply, left = entry
             if left is not None:
@@ -142,6 +153,12 @@ class HostileServer:
                 if entry[1] <= 0:
                     del self.faults[path]
             return reply
+
+
+def is_label_probe(path: str, body: dict | None) -> bool:
+    """A chat request that asks for structured output or first-token log-probs."""
+    keys = ("response_format", "logprobs", "top_logprobs")
+    return path == "/v1/chat/completions" and any(k in (body or {}) for k in keys)
 
 
 _REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 429: "Too Many Requests"}
@@ -173,7 +190,7 @@ def _handler(server: HostileServer):
         def _serve(self, body: dict | None) -> None:
             path = self.path.split("?", 1)[0]
             server.requests.append(Request(self.command, path, dict(self.headers), body))
-            fault = server.take_fault(path) or Reply()
+            fault = server.take_fault(path, body) or Reply()
             status, payload = server.normal(path, body)
             if fault.body is not None:
                 status, payload = fault.status, fault.body
