@@ -4,7 +4,7 @@
 #   bash install.sh test         the tool and the test tools
 #   ... --unpinned               newest releases instead of the pins CI tested
 # Every package but torch is installed at the version in requirements/constraints.txt, the
-# versions CI tests (README: "Installing: the pins").
+# versions CI tests (README, "Two commands": the pins).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}

@@ -8,7 +8,7 @@ import argparse
 
 def add_api_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group(
-        "a served model (README: Comparing a hosted model with a fine-tuned small one)",
+        "a served model (docs/served-models.md)",
         "--model openai:NAME runs the prompting and RAG methods on NAME behind an "
         "OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama, gateways). The key is "
         "read from OPENAI_API_KEY and never written to any file or log.",

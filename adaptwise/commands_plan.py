@@ -216,7 +216,7 @@ def _print(plan) -> None:
         console.print(
             f"Timing probe ({where}, {r.measured_at}): {1 / r.forward_s_per_token:.0f} prompt "
             f"tokens/s, {1 / r.train_s_per_token['lora']:.1f} LoRA training tokens/s. "
-            "Estimates scale these by the task's token counts; see README, 'Planning'."
+            "Estimates scale these by the task's token counts; see docs/planning.md."
         )
     summary = plan.summary()
     if summary:

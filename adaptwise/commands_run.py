@@ -18,7 +18,7 @@ from adaptwise.running import (
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 # The demo scores 40 of each task's eval rows so that it finishes in about 5 minutes on 2 CPU
-# cores (measured in the README); `--limit 0` scores all of them.
+# cores (measured in docs/demo.md); `--limit 0` scores all of them.
 DEMO_LIMIT = 40
 
 
@@ -51,10 +51,7 @@ def register(sub, add_run_options) -> None:
     add_run_options(run)
     add_api_options(run)
     run.set_defaults(handler=cmd_run)
-    climb = run.add_argument_group(
-        "ladder, sweeps and learning curves (README: Climbing the ladder, sweeps and learning "
-        "curves)"
-    )
+    climb = run.add_argument_group("ladder, sweeps and learning curves (docs/ladder.md)")
     climb.add_argument(
         "--finetune",
         action="append",

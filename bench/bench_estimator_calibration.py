@@ -5,7 +5,7 @@ Each case runs in a fresh subprocess: import torch, transformers and peft, load 
 sample process RSS (`experiments.memory.PeakMemory`) over 3 AdamW steps at batch 8, seq 128 on
 CPU: full fine-tuning, LoRA (peft, r=8, all linear layers, dropout 0.05) and, for reference,
 one no-grad forward pass (inference). Prints estimate and measurement side by side with the
-ratio; the figures are recorded in tests/test_memory_estimator.py and the README.
+ratio; the figures are recorded in tests/test_memory_estimator.py and docs/memory-estimator.md.
 Run with `python bench/bench_estimator_calibration.py` (about a minute on 2 cores).
 """
 

@@ -14,7 +14,7 @@ In order, the first that the server answers on the first row is used for every r
    (OpenAI, vLLM, llama.cpp and most hosted APIs).
 5. `first_token`: the first generated token's `top_logprobs`; a label scores the best log-prob
    of a listed token that starts it (labels that share that token are told apart by nothing
-   more: said in the README).
+   more: said in docs/served-models.md).
 6. `exact`: free greedy generation mapped to a label exactly, then ignoring case and spaces; an
    answer that names no label is wrong and kept with `unmapped: true`.
 

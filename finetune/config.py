@@ -36,7 +36,7 @@ _SYNONYMS = {
 @dataclass
 class FinetuneConfig:
     """Settings of one fine-tuning run. Defaults suit a ~100M-parameter model and a few hundred
-    short rows on a 2-core CPU (measured on the demo task; see README, "Fine-tuning")."""
+    short rows on a 2-core CPU (measured on the demo task; see docs/finetuning.md)."""
 
     method: str = "lora"
     # Optimisation. learning_rate None: 5e-4 for LoRA/QLoRA, 5e-5 for full fine-tuning. At 2e-4
@@ -51,7 +51,7 @@ class FinetuneConfig:
     packing: bool = True  # best-fit-decreasing packing; False pads each batch to its longest row
     pad_to_multiple_of: int | None = None  # with packing off, 256 pads every row to 256 tokens
     # On a CPU, prompt tokens that open every row of a step (system turn, instruction) run once
-    # per step instead of once per row; the loss and gradients are the same (README, "Fine-tuning").
+    # per step instead of once per row; the loss and gradients are the same (docs/finetuning.md).
     share_prefix: bool = True
     warmup: float = 0.1  # fraction of the steps spent warming up the learning rate
     weight_decay: float = 0.0
@@ -62,7 +62,7 @@ class FinetuneConfig:
     # two per epoch keep the demo's five-method run inside 20 minutes on 2 cores.
     evals_per_epoch: int = 2
     patience: int = 2  # evaluations without a lower validation loss before stopping
-    # Memory (README, "Fine-tuning at scale"). "auto" (and 0 for the accumulation steps): the
+    # Memory (docs/scale.md). "auto" (and 0 for the accumulation steps): the
     # fit chooses, before training, the fastest settings the memory estimator says fit the
     # device's free memory (advisor/fit.py); a value given here is kept as it is.
     gradient_checkpointing: str = "auto"  # auto | true | false

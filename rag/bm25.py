@@ -1,7 +1,7 @@
 """Okapi BM25 over chunk texts, and reciprocal rank fusion (Cormack et al. 2009).
 
 Small enough to need no package at the corpus sizes a task brings (the postings are a dict).
-Hybrid retrieval is the default because it beat dense alone on the demo QA task (README, "RAG");
+Hybrid retrieval is the default because it beat dense alone on the demo QA task (docs/rag.md);
 `rag.retrieval: dense` turns it off.
 """
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from experiments.errors import TaskError
 from rag.corpus import Document
 
-# Measured on the demo QA task (README, "RAG"): short chunks keep the prompt small and the
+# Measured on the demo QA task (docs/rag.md): short chunks keep the prompt small and the
 # small model's attention on the one passage that answers.
 DEFAULT_CHUNK_TOKENS = 64
 DEFAULT_OVERLAP_TOKENS = 8

@@ -1,8 +1,8 @@
 """FAISS indexes over normalised vectors: exact inner product for small corpora, IVF above.
 
-The switch point and the IVF settings come from `bench/bench_rag_index.py` (README, RAG
-benchmarks). The IVF probe count is tuned at build time to reach `TARGET_RECALL` against exact
-search on sample queries, and the recall reached is stored with the index.
+The switch point and the IVF settings come from `bench/bench_rag_index.py` (docs/benchmarks.md,
+the RAG index benchmark). The IVF probe count is tuned at build time to reach `TARGET_RECALL`
+against exact search on sample queries, and the recall reached is stored with the index.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from experiments.errors import TaskError
 from experiments.task import Task
 from rag.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 
-DEFAULT_K = 2  # passages per prompt (README, "RAG": measured on the demo QA task)
+DEFAULT_K = 2  # passages per prompt (docs/rag.md: measured on the demo QA task)
 DEFAULT_SHOTS = 2
 INDEX_DIR_ENV = "ADAPTWISE_INDEX_DIR"
 RETRIEVAL_MODES = ("dense", "hybrid")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-resolve the pins in requirements/constraints.txt from pyproject.toml (see the README,
-# "Installing: the pins"). Needs uv (pip install uv). Then run `bash install.sh test` in a
+# "Two commands": the pins). Needs uv (pip install uv). Then run `bash install.sh test` in a
 # fresh virtual environment and the tests, and commit the new pins only if they pass.
 #
 # - torch is resolved at the CPU build install.sh installs, then left out of the pins (with the

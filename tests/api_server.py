@@ -9,7 +9,7 @@ decoding as real servers do: llama.cpp's `grammar` of quoted alternatives and vL
 `guided_choice` on completions, OpenAI's `response_format` json_schema (an enum, or an object of
 one enum) on chat: greedy decoding restricted at each step to the tokens that continue an
 allowed answer. With `top_logprobs`, a plain completion or chat answer carries its first
-token's alternatives. Run it by hand for the README's figures:
+token's alternatives. Run it by hand for the figures in docs/planning.md and docs/served-models.md:
 
     python3 tests/api_server.py --port 8765 [--key KEY] [--no-logprobs]
 """
