@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "adaptwise.commands_report",
     "adaptwise.commands_plan",
     "adaptwise.commands_export",
+    "adaptwise.commands_serve",
 ]
 
 

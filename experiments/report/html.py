@@ -98,12 +98,27 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
     parts += _training(methods, out_dir)
     parts += _memory(results)
     parts += _climb_sections(results, out_dir)
+    parts += _verify(results)
     parts += _matrix(analysis)
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return plain("\n".join(parts) + "\n")  # no terminal escapes from names or answers
 
 
 # --- sections ------------------------------------------------------------------------------------
+
+
+def _verify(results: dict) -> list[str]:
+    rows = fm.verify_rows(results)
+    if not rows:
+        return []
+    head = "".join(f"<th>{escape(h)}</th>" for h in fm.VERIFY_HEAD)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return [
+        '<section id="verify"><h2>Served vs measured</h2>',
+        "<p>Each method's eval rows sent to its served model with the run's exact prompts "
+        "(adaptwise verify; the rows that differ are in verify.json).</p>",
+        f"<table><tr>{head}</tr>{body}</table></section>",
+    ]
 
 
 def _verdict(analysis: dict) -> list[str]:

@@ -103,6 +103,7 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
     lines += ladder_section(results)
     lines += sweep_section(results)
     lines += curve_section(results)
+    lines += _verify_section(results)
     return no_raw_html(plain("\n".join(lines) + "\n"))  # no terminal escapes, no raw HTML
 
 
@@ -396,4 +397,19 @@ def curve_section(results: dict) -> list[str]:
     ]
     if curve.get("png"):
         lines += ["", f"![learning curve]({curve['png']})"]
+    return lines
+
+
+def _verify_section(results: dict) -> list[str]:
+    """`adaptwise verify`: the served model against the measured method, row by row."""
+    from experiments.report.formatting import VERIFY_HEAD, verify_rows
+
+    rows = verify_rows(results)
+    if not rows:
+        return []
+    lines = ["", "## Served vs measured", ""]
+    lines += ["Each method's eval rows sent to its served model with the run's exact prompts "]
+    lines[-1] += "(`adaptwise verify`; the rows that differ are in verify.json)."
+    lines += ["", "| " + " | ".join(VERIFY_HEAD) + " |", "|" + "---|" * len(VERIFY_HEAD)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     return lines
