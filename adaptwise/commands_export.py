@@ -31,7 +31,11 @@ def register(subparsers, add_run_options) -> None:
         "--format", required=True, dest="fmt", metavar="FORMAT", help=f"one of: {FORMATS}"
     )
     export.add_argument("--out", type=Path, required=True, help="the export folder to write")
-    export.add_argument("--quant", help=f"GGUF tensor type (gguf, ollama): {QUANTS} (default: f16)")
+    export.add_argument(
+        "--quant",
+        help=f"GGUF tensor type: {QUANTS} (gguf, ollama: default f16; recipe: also write the base "
+        "model as a GGUF of this type, for `adaptwise serve`)",
+    )
     export.add_argument(
         "--tokenizer-gguf",
         type=Path,

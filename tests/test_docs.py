@@ -254,6 +254,7 @@ OTHER_PROGRAMS_FLAGS = {
     "--smoke": "bench/gpu_check.py",
     "--mem": "a job scheduler (Slurm's sbatch)",
     "--lora": "llama-server",
+    "--jinja": "llama-server",
     "--enable-lora": "vllm serve",
     "--lora-modules": "vllm serve",
     "--max-lora-rank": "vllm serve",

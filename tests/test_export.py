@@ -335,7 +335,7 @@ def cli(capsys):
         (("--method", "lora", "--format", "recipe"), "use --format adapter, merged, gguf"),
         (("--method", "lora", "--format", "onnx"), "choose one of recipe, adapter"),
         (("--method", "lora", "--format", "gguf", "--quant", "q2_k"), "--quant 'q2_k'"),
-        (("--method", "rag", "--format", "recipe", "--quant", "q8_0"), "--quant applies"),
+        (("--method", "lora", "--format", "adapter", "--quant", "q8_0"), "--quant applies"),
         (("--method", "lora", "--format", "merged"), "merge=true"),
     ],
 )

@@ -118,6 +118,10 @@ def _build(source: MethodSource, fmt: str, quant, build: Path, tokenizer_gguf, l
     stops = chat_formats.stop_strings(tokenizer, fmt_prompt.answer_end, family)
     if fmt == "recipe":
         details["recipe"] = _write_recipe(source, task, system, tokenizer, build, files, log)
+        if quant is not None:
+            details["gguf"] = _write_base_gguf(
+                source, quant, build, tokenizer, tokenizer_gguf, files, log
+            )
     elif fmt == "adapter":
         files["adapter"] = _copy(source.model_folder(), build, "adapter")
     elif fmt == "merged":
@@ -318,6 +322,29 @@ def _tokenizer_metadata(source: MethodSource, tokenizer, given: Path | None):
         "base is not a GGUF; pass --tokenizer-gguf FILE (a GGUF of the same base, e.g. from the "
         "hub), or export --format merged and convert it with llama.cpp's convert_hf_to_gguf.py"
     )
+
+
+def _write_base_gguf(source: MethodSource, quant, build, tokenizer, given, files, log) -> dict:
+    """A recipe's base model as GGUF: the weights the run measured (the embedded model is a
+    Q4_1 file, run in process from its dequantized copy; llama.cpp on the Q4_1 file itself
+    answers otherwise on close rows), so a served recipe can answer as measured."""
+    from transformers import AutoConfig
+
+    config_folder = Path(source.base.checkpoint())
+    config = AutoConfig.from_pretrained(str(config_folder))
+    gguf_file.check_llama(config, str(config_folder))
+    meta = _tokenizer_metadata(source, tokenizer, given)
+    log(f"writing base-{quant}.gguf")
+    path = build / f"base-{quant}.gguf"
+    written = gguf_file.write_model_gguf(
+        path, config, gguf_file.checkpoint_tensors(config_folder), quant, meta, tokenizer,
+        None if meta.general else source.base.name, where=str(config_folder),
+    )  # fmt: skip
+    files["base_gguf"] = path.name
+    info: dict = {"tokenizer_from": str(meta.source), "bytes": {path.name: written.bytes}}
+    if written.fallbacks:
+        info["fallbacks"] = {path.name: _grouped(written.fallbacks)}
+    return info
 
 
 def _write_gguf(source: MethodSource, quant, build, tokenizer, given, files, log) -> dict:

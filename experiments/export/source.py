@@ -251,8 +251,13 @@ def check_format(source: MethodSource, fmt: str, quant: str | None) -> None:
             f"{source.run_dir}: {source.name} ran on a served model ({source.base.reference}); "
             "recipes of served-model runs are not supported yet: rerun it on a local --model"
         )
-    if quant is not None and fmt not in ("gguf", "ollama"):
-        raise AdaptwiseError(f"--quant applies to --format gguf and ollama, not {fmt}")
+    if quant is not None and fmt not in ("gguf", "ollama", "recipe"):
+        raise AdaptwiseError(f"--quant applies to --format gguf, ollama and recipe, not {fmt}")
+    if quant is not None and fmt == "recipe" and source.family == "hybrid":
+        raise AdaptwiseError(
+            f"--quant with a recipe of {source.name}: its model is trained; export it with "
+            "--format gguf to serve it"
+        )
 
 
 def describe_settings(source: MethodSource) -> dict:
