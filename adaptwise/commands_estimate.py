@@ -14,7 +14,8 @@ def register(sub, add_run_options) -> None:
         "estimate",
         help="estimate peak memory of inference, full fine-tuning, LoRA or QLoRA",
         description="Estimate peak memory (weights, gradients, optimizer state, activations, "
-        "logits, overhead) from a model's shape, without loading it.",
+        "logits, overhead) from a model's shape, without loading it; per device on several "
+        "(--devices N --strategy ddp|fsdp).",
     )
     p.add_argument(
         "--model",
@@ -54,10 +55,42 @@ def register(sub, add_run_options) -> None:
     p.add_argument(
         "--lora-targets",
         default="all-linear",
-        choices=("all-linear", "qv"),
+        choices=("all-linear", "qv", "qkv"),
         help="projections LoRA adapts (default: %(default)s)",
     )
+    p.add_argument(
+        "--lora-dropout",
+        type=float,
+        default=0.05,
+        help="LoRA dropout; above 0 it keeps a dropped copy of each input (default: 0.05)",
+    )
     p.add_argument("--device", default="gpu", choices=("gpu", "cpu"), help="default: gpu")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="devices training together, one process each: the estimate is per device, "
+        "--batch each device's (default: 1)",
+    )
+    p.add_argument(
+        "--strategy",
+        default="ddp",
+        choices=("ddp", "fsdp"),
+        help="ddp: a whole copy on each device; fsdp: parameters, gradients and optimizer "
+        "state sharded across them (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="fsdp: the shards in host memory, the optimizer stepping there",
+    )
+    p.add_argument(
+        "--chunked-loss",
+        action="store_true",
+        help="logits kept at the compute width and the loss upcast chunk by chunk "
+        "(torchtune's CEWithChunkedOutputLoss), rather than float32 logits",
+    )
     p.add_argument(
         "--gpu-memory",
         type=float,
@@ -88,6 +121,11 @@ def cmd_estimate(args) -> int:
         gradient_checkpointing=args.gradient_checkpointing,
         lora_r=args.lora_r,
         lora_targets=args.lora_targets,
+        lora_dropout=args.lora_dropout,
+        devices=args.devices,
+        strategy=args.strategy,
+        cpu_offload=args.cpu_offload,
+        chunked_loss=args.chunked_loss,
     )
     est = estimate(shape, args.method, device=args.device, **settings)
     suggestions = []
@@ -113,10 +151,14 @@ def _print_table(est, gpu_memory, suggestions) -> None:
 
     s = est.setup
     where = "GPU" if s.device == "gpu" else "CPU (process RSS)"
+    if s.devices > 1 or s.strategy == "fsdp":
+        where = f"each of {s.devices} {where}s, {s.strategy.upper()}"
+        where += " with CPU offload" if s.cpu_offload else ""
     caption = (
-        f"batch {s.batch} x seq {s.seq}, {s.precision}"
+        f"batch {s.batch} x seq {s.seq}{' per device' if s.devices > 1 else ''}, {s.precision}"
         f"{', ' + s.optimizer if s.method != 'inference' else ''}"
         f"{', gradient checkpointing' if s.gradient_checkpointing else ''}"
+        f"{', chunked loss' if s.chunked_loss else ''}"
     )
     table = Table(title=f"{est.model}: {s.method} on {where}", caption=caption)
     table.add_column("component")
@@ -130,15 +172,21 @@ def _print_table(est, gpu_memory, suggestions) -> None:
     console.print(table)
     trainable = f"{est.trainable_params:,} trainable of " if s.method != "inference" else ""
     console.print(f"{trainable}{est.total_params:,} parameters")
-    if est.offloaded:
+    if est.offloaded and s.cpu_offload:
+        console.print(
+            f"held in host memory for each device (CPU offload: its shard of the parameters, "
+            f"gradients and optimizer state): {est.offloaded / 1e9:.2f} GB (not in the total)"
+        )
+    elif est.offloaded:
         console.print(
             f"paged optimizer state held in host-spillable memory: "
             f"{est.offloaded / 1e9:.2f} GB (not in the total)"
         )
     if gpu_memory is not None:
+        each = "each" if s.devices > 1 else "a"
         if not suggestions:
-            console.print(f"[green]fits[/] a {gpu_memory:g} GB GPU")
+            console.print(f"[green]fits[/] {each} {gpu_memory:g} GB GPU")
         else:
-            console.print(f"[red]does not fit[/] a {gpu_memory:g} GB GPU; any one of:")
+            console.print(f"[red]does not fit[/] {each} {gpu_memory:g} GB GPU; any one of:")
             for sug in suggestions:
                 console.print(f"  - {sug.change} ({sug.estimate.total_gb:.1f} GB)")

@@ -106,6 +106,7 @@ KNOWN: dict[str, ModelShape] = {
         _shape("llama-2-7b", 32000, 4096, 11008, 32, 32, 32, False),
         _shape("llama-2-13b", 32000, 5120, 13824, 40, 40, 40, False),
         _shape("llama-3-8b", 128256, 4096, 14336, 32, 32, 8, False),
+        _shape("llama-3-70b", 128256, 8192, 28672, 80, 64, 8, False),
         _shape("llama-3.2-1b", 128256, 2048, 8192, 16, 32, 8, True),
         _shape("mistral-7b", 32000, 4096, 14336, 32, 32, 8, False),
         _shape("qwen2.5-0.5b", 151936, 896, 4864, 24, 14, 2, True, bias=True),

@@ -11,6 +11,8 @@ from advisor.memory import MemoryEstimate, estimate
 
 # Standard GPU memory sizes, for "a GPU of N GB" suggestions.
 GPU_SIZES_GB = (8, 12, 16, 24, 32, 40, 48, 80, 96, 141, 192)
+# Device counts for "N GPUs with FSDP" suggestions: one machine's, then whole 8-GPU nodes.
+DEVICE_COUNTS = (2, 3, 4, 5, 6, 7, 8, 16, 24, 32, 48, 64)
 
 
 def fits(
@@ -35,11 +37,12 @@ def suggest_fit(
 ) -> list[FitSuggestion]:
     """Changes that would make `method` fit `gpu_memory_gb`, least disruptive first.
 
-    Empty when it fits already. First the single changes that fit on their own: gradient
-    checkpointing, the paged 8-bit optimizer (full fine-tuning), the largest smaller batch,
-    the longest shorter sequence, QLoRA instead of LoRA or full fine-tuning. When none does,
-    the first combination of them that fits, in that order. Last, always, the smallest common
-    GPU size the current settings fit.
+    Empty when it fits already. On a GPU, first the smallest number of such GPUs that FSDP
+    would fit the same settings on ("full-ft needs 4 x 24 GB GPUs with FSDP"), where one does.
+    Then the single changes that fit on their own: gradient checkpointing, the paged 8-bit
+    optimizer (full fine-tuning), the largest smaller batch, the longest shorter sequence, QLoRA
+    instead of LoRA or full fine-tuning. When none does, the first combination of them that
+    fits, in that order. Last, always, the smallest common GPU size the current settings fit.
     """
     ok, current = fits(shape, method, gpu_memory_gb, **settings)
     if ok:
@@ -62,9 +65,13 @@ def suggest_fit(
     ]
     switch = []
     if method in ("lora", "full-ft"):
-        switch.append((f"use QLoRA instead of {method}", {"method": "qlora"}))
+        # QLoRA is not sharded here: on several devices it is DDP's whole copy on each.
+        qlora = {"method": "qlora", "strategy": "ddp", "cpu_offload": False}
+        switch.append((f"use QLoRA instead of {method}", qlora))
 
     suggestions = []
+    if sharded := _more_devices(shape, method, gpu_memory_gb, settings, setup):
+        suggestions.append(sharded)
     for change, update in easy:
         if est := attempt(update):
             suggestions.append(FitSuggestion(change, est))
@@ -76,7 +83,7 @@ def suggest_fit(
     for change, update in switch:
         if est := attempt(update):
             suggestions.append(FitSuggestion(change, est))
-    if not suggestions:
+    if len(suggestions) == bool(sharded):
         suggestions.extend(_combination(easy, smaller, switch, attempt))
 
     need = current.total_gb
@@ -87,6 +94,23 @@ def suggest_fit(
         change = f"use a GPU with {size} GB" if size else f"use GPUs with {need:.0f} GB in all"
     suggestions.append(FitSuggestion(change, current))
     return suggestions
+
+
+def _more_devices(shape, method, gpu_memory_gb, settings, setup) -> FitSuggestion | None:
+    """The smallest count of such GPUs that FSDP fits the same per-device settings on (QLoRA
+    is not sharded here), or None."""
+    if setup.device != "gpu" or not setup.trains or method == "qlora":
+        return None
+    for n in (n for n in DEVICE_COUNTS if n > setup.devices):
+        ok, est = fits(
+            shape, method, gpu_memory_gb, **{**settings, "devices": n, "strategy": "fsdp"}
+        )
+        if ok:
+            size = f"{round(gpu_memory_gb, 1):g}"
+            return FitSuggestion(
+                f"{method} needs {n} x {size} GB GPUs with FSDP (--devices {n})", est
+            )
+    return None
 
 
 def _halvings(value: int, floor: int) -> list[int]:

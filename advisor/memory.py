@@ -22,6 +22,22 @@ The estimate is the sum of six parts, in bytes:
   process RSS: the process itself (python, torch, transformers, peft and a tokenizer) and the
   freed transients that malloc keeps (both measured on this repository's machine).
 
+Several devices (`devices` N, one process each), per device:
+
+- DDP keeps a whole copy of the model, its gradients and its optimizer state on every device,
+  and a second copy of the gradients in its all-reduce buckets (PyTorch's DDP copies each
+  gradient into a bucket unless `gradient_as_bucket_view`, which accelerate leaves off).
+- FSDP (FSDP2, `fully_shard` per decoder layer and on the root) keeps 1/N of the parameters,
+  gradients and optimizer state. What it gathers comes on top: two decoder layers' full
+  parameters at a time (the one computing and the one prefetched), the root's (embeddings,
+  lm_head and final norm, which stay gathered from the first forward to the end of backward),
+  and, when every weight trains, one layer's full gradients before they are reduce-scattered.
+  LoRA adapters, added after sharding, are whole on every device.
+- FSDP's CPU offload keeps the sharded parameters, gradients and optimizer state in host memory
+  (the optimizer steps there): the device holds what is gathered, the activations and the
+  logits; the host part is reported apart (`offloaded`), per device.
+- Activations and logits are per device: `batch` is the micro-batch of one device.
+
 Bytes per parameter ("Transformer Math 101", EleutherAI):
 
 | precision | weights | gradients | AdamW state | 8-bit AdamW state | activations |
@@ -40,6 +56,10 @@ fine-tuning), when LoRA targets it, or under QLoRA (bitsandbytes' 4-bit matmul s
 LoRA dropout keeps a dropped copy of the input plus a 1-byte mask per targeted projection.
 Eager attention adds the softmax probabilities (heads x seq x seq per sequence);
 memory-efficient SDPA (the default) keeps none.
+
+A chunked loss (torchtune's CEWithChunkedOutputLoss) keeps the logits at the compute width and
+upcasts them to float32 chunk by chunk: the width plus the float32 log-softmax autograd saves
+per element, with one chunk's gradient at a time (of 8).
 """
 
 from __future__ import annotations
@@ -54,13 +74,20 @@ OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit")
 PRECISIONS = ("bf16", "fp32", "fp16")
 DEVICES = ("gpu", "cpu")
 ATTENTION = ("sdpa", "eager")
-LORA_TARGETS = {"all-linear": LINEAR_MODULES, "qv": ("q_proj", "v_proj")}
+STRATEGIES = ("ddp", "fsdp")
+LORA_TARGETS = {
+    "all-linear": LINEAR_MODULES,
+    "qv": ("q_proj", "v_proj"),
+    "qkv": ("q_proj", "k_proj", "v_proj"),
+}
 
 GB = 1e9
 # NF4 with double quantisation (QLoRA paper): 4 bits per weight, an 8-bit absmax per block of
 # 64 and a float32 constant per 256 blocks.
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
 LOGIT_BYTES = 16  # float32 logits, log-softmax and two gradients at the loss-backward peak
+LOSS_CHUNKS = 8  # torchtune's CEWithChunkedOutputLoss
+FSDP_PREFETCH_LAYERS = 2  # decoder layers gathered at once: the one computing, the next
 LORA_PARAM_BYTES = 4  # peft keeps adapters in float32
 CUDA_CONTEXT_BYTES = 0.5 * GB
 ALLOCATOR_SLACK = 0.05
@@ -93,6 +120,10 @@ class TrainSetup:
     device: str = "gpu"
     optimizer_in_backward: bool = False  # torchtune's optimizer_in_bwd: step per parameter
     attention: str = "sdpa"  # "eager" materialises the attention probabilities
+    devices: int = 1  # processes training together, one per device
+    strategy: str = "ddp"  # ddp: a whole copy per device; fsdp: sharded N ways
+    cpu_offload: bool = False  # fsdp: sharded state in host memory, the optimizer steps there
+    chunked_loss: bool = False  # logits at the compute width, float32 loss chunk by chunk
 
     def validate(self) -> None:
         """Raise AdaptwiseError (one line) for a setting the estimator does not know."""
@@ -103,6 +134,7 @@ class TrainSetup:
             "device": DEVICES,
             "attention": ATTENTION,
             "lora_targets": tuple(LORA_TARGETS),
+            "strategy": STRATEGIES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -110,11 +142,15 @@ class TrainSetup:
                     f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}: "
                     f"choose from {', '.join(allowed)}"
                 )
-        for name in ("batch", "seq", "lora_r"):
+        for name in ("batch", "seq", "lora_r", "devices"):
             if getattr(self, name) < 1:
                 raise AdaptwiseError(f"{name.replace('_', ' ')} must be at least 1")
         if not 0 <= self.lora_dropout < 1:
             raise AdaptwiseError("lora dropout must be in [0, 1)")
+        if self.cpu_offload and self.strategy != "fsdp":
+            raise AdaptwiseError("cpu offload is FSDP's: it needs strategy fsdp")
+        if self.strategy == "fsdp" and not self.trains:
+            raise AdaptwiseError("strategy fsdp shards training; inference is estimated per device")
 
     @property
     def trains(self) -> bool:
@@ -123,6 +159,10 @@ class TrainSetup:
     @property
     def uses_lora(self) -> bool:
         return self.method in ("lora", "qlora")
+
+    @property
+    def sharded(self) -> bool:
+        return self.strategy == "fsdp"
 
 
 @dataclass(frozen=True)
@@ -139,7 +179,9 @@ class MemoryEstimate:
     activations: int
     logits: int
     overhead: int
-    offloaded: int = 0  # paged optimizer state that lives in host-spillable memory
+    # Paged optimizer state that lives in host-spillable memory; with FSDP's CPU offload, this
+    # device's share of the parameters, gradients and optimizer state held in host memory.
+    offloaded: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def breakdown(self) -> dict[str, int]:
@@ -226,7 +268,6 @@ def estimate_setup(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     else:
         weights = shape.total_params * width
     adapters = lora_params(shape, setup.lora_r, setup.lora_targets) if setup.uses_lora else 0
-    weights += adapters * LORA_PARAM_BYTES
 
     # Gradients and optimizer state.
     if not setup.trains:
@@ -248,11 +289,36 @@ def estimate_setup(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         offloaded, optimizer_state = optimizer_state, 0
         notes.append("paged optimizer state spills to host memory; reported as offloaded")
 
+    gathered_layers = 0.0
+    if setup.sharded:
+        weights, gradients, optimizer_state, host, gathered_layers = _sharded(
+            shape, setup, weights, gradients, optimizer_state
+        )
+        offloaded += host
+        notes.append(
+            f"FSDP over {setup.devices} devices, per device: 1/{setup.devices} of the "
+            "parameters, gradients and optimizer state, plus two gathered layers and the root"
+            + ("; the shards in host memory (CPU offload), reported as offloaded" if host else "")
+        )
+    elif setup.devices > 1 and setup.trains:
+        gradients += trainable * grad_width
+        notes.append(
+            f"DDP over {setup.devices} devices: a whole copy on each, and a second copy of the "
+            "gradients in the all-reduce buckets"
+        )
+    weights += adapters * LORA_PARAM_BYTES
+
     activations = _activations(shape, setup)
     tokens = setup.batch * setup.seq
     # Inference: the logits plus their float32 copy (none needed when they are float32 already).
     logit_bytes = LOGIT_BYTES if setup.trains else width + (4 if width < 4 else 0)
+    if setup.trains and setup.chunked_loss:
+        logit_bytes = width + 4 + 2 * 4 / LOSS_CHUNKS
     logits = tokens * shape.vocab_size * logit_bytes
+    if gathered_layers:
+        # The logits live until the loss's backward; the layers are gathered again only after
+        # it, from the last layer's backward on: the larger of the two counts.
+        logits = max(logits - gathered_layers, 0)
 
     # Overhead.
     if setup.device == "gpu":
@@ -278,6 +344,38 @@ def estimate_setup(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         offloaded=int(offloaded),
         notes=tuple(notes),
     )
+
+
+def _sharded(
+    shape: ModelShape, setup: TrainSetup, weights: float, gradients: float, state: float
+) -> tuple[float, float, float, float, float]:
+    """(weights, gradients, optimizer state, host bytes, the gathered layers' weights and
+    gradients) on one of `setup.devices` FSDP devices, from the whole model's base weights,
+    gradients and optimizer state (module docstring). LoRA's adapters, their gradients and
+    optimizer state are not sharded."""
+    n = setup.devices
+    width = _WIDTH[setup.precision]
+    layer_params = shape.linear_params_per_layer + shape.small_params_per_layer
+    if setup.method == "qlora":
+        layer = shape.linear_params_per_layer * NF4_BYTES + shape.small_params_per_layer * width
+    else:
+        layer = layer_params * width
+    root = (shape.embedding_params + shape.lm_head_params + shape.hidden_size) * width
+    layers = FSDP_PREFETCH_LAYERS * layer
+    gathered = layers + root
+    if setup.uses_lora:  # replicated: only the frozen base is sharded
+        shard_grads, layer_grads, shard_state = gradients, 0.0, state
+    else:
+        shard_grads = gradients / n
+        layer_grads = layer_params * _WIDTH[setup.precision]  # before its reduce-scatter
+        shard_state = state / n
+    layers += layer_grads
+    if setup.cpu_offload:
+        host = weights / n + (0 if setup.uses_lora else shard_grads + shard_state)
+        if setup.uses_lora:
+            return gathered, gradients, state, host, layers
+        return gathered, layer_grads, 0.0, host, layers
+    return weights / n + gathered, shard_grads + layer_grads, shard_state, 0.0, layers
 
 
 def _largest_trainable(shape: ModelShape, setup: TrainSetup) -> int:
