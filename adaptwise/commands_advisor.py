@@ -149,7 +149,7 @@ def _print(answers, rec) -> None:
     from advisor.tui.shown import shown
 
     console = Console()
-    hardware = f"GPU {answers.gpu_memory_gb:g} GB" if answers.gpu_memory_gb else "CPU only"
+    hardware = answers.hardware()
     console.print(f"[bold]Recommendation[/] for {shown(answers.model)} on {hardware}\n")
     console.print("[bold]Try, in this order:[/]")
     for i, rung in enumerate(rec.ladder, 1):

@@ -58,6 +58,14 @@ def register(sub, add_run_options) -> None:
         metavar="KEY=VALUE",
         help="a fine-tuning setting, as `run --finetune` (e.g. batch_size=8)",
     )
+    plan.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="GPUs one training may use, each of --gpu-gb or the detected size (default: the "
+        "answers' gpus, else 1): fine-tuning is planned per device, DDP or FSDP as the run "
+        "would choose (finetune strategy:)",
+    )
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     add_api_options(plan)  # --model openai:NAME: time a few real requests, price the tokens
     plan.set_defaults(handler=cmd_plan)
@@ -79,6 +87,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     api_run_options(args)  # --base-url or --tokenizer without a served model: one line
     if args.limit < 0:
         raise AdaptwiseError("--limit must be 0 (all rows) or more")
+    if args.devices is not None and args.devices < 1:
+        raise AdaptwiseError("--devices must be at least 1")
     budget = parse_budget(args.budget) if args.budget is not None else None
     target = parse_target(args.target) if args.target is not None else None
     task = load_task(args.task)
@@ -117,6 +127,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         finetune_settings=settings,
         precision=args.precision,
         methods=methods,
+        devices=args.devices,
     )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
@@ -133,7 +144,11 @@ def _settings_phrase(m: dict) -> str:
         else (f"batch {m['batch']}")
     )
     ckpt = "gradient checkpointing" if m["gradient_checkpointing"] else "no checkpointing"
-    return f"{m['precision']}, {batch}, seq {m['seq']}, {ckpt}, {m['optimizer']}"
+    spread = ""
+    if m.get("devices", 1) > 1:
+        offload = " with CPU offload" if m.get("cpu_offload") else ""
+        spread = f"{m['strategy'].upper()}{offload} over {m['devices']} devices, "
+    return f"{spread}{m['precision']}, {batch}, seq {m['seq']}, {ckpt}, {m['optimizer']}"
 
 
 def _stderr(message: str) -> None:
@@ -150,10 +165,14 @@ def _print(plan) -> None:
     from experiments.report.formatting import format_short
 
     console = Console()
+    devices = (
+        max((s.memory_settings or {}).get("devices", 1) for s in plan.steps) if plan.steps else 1
+    )
+    per_device = f" (training on {devices} of them; peaks per device)" if devices > 1 else ""
     # A light frame without outer edges keeps all eight columns whole in an 80-column terminal.
     table = Table(
         title=f"Plan for {plan.task} ({plan.rows_scored} eval rows)",
-        caption=f"{plan.model} on {plan.machine.describe()}",
+        caption=f"{plan.model} on {plan.machine.describe()}{per_device}",
         box=box.SIMPLE_HEAD,
         show_edge=False,
     )

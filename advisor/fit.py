@@ -8,12 +8,18 @@ settings the run takes. Three settings trade speed (or, for the optimizer, numer
 - gradient accumulation: the step's batch runs as N micro-batches (the same effective batch and,
   up to float rounding, the same gradients; a little slower per token on a GPU);
 - the optimizer: AdamW, 8-bit AdamW or paged 8-bit AdamW (bitsandbytes); 8-bit state changes
-  the numerics, so it is used only when nothing else fits.
+  the numerics, so it is used only when nothing else fits;
+- on several devices, the strategy: DDP (a whole copy on each device) or FSDP (parameters,
+  gradients and optimizer state sharded across them; each layer is gathered before it computes).
 
 A setting given explicitly (`--finetune gradient_checkpointing=true`, ...) is kept; `auto` ones
-are chosen. Candidates are ranked by optimizer (AdamW first), then by the time factor below,
-and the first whose estimate fits the budget wins. When none fits, the leanest is returned with
-`fits` False and the estimator's first suggestion.
+are chosen. Candidates are ranked by optimizer (AdamW first), then by strategy (DDP first: it
+gathers nothing, so FSDP is chosen only when the model does not fit one device), then by the
+time factor below, and the first whose estimate fits the budget (per device) wins. When none
+fits, the leanest is returned with `fits` False and the estimator's first suggestion. `batch`
+is the effective batch of all devices together: each device takes batch / devices /
+accumulation sequences per micro-batch. QLoRA is not sharded, and FSDP steps with AdamW only
+(bitsandbytes' 8-bit optimizers do not step sharded parameters; finetune/sharding.py).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from itertools import product
 
 from advisor.fit_suggestions import suggest_fit
-from advisor.memory import OPTIMIZERS, estimate
+from advisor.memory import LORA_TARGETS, OPTIMIZERS, STRATEGIES, estimate
 
 CHECKPOINTING_TIME = 1.33  # one more forward pass per backward pass
 ACCUMULATION_TIME = 0.08  # per halving of the micro-batch: smaller matmuls, more launches
@@ -45,14 +51,19 @@ class FitChoice:
     fits: bool
     auto: tuple[str, ...] = ()  # the settings that were chosen rather than given
     suggestion: str | None = None  # when it does not fit: the estimator's first change
+    devices: int = 1  # processes training together, one per device
+    strategy: str = "ddp"  # ddp (one device: alone) | fsdp
+    cpu_offload: bool = False  # fsdp: the shards in host memory
 
     @property
     def micro_batch(self) -> int:
-        return self.batch // self.accumulation
+        """Sequences one device takes per forward pass."""
+        return max(1, self.batch // self.devices // self.accumulation)
 
     def describe(self) -> str:
         """The settings in one short phrase, as `plan` and the run log print them."""
         parts = [
+            *self.describe_strategy(),
             self.precision,
             f"batch {self.micro_batch}x{self.accumulation}"
             if self.accumulation > 1
@@ -63,12 +74,20 @@ class FitChoice:
         ]
         return ", ".join(parts)
 
+    def describe_strategy(self) -> list[str]:
+        """ "fsdp over 4 devices (CPU offload)" or "ddp over 2 devices"; nothing for one device."""
+        if self.devices == 1 and self.strategy == "ddp":
+            return []
+        offload = " (CPU offload)" if self.cpu_offload else ""
+        return [f"{self.strategy} over {self.devices} devices{offload}"]
+
     def finetune_flags(self) -> str:
         """The same settings as `--finetune` options (to pin them on a run)."""
         return (
             f"--finetune gradient_checkpointing={str(self.gradient_checkpointing).lower()} "
             f"--finetune gradient_accumulation_steps={self.accumulation} "
             f"--finetune optimizer={self.optimizer}"
+            + (f" --finetune strategy={self.strategy}" if self.devices > 1 else "")
         )
 
     def to_dict(self) -> dict:
@@ -85,6 +104,9 @@ class FitChoice:
             "fits": self.fits,
             "chosen": list(self.auto),
             "suggestion": self.suggestion,
+            "strategy": self.strategy,
+            "devices": self.devices,
+            "cpu_offload": self.cpu_offload,
         }
 
 
@@ -102,11 +124,14 @@ def choose_settings(
     lora_r: int = 16,
     lora_dropout: float = 0.0,
     lora_targets: str = "all-linear",
+    devices: int = 1,
+    strategy: str | None = None,
+    cpu_offload: bool = False,
 ) -> FitChoice:
-    """The fastest settings for `method` whose estimated peak fits `budget_gb` (module
-    docstring). None for a setting means "choose it"; a `budget_gb` of None keeps the defaults
-    (no checkpointing, no accumulation, AdamW) for the settings not given."""
-    targets = lora_targets if lora_targets in ("all-linear", "qv") else "all-linear"
+    """The fastest settings for `method` whose estimated peak per device fits `budget_gb`
+    (module docstring). None for a setting means "choose it"; a `budget_gb` of None keeps the
+    defaults (no checkpointing, no accumulation, AdamW, DDP) for the settings not given."""
+    targets = lora_targets if lora_targets in LORA_TARGETS else "all-linear"
     common = {
         "seq": seq,
         "precision": precision,
@@ -114,6 +139,7 @@ def choose_settings(
         "lora_r": lora_r,
         "lora_dropout": lora_dropout,
         "lora_targets": targets,
+        "devices": devices,
     }
     auto = tuple(
         name
@@ -121,37 +147,51 @@ def choose_settings(
             ("gradient_checkpointing", gradient_checkpointing),
             ("gradient_accumulation_steps", accumulation),
             ("optimizer", optimizer),
+            ("strategy", strategy if devices > 1 else "ddp"),
         )
         if value is None
     )
+    per_device = max(1, batch // devices)
     checkpointing = [False, True] if gradient_checkpointing is None else [gradient_checkpointing]
-    accumulations = _divisors(batch) if accumulation is None else [accumulation]
+    accumulations = _divisors(per_device) if accumulation is None else [accumulation]
     optimizers = list(OPTIMIZERS) if optimizer is None else [optimizer]
     if device == "cpu" and optimizer is None:
         optimizers.remove("paged-adamw-8bit")  # paging moves GPU state to the host: no gain here
+    if devices == 1:  # one device trains alone, whatever the strategy says
+        strategies, cpu_offload = ["ddp"], False
+    elif strategy is not None:
+        strategies = [strategy]
+    elif method != "qlora":
+        strategies = list(STRATEGIES)
+    else:
+        strategies = ["ddp"]
     if budget_gb is None:  # nothing to fit: the first (fastest, AdamW) of each
         checkpointing, accumulations = checkpointing[:1], accumulations[:1]
-        optimizers = optimizers[:1]
+        optimizers, strategies = optimizers[:1], strategies[:1]
 
     candidates = []
-    for ckpt, accum, opt in product(checkpointing, accumulations, optimizers):
+    for ckpt, accum, opt, strat in product(checkpointing, accumulations, optimizers, strategies):
+        if strat == "fsdp" and opt != "adamw" and ("adamw" in optimizers or len(strategies) > 1):
+            continue  # bitsandbytes' 8-bit optimizers do not step sharded parameters
         est = estimate(
             shape,
             method,
-            batch=batch // accum,
+            batch=max(1, per_device // accum),
             optimizer=opt,
             gradient_checkpointing=ckpt,
+            strategy=strat,
+            cpu_offload=cpu_offload and strat == "fsdp",
             **common,
         )
         time_factor = (CHECKPOINTING_TIME if ckpt else 1.0) * (
             1 + ACCUMULATION_TIME * math.log2(accum)
         )
-        key = (OPTIMIZERS.index(opt), time_factor, est.total_bytes)
-        candidates.append((key, ckpt, accum, opt, est))
+        key = (OPTIMIZERS.index(opt), STRATEGIES.index(strat), time_factor, est.total_bytes)
+        candidates.append((key, ckpt, accum, opt, strat, est))
     candidates.sort(key=lambda c: c[0])
 
     def choice(c, fits: bool, suggestion: str | None = None) -> FitChoice:
-        _, ckpt, accum, opt, est = c
+        _, ckpt, accum, opt, strat, est = c
         return FitChoice(
             method=method,
             precision=precision,
@@ -165,22 +205,27 @@ def choose_settings(
             fits=fits,
             auto=auto,
             suggestion=suggestion,
+            devices=devices,
+            strategy=strat,
+            cpu_offload=est.setup.cpu_offload,
         )
 
     if budget_gb is None:
         return choice(candidates[0], True)
     for c in candidates:
-        if c[4].total_gb <= budget_gb:
+        if c[5].total_gb <= budget_gb:
             return choice(c, True)
-    leanest = min(candidates, key=lambda c: c[4].total_bytes)
-    _, ckpt, accum, opt, _ = leanest
+    leanest = min(candidates, key=lambda c: c[5].total_bytes)
+    _, ckpt, accum, opt, strat, est = leanest
     hints = suggest_fit(
         shape,
         method,
         max(budget_gb, 0.01),
-        batch=batch // accum,
+        batch=est.setup.batch,
         optimizer=opt,
         gradient_checkpointing=ckpt,
+        strategy=strat,
+        cpu_offload=est.setup.cpu_offload,
         **common,
     )
     return choice(leanest, False, hints[0].change if hints else None)
@@ -191,18 +236,21 @@ def fit_method(
 ) -> tuple[FitChoice, bool]:
     """The settings for one method and whether the run's shared base is freed while it trains.
 
-    A method that trains on the shared base (LoRA) is held against the whole budget (its
-    estimate counts the base's weights). One that trains its own copy keeps the shared base
-    loaded when the same settings fit beside it, and frees it otherwise."""
+    A method that trains on the shared base (LoRA, unless sharded) is held against the whole
+    budget (its estimate counts the base's weights). One that trains its own copy (QLoRA,
+    full fine-tuning, and LoRA under FSDP, which trains on a sharded copy) keeps the shared
+    base loaded when the same settings fit beside it, and frees it otherwise."""
     alone = choose_settings(shape, budget_gb=budget_gb, **settings)
+    shares_base = shares_base and alone.strategy != "fsdp"
     if shares_base or budget_gb is None or shared_gb <= 0:
         return alone, False
     beside = choose_settings(shape, budget_gb=budget_gb - shared_gb, **settings)
-    same = (beside.gradient_checkpointing, beside.accumulation, beside.optimizer) == (
-        alone.gradient_checkpointing,
-        alone.accumulation,
-        alone.optimizer,
-    )
+    same = (
+        beside.gradient_checkpointing,
+        beside.accumulation,
+        beside.optimizer,
+        beside.strategy,
+    ) == (alone.gradient_checkpointing, alone.accumulation, alone.optimizer, alone.strategy)
     if beside.fits and same:
         return beside, False
     return alone, True

@@ -11,8 +11,9 @@ from advisor.memory import MemoryEstimate, estimate
 
 # Standard GPU memory sizes, for "a GPU of N GB" suggestions.
 GPU_SIZES_GB = (8, 12, 16, 24, 32, 40, 48, 80, 96, 141, 192)
-# Device counts for "N GPUs with FSDP" suggestions: one machine's, then whole 8-GPU nodes.
-DEVICE_COUNTS = (2, 3, 4, 5, 6, 7, 8, 16, 24, 32, 48, 64)
+# Device counts for "N GPUs with FSDP" suggestions: powers of two, so that the usual batch
+# sizes divide among them; up to 8 nodes of 8.
+DEVICE_COUNTS = (2, 4, 8, 16, 32, 64)
 
 
 def fits(
@@ -97,14 +98,14 @@ def suggest_fit(
 
 
 def _more_devices(shape, method, gpu_memory_gb, settings, setup) -> FitSuggestion | None:
-    """The smallest count of such GPUs that FSDP fits the same per-device settings on (QLoRA
-    is not sharded here), or None."""
+    """The smallest count of such GPUs that FSDP fits the same per-device settings on, with
+    AdamW (bitsandbytes' 8-bit optimizers do not step sharded parameters; QLoRA is not
+    sharded here), or None."""
     if setup.device != "gpu" or not setup.trains or method == "qlora":
         return None
+    sharded = {**settings, "strategy": "fsdp", "optimizer": "adamw"}
     for n in (n for n in DEVICE_COUNTS if n > setup.devices):
-        ok, est = fits(
-            shape, method, gpu_memory_gb, **{**settings, "devices": n, "strategy": "fsdp"}
-        )
+        ok, est = fits(shape, method, gpu_memory_gb, **{**sharded, "devices": n})
         if ok:
             size = f"{round(gpu_memory_gb, 1):g}"
             return FitSuggestion(

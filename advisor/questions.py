@@ -101,6 +101,19 @@ QUESTIONS: tuple[Question, ...] = (
         ),
         "one",
     ),
+    Question(
+        "gpus",
+        "How many GPUs can the team train on at once (of the size found or given)?",
+        "A model whose training does not fit one GPU can be sharded over several with FSDP.",
+        (
+            ("1", "One, or none"),
+            ("2", "2"),
+            ("4", "4"),
+            ("8", "8 (one node)"),
+            ("16", "16 or more (several nodes)"),
+        ),
+        "1",
+    ),
 )
 QUESTION_BY_ID = {q.id: q for q in QUESTIONS}
 
@@ -140,6 +153,7 @@ class Answers:
     expertise: str = "none"
     budget: str = "medium"
     task_diversity: str = "one"
+    gpus: str = "1"  # GPUs of gpu_memory_gb each that one training may use
     gpu_memory_gb: float | None = None  # None: CPU only
     model: str = "smollm2-135m"  # an architecture name, config.json or model folder
     zero_shot_score: float | None = None  # measured primary metric of zero-shot, 0-1
@@ -153,6 +167,18 @@ class Answers:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def gpu_count(self) -> int:
+        """The GPUs one training may use (1 without a GPU)."""
+        return int(self.gpus) if self.gpu_memory_gb else 1
+
+    def hardware(self) -> str:
+        """ "CPU only", "GPU 24 GB" or "4 x GPU 24 GB"."""
+        if not self.gpu_memory_gb:
+            return "CPU only"
+        count = f"{self.gpu_count} x " if self.gpu_count > 1 else ""
+        return f"{count}GPU {self.gpu_memory_gb:g} GB"
 
 
 def parse_answers(data: object, source: str = "answers") -> Answers:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from advisor.hosting_costs import advice_line
 from advisor.questions import Answers
@@ -58,7 +59,7 @@ FitCheck = Callable[[str, float | None, str], str | None]
 
 def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
     """Turn answers into a ladder; `fit` says whether a fine-tuning method fits the hardware."""
-    fit = fit or estimator_fit
+    fit = fit or partial(estimator_fit, gpus=answers.gpu_count)
     rec = Recommendation()
     a = answers
 
@@ -323,8 +324,9 @@ def _warnings(a: Answers, rec: Recommendation) -> None:
 ADVISOR_SETUP = {"batch": 1, "seq": 1024, "gradient_checkpointing": True, "precision": "bf16"}
 
 
-def estimator_fit(method: str, gpu_gb: float | None, model: str) -> str | None:
-    """Fit check from the calibrated memory estimator (advisor/memory.py)."""
+def estimator_fit(method: str, gpu_gb: float | None, model: str, gpus: int = 1) -> str | None:
+    """Fit check from the calibrated memory estimator (advisor/memory.py): on one GPU, or on
+    `gpus` of them, sharded with FSDP (QLoRA is not sharded)."""
     from advisor.architectures import resolve_shape
     from advisor.fit_suggestions import fits, suggest_fit
     from experiments.errors import AdaptwiseError
@@ -344,13 +346,17 @@ def estimator_fit(method: str, gpu_gb: float | None, model: str) -> str | None:
     if method == "full-ft":
         settings["optimizer"] = "paged-adamw-8bit"
     ok, est = fits(shape, method, gpu_gb, **settings)
+    if not ok and gpus > 1 and method != "qlora":
+        settings.update(devices=gpus, strategy="fsdp")
+        ok, est = fits(shape, method, gpu_gb, **settings)
     if ok:
         return None
     hint = suggest_fit(shape, method, gpu_gb, **settings)
     fix = f"; it would fit with: {hint[0].change}" if hint else ""
+    where = f"each of {gpus} GPUs with FSDP" if settings.get("devices") else "the GPU"
     return (
         f"needs about {est.total_gb:.1f} GB of GPU memory at batch 1, sequence 1024 with "
-        f"gradient checkpointing; the GPU has {gpu_gb:g} GB{fix}"
+        f"gradient checkpointing; {where} has {gpu_gb:g} GB{fix}"
     )
 
 

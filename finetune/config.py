@@ -24,12 +24,14 @@ CHOICES = {
     "gradient_checkpointing": ("auto", "true", "false"),
     "optimizer": ("auto", *OPTIMIZERS),
     "fit": ("auto", "off"),
+    "strategy": ("auto", "ddp", "fsdp"),
 }
 _YES_NO = {"yes": "true", "on": "true", "1": "true", "no": "false", "off": "false", "0": "false"}
 _SYNONYMS = {
     "gradient_checkpointing": _YES_NO,
     "optimizer": {"adamw8bit": "adamw-8bit", "adamw_8bit": "adamw-8bit"},
     "fit": {"false": "off", "no": "off", "0": "off"},
+    "strategy": {},
 }
 
 
@@ -70,6 +72,12 @@ class FinetuneConfig:
     optimizer: str = "auto"  # auto | adamw | adamw-8bit | paged-adamw-8bit
     fit: str = "auto"  # auto: choose settings and skip what cannot fit; off: run as set
     fit_memory_gb: float | None = None  # the memory the fit may use (None: free memory now)
+    # Several processes (--devices N, torchrun, accelerate launch; README, "Several GPUs"):
+    # ddp keeps a whole copy on each device, fsdp shards parameters, gradients and optimizer
+    # state across them (FSDP2); auto: ddp when the fit finds settings that fit one device,
+    # fsdp when none does. One process trains alone whatever this says (fsdp: one line).
+    strategy: str = "auto"  # auto | ddp | fsdp
+    cpu_offload: bool = False  # fsdp: the shards in host memory, the optimizer steps there
     # LoRA / QLoRA.
     rank: int = 16
     alpha: int = 32
@@ -107,6 +115,8 @@ class FinetuneConfig:
             "gradient_checkpointing": None if ckpt is None else ckpt == "true",
             "accumulation": self.gradient_accumulation_steps or None,
             "optimizer": None if self.optimizer == "auto" else self.optimizer,
+            "strategy": None if self.strategy == "auto" else self.strategy,
+            "cpu_offload": self.cpu_offload,
         }
 
     def fingerprint_fields(self) -> dict:
@@ -124,6 +134,8 @@ class FinetuneConfig:
             "gradient_accumulation_steps",
             "fit",
             "fit_memory_gb",
+            "strategy",  # how the work is spread, not what is computed (up to float rounding)
+            "cpu_offload",
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
@@ -240,6 +252,16 @@ def _validate(c: FinetuneConfig) -> None:
             f"batch_size ({c.batch_size})",
         ),
         (c.fit_memory_gb is None or c.fit_memory_gb > 0, "fit_memory_gb must be above 0"),
+        (
+            not c.cpu_offload or c.strategy != "ddp",
+            "cpu_offload is FSDP's; it needs strategy fsdp (or auto)",
+        ),
+        (
+            not (c.method == "qlora" and c.strategy == "fsdp"),
+            "qlora does not train under fsdp here: transformers' FSDP2 sharding at load time "
+            "does not shard bitsandbytes' 4-bit weights (accelerate's FSDP plugin does, on CUDA "
+            "GPUs with bnb_4bit_quant_storage=bfloat16); use strategy ddp, or lora with fsdp",
+        ),
     ]
     for ok, message in checks:
         if not ok:

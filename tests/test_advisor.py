@@ -392,3 +392,27 @@ def test_report_verdict_on_a_knowledge_task_keeps_lora_off_and_names_no_winner()
     v = advisor_verdict(results, tests)
     assert "lora" not in v["ladder"] and "rag+lora" not in v["ladder"]
     assert v["holds"] is None and "held" not in v["text"] and "p = 0.25" in v["text"]
+
+
+def test_the_gpus_a_team_has_decide_whether_full_fine_tuning_fits():
+    """An 8B full fine-tuning does not fit one 24 GB GPU: with one, it is ruled out and the way
+    to fit it is GPUs with FSDP; with 8 (the questionnaire's GPU question), it is planned."""
+    base = dict(
+        custom_style="yes",
+        labeled_examples="5000+",
+        budget="high",
+        gpu_memory_gb=24,
+        model="llama-3-8b",
+    )
+    one = recommend(Answers(**base))
+    assert "full-ft" not in one.methods
+    (reason,) = next(r.reasons for r in one.ruled_out if r.method == "full-ft")
+    assert reason.endswith(
+        "it would fit with: full-ft needs 4 x 24 GB GPUs with FSDP (--devices 4)"
+    )
+    eight = Answers(**base, gpus="8")
+    assert "full-ft" in recommend(eight).methods
+    assert eight.hardware() == "8 x GPU 24 GB" and Answers().hardware() == "CPU only"
+    assert parse_answers({"gpus": 4}).gpus == "4"
+    with pytest.raises(AdaptwiseError, match="gpus must be one of 1, 2, 4, 8, 16"):
+        parse_answers({"gpus": 3})

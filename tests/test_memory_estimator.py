@@ -174,23 +174,15 @@ def test_cpu_offload_moves_the_shards_to_the_host():
 
 def test_the_first_suggestion_names_the_devices_fsdp_needs():
     """An 8B full fine-tuning that does not fit a 24 GB GPU: the smallest count of 24 GB GPUs
-    that fits it under FSDP comes first, then the single-device changes."""
-    changes = suggest_fit(
-        KNOWN["llama-3-8b"], "full-ft", 24, batch=1, seq=2048, gradient_checkpointing=True
-    )
+    (a power of two) that fits it under FSDP, with AdamW (8-bit state does not shard), comes
+    first, then the single-device changes."""
+    settings = dict(batch=1, seq=2048, gradient_checkpointing=True)
+    changes = suggest_fit(KNOWN["llama-3-8b"], "full-ft", 24, **settings)
     first = changes[0]
-    assert first.change == "full-ft needs 5 x 24 GB GPUs with FSDP (--devices 5)"
-    assert first.estimate.total_gb <= 24 and first.estimate.setup.devices == 5
-    four = estimate(
-        KNOWN["llama-3-8b"],
-        "full-ft",
-        batch=1,
-        seq=2048,
-        gradient_checkpointing=True,
-        devices=4,
-        strategy="fsdp",
-    )
-    assert four.total_gb > 24  # 5 is the smallest
+    assert first.change == "full-ft needs 8 x 24 GB GPUs with FSDP (--devices 8)"
+    assert first.estimate.total_gb <= 24 and first.estimate.setup.devices == 8
+    four = estimate(KNOWN["llama-3-8b"], "full-ft", devices=4, strategy="fsdp", **settings)
+    assert four.total_gb > 24  # 8 is the smallest
     # A CPU gains nothing from processes sharing its memory; QLoRA is not sharded here.
     cpu = suggest_fit(SMOLLM, "full-ft", 1, device="cpu", batch=8, seq=512)
     assert not any("FSDP" in s.change for s in cpu)

@@ -114,6 +114,29 @@ def test_fit_marking_and_the_change_that_makes_it_fit():
     assert not full.fits and "batch" in full.fit_change or "GPU" in full.fit_change
 
 
+def test_a_full_fine_tuning_too_large_for_one_gpu_is_planned_on_as_many_as_fsdp_needs():
+    """Llama 3 8B full fine-tuning does not fit one 24 GB GPU even with the leanest settings:
+    the plan's change names the GPUs FSDP needs; planned on that many, it fits, sharded, with
+    the peak per device; LoRA, which fits one GPU, stays DDP (a whole copy on each)."""
+    from dataclasses import replace
+
+    from advisor.planning.estimates import RunSettings
+
+    shape = resolve_shape("llama-3-8b")
+    gpu = Machine(cpus=8, ram_gb=64, gpu_name="RTX 4090", gpu_memory_gb=24)
+    settings = RunSettings(precision="bf16", ft_max_length=2048, ft_batch=8)
+    one = build_plan(["full-ft"], STATS, shape, gpu, settings).steps[0]
+    assert not one.fits
+    assert one.fit_change == "full-ft needs 8 x 24 GB GPUs with FSDP (--devices 8)"
+    planned = build_plan(["full-ft", "lora"], STATS, shape, gpu, replace(settings, devices=8))
+    full, lora = planned.steps
+    assert full.fits and full.peak_memory_gb <= 24
+    assert full.memory_settings["strategy"] == "fsdp" and full.memory_settings["devices"] == 8
+    assert full.memory_settings["optimizer"] == "adamw"  # 8-bit state does not shard
+    assert "peak memory per device, of 8" in full.notes
+    assert lora.fits and lora.memory_settings["strategy"] == "ddp"
+
+
 def test_the_plan_shows_the_settings_the_run_will_fit_with():
     roomy = build_plan(["lora", "full-ft"], STATS, SHAPE, BIG, rates=RATES).steps
     assert all(s.fits for s in roomy)

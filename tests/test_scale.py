@@ -53,6 +53,38 @@ def test_fit_reports_what_cannot_fit_with_the_estimators_suggestion():
     assert not full.fits and full.optimizer == "adamw"  # a given setting is kept
 
 
+def test_on_several_devices_the_fit_shards_only_what_does_not_fit_one():
+    """strategy auto: DDP (a whole copy per device) while the settings fit one device, FSDP
+    when none does; FSDP steps with AdamW (bitsandbytes' 8-bit state does not shard); a given
+    strategy is kept; one device trains alone whatever the strategy says."""
+    common = {"batch": 8, "seq": 2048, "precision": "bf16", "device": "gpu"}
+    lora = choose_settings(LLAMA_8B, "lora", budget_gb=24, devices=4, **common)
+    assert lora.fits and lora.strategy == "ddp" and "strategy" in lora.auto
+    assert lora.micro_batch * lora.accumulation * 4 == 8  # the batch of all four devices
+    full = choose_settings(LLAMA_8B, "full-ft", budget_gb=24, devices=8, **common)
+    assert full.fits and full.strategy == "fsdp" and full.optimizer == "adamw"
+    assert full.describe().startswith("fsdp over 8 devices")
+    alone = choose_settings(LLAMA_8B, "full-ft", budget_gb=24, devices=1, strategy="fsdp", **common)
+    assert alone.strategy == "ddp" and alone.devices == 1 and not alone.fits
+    assert alone.suggestion.startswith("full-ft needs 8 x 24 GB GPUs with FSDP")
+    kept = choose_settings(LLAMA_8B, "lora", budget_gb=80, devices=2, strategy="fsdp", **common)
+    assert kept.strategy == "fsdp"
+    qlora = choose_settings(LLAMA_8B, "qlora", budget_gb=4, devices=8, **common)
+    assert qlora.strategy == "ddp"  # not sharded here
+
+
+def test_fsdp_lora_trains_a_sharded_copy_of_its_own():
+    """Under FSDP, LoRA does not train on the run's shared base: that copy is freed unless the
+    sharded training fits beside it."""
+    kw = {"method": "lora", "batch": 8, "seq": 2048, "precision": "bf16", "device": "gpu"}
+    choice, freed = fit_method(
+        LLAMA_8B, 24, 16.0, shares_base=True, devices=4, strategy="fsdp", **kw
+    )
+    assert choice.strategy == "fsdp" and freed
+    choice, freed = fit_method(LLAMA_8B, 24, 16.0, shares_base=True, devices=4, **kw)
+    assert choice.strategy == "ddp" and not freed  # DDP's LoRA trains on the shared base
+
+
 def test_fit_frees_the_shared_copy_only_when_both_do_not_fit():
     kw = {"method": "qlora", "batch": 4, "seq": 512, "precision": "bf16", "device": "gpu"}
     choice, freed = fit_method(LLAMA_8B, 80, 16.0, shares_base=False, **kw)

@@ -33,16 +33,16 @@ def test_whole_flow_by_keyboard(tmp_path):
             assert isinstance(app.screen, TaskScreen)
             await pilot.press("down", "enter")  # the second demo task: support-intents
             assert isinstance(app.screen, QuestionnaireScreen)
-            assert "question 1 of 10" in text_of(app, "#progress")
+            assert "question 1 of 11" in text_of(app, "#progress")
             assert "Why it matters" in text_of(app, "#why")
             await pilot.press("enter")  # external knowledge: keep "No"
             await pilot.press("down", "enter")  # custom style: "Yes"
             await pilot.press("left")  # back to question 2, answer kept
-            assert "question 2 of 10" in text_of(app, "#progress")
+            assert "question 2 of 11" in text_of(app, "#progress")
             await pilot.press("enter")
-            for _ in range(7):
+            for _ in range(8):
                 await pilot.press("enter")
-            assert "question 10 of 10" in text_of(app, "#progress")  # queries per day, typed
+            assert "question 11 of 11" in text_of(app, "#progress")  # queries per day, typed
             await pilot.press("enter")  # empty: skipped
             assert isinstance(app.screen, RecommendationScreen)
             assert app.session.answers.custom_style == "yes"
@@ -75,14 +75,14 @@ def test_queries_per_day_question_shows_a_bad_value_inline_and_adds_the_monthly_
         app = AdaptwiseApp(ROOT / "demo/support-intents", backends=FakeBackends())
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
-            for _ in range(9):
+            for _ in range(10):
                 await pilot.press("enter")
             assert "How many queries per day" in text_of(app, "#question")
             await pilot.press(*"lots", "enter")
             assert isinstance(app.screen, QuestionnaireScreen)
             assert "must be a number of 0 or more, not 'lots'" in text_of(app, "#number-error")
             await pilot.press("up")  # back to the last choice question
-            assert "question 9 of 10" in text_of(app, "#progress")
+            assert "question 10 of 11" in text_of(app, "#progress")
             await pilot.press("enter")
             app.screen.query_one("#number").value = ""
             await pilot.press(*"10000", "enter")

@@ -34,7 +34,7 @@ def test_questionnaire_screen(snap_compare):
 
 def test_recommendation_screen(snap_compare, monkeypatch):
     monkeypatch.chdir(ROOT)
-    keys = ["down", "enter", "enter", "down", "enter"] + ["enter"] * 8  # the last: skip volume
+    keys = ["down", "enter", "enter", "down", "enter"] + ["enter"] * 9  # the last: skip volume
     app = AdaptwiseApp(backends=FakeBackends())
     assert snap_compare(app, press=keys, terminal_size=SIZE)
 

@@ -100,6 +100,11 @@ class RunSettings:
     ft_optimizer: str | None = None
     ft_fit: str = "auto"
     ft_fit_memory_gb: float | None = None
+    # Devices one training may use (plan --devices, the answers' GPUs) and how it spreads
+    # over them (None: the fit chooses DDP or FSDP), as `finetune strategy:` and cpu_offload.
+    devices: int = 1
+    ft_strategy: str | None = None
+    ft_cpu_offload: bool = False
     rag_k: int = 2
     rag_chunk_tokens: int = 64
     rag_overlap_tokens: int = 8

@@ -151,12 +151,20 @@ def build_plan(
         if tuned:
             choice, release = _fit(tuned, shape, settings, machine, extra_gb, shared_gb)
             memory_settings = {**choice.to_dict(), "shared_base_freed": release}
-            kept = 0.0 if tuned == "lora" or release else shared_gb
+            on_base = tuned == "lora" and choice.strategy != "fsdp"
+            kept = 0.0 if on_base or release else shared_gb
             peak = choice.estimate_gb + kept + extra_gb
             fits = choice.fits
             change = None if fits else choice.suggestion
             notes.append(f"trains with {choice.describe()}")
-            if tuned == "lora":
+            if choice.devices > 1:
+                notes.append(f"peak memory per device, of {choice.devices}")
+            if settings.ft_batch % choice.devices:
+                notes.append(
+                    f"finetune batch_size {settings.ft_batch} is the batch of all "
+                    f"{choice.devices} devices together: make it a multiple of {choice.devices}"
+                )
+            if on_base:
                 notes.append("trains its adapter on the run's shared model (one copy)")
             elif release:
                 notes.append(f"frees the run's shared {shared_gb:.2f} GB copy while it trains")
@@ -207,10 +215,12 @@ def _fit(tuned: str, shape, settings: RunSettings, machine: Machine, extra_gb: f
     choice of keeping or freeing the shared copy."""
     from advisor.fit import fit_method
 
+    # Per device: each GPU's memory, or on a CPU an equal part of it for each process.
+    share = 1 if machine.device == "gpu" else settings.devices
     budget = (
         settings.ft_fit_memory_gb
         if settings.ft_fit_memory_gb is not None
-        else machine.memory_gb - extra_gb
+        else (machine.memory_gb - extra_gb) / share
     )
     if settings.ft_fit == "off":
         budget = None
@@ -229,6 +239,9 @@ def _fit(tuned: str, shape, settings: RunSettings, machine: Machine, extra_gb: f
         optimizer=settings.ft_optimizer,
         lora_r=settings.ft_rank,
         lora_dropout=settings.ft_lora_dropout,
+        devices=settings.devices,
+        strategy=settings.ft_strategy,
+        cpu_offload=settings.ft_cpu_offload,
     )
 
 

@@ -21,9 +21,11 @@ def run_settings(
     batch_size: int = 16,
     finetune_settings: dict | None = None,
     precision: str = "fp32",
+    devices: int = 1,
 ) -> RunSettings:
     """The settings the run will use for `task`: its finetune: and rag: sections, the command
-    line's `--finetune KEY=VALUE` overrides (`finetune_settings`), and the resolved precision."""
+    line's `--finetune KEY=VALUE` overrides (`finetune_settings`), the resolved precision and
+    the devices one training may use."""
     from finetune.config import build_config
 
     ft = build_config("lora", task.settings.get("finetune", {}) or {}, finetune_settings or {}, 0)
@@ -34,6 +36,9 @@ def run_settings(
         ft_gradient_checkpointing=memory["gradient_checkpointing"],
         ft_accumulation=memory["accumulation"],
         ft_optimizer=memory["optimizer"],
+        ft_strategy=memory["strategy"],
+        ft_cpu_offload=memory["cpu_offload"],
+        devices=devices,
         ft_fit=ft.fit,
         ft_fit_memory_gb=ft.fit_memory_gb,
         k=k,
@@ -108,8 +113,10 @@ def make_plan(
     finetune_settings: dict | None = None,
     precision: str | None = None,
     methods: list[str] | None = None,
+    devices: int | None = None,
 ) -> Plan:
-    """The plan for `task` on this machine (see advisor/planning/plan.py and probe.py)."""
+    """The plan for `task` on this machine (see advisor/planning/plan.py and probe.py), with
+    `devices` of its GPU (None: the answers' GPU count) for each training."""
     from advisor.architectures import resolve_shape
     from advisor.planning.probe import cached_rates, measure_rates, store_rates, task_stats
     from advisor.verdict import answers_from_task
@@ -123,6 +130,8 @@ def make_plan(
     answers = answers_from_task(task, answers)
     if answers.gpu_memory_gb is None and machine.gpu_memory_gb:
         answers = replace(answers, gpu_memory_gb=machine.gpu_memory_gb)
+    if devices is not None:
+        answers = replace(answers, gpus=str(devices))
     rec = recommend(answers)
     checkpoint, name = resolve_checkpoint(model, progress=log)
     try:
@@ -164,6 +173,7 @@ def make_plan(
             task,
             finetune_settings=finetune_settings,
             precision=precision,
+            devices=devices or answers.gpu_count,
         ),
         rates=rates,
         target=target,

@@ -46,11 +46,7 @@ class RecommendationScreen(Screen):
         rec = recommend(session.answers)
         session.recommendation = rec
         self.runnable = [m for m in rec.methods if runnable(m)]
-        hardware = (
-            f"GPU {session.answers.gpu_memory_gb:g} GB"
-            if session.answers.gpu_memory_gb
-            else "CPU only"
-        )
+        hardware = session.answers.hardware()
         self.query_one("#heading", Static).update(
             f"Recommendation for {shown(session.task.name)} · {shown(session.answers.model)} · "
             f"{hardware}"
