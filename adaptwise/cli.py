@@ -60,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.plain_text import plain
 
     debug = args.debug or os.environ.get("ADAPTWISE_DEBUG", "") not in ("", "0")
+    who = _who()
     try:
         if getattr(args, "handler", None):
             return args.handler(args)
     except AdaptwiseError as exc:
         if debug:
             raise
-        print(f"adaptwise: error: {plain(exc, one_line=True)}", file=sys.stderr)
+        print(f"{who}: error: {plain(exc, one_line=True)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nadaptwise: interrupted; finished methods' results are kept", file=sys.stderr)
@@ -74,27 +75,35 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             raise
-        print(f"adaptwise: error: {plain(describe_os_error(exc), True)}", file=sys.stderr)
+        print(f"{who}: error: {plain(describe_os_error(exc), True)}", file=sys.stderr)
         return 2
     except Exception as exc:  # the boundary: one line, the traceback only when asked for
         if debug:
             raise
         if is_out_of_memory(exc):
             print(
-                "adaptwise: error: out of memory; lower --batch-size or --limit, or use a "
+                f"{who}: error: out of memory; lower --batch-size or --limit, or use a "
                 "smaller --model",
                 file=sys.stderr,
             )
             return 2
         first = plain((str(exc).strip().splitlines() or [""])[0][:300], one_line=True)
         print(
-            f"adaptwise: error: unexpected {type(exc).__name__}: {first} (rerun with --debug "
+            f"{who}: error: unexpected {type(exc).__name__}: {first} (rerun with --debug "
             "to see where, and report it)",
             file=sys.stderr,
         )
         return 1
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _who() -> str:
+    """The name errors go under: adaptwise, or which of a run's other processes speaks (each
+    says its own error; the first one speaks as adaptwise)."""
+    from experiments.distributed import rank, world_size
+
+    return f"adaptwise (process {rank()} of {world_size()})" if rank() else "adaptwise"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from adaptwise.launch import add_devices_option
+
 
 def register(subparsers, add_run_options) -> None:
     ft = subparsers.add_parser(
@@ -17,8 +19,8 @@ def register(subparsers, add_run_options) -> None:
         "(rank, alpha, learning_rate, epochs, batch_size, max_length, val_fraction, patience, "
         "merge, resume, allow_leakage, allow_fallback, and the memory settings "
         "gradient_checkpointing, gradient_accumulation_steps, optimizer, fit, fit_memory_gb, "
-        "...). They override the task file's finetune: section. Under several GPUs: "
-        "accelerate launch -m adaptwise finetune ...",
+        "strategy, cpu_offload, ...). They override the task file's finetune: section. On "
+        "several GPUs: --devices N (or torchrun / accelerate launch -m adaptwise finetune ...).",
     )
     ft.add_argument("task", type=Path, help="task YAML file")
     ft.add_argument(
@@ -34,6 +36,7 @@ def register(subparsers, add_run_options) -> None:
         help="a fine-tuning setting, e.g. --set rank=8 --set epochs=2 (repeatable)",
     )
     add_run_options(ft)
+    add_devices_option(ft)
     ft.set_defaults(handler=cmd_finetune)
 
     chat = subparsers.add_parser(
@@ -52,13 +55,24 @@ def register(subparsers, add_run_options) -> None:
 
 
 def cmd_finetune(args) -> int:
+    from adaptwise.launch import launch, needs_launch
     from adaptwise.progress import RichProgress
-    from adaptwise.running import method_list, parse_settings, run_one, run_options, show_run
+    from adaptwise.running import (
+        check_run,
+        method_list,
+        parse_settings,
+        run_one,
+        run_options,
+        show_run,
+    )
 
     options = run_options(args)
     options.extra["finetune"] = parse_settings(args.settings)
     options.extra["finetune_flag"] = "--set"  # errors name the flag the user typed
     methods = method_list(args.methods)
+    if needs_launch(args):
+        check_run(args.task, methods, args.out, options)
+        return launch(args.devices)
     with RichProgress() as ui:
         out, outcome = run_one(args.task, methods, args.out, options, ui)
     return show_run(out, outcome)

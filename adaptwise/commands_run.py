@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from adaptwise.api_options import add_api_options
+from adaptwise.launch import add_devices_option, launch, needs_launch
 from adaptwise.running import (
     DEFAULT_METHODS,
+    check_run,
     headline,
     method_list,
     run_one,
@@ -49,6 +51,7 @@ def register(sub, add_run_options) -> None:
         "rows and options (kept otherwise); alone: all of them, or a comma-separated list",
     )
     add_run_options(run)
+    add_devices_option(run)
     add_api_options(run)
     run.set_defaults(handler=cmd_run)
     climb = run.add_argument_group("ladder, sweeps and learning curves (docs/ladder.md)")
@@ -122,6 +125,9 @@ def cmd_run(args) -> int:
             raise AdaptwiseError(f"--{flag} needs --ladder (or, for --budget, --sweep)")
     methods = method_list(args.methods)
     rerun = _rerun(args.rerun, methods)
+    if needs_launch(args):
+        check_run(args.task, methods, args.out, options)
+        return launch(args.devices)
     with RichProgress() as ui:
         out, outcome = run_one(args.task, methods, args.out, options, ui, rerun=rerun)
     return show_run(out, outcome)

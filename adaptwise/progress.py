@@ -31,9 +31,13 @@ class RichProgress:
             transient=False,
         )
         self._task = None
+        from experiments.distributed import is_main
+
+        self.main = is_main()  # of several processes, the first speaks for all
 
     def __enter__(self) -> RichProgress:
-        self.bars.start()
+        if self.main:
+            self.bars.start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -52,6 +56,8 @@ class RichProgress:
         self._task = None
 
     def log(self, message: str | Text) -> None:
+        if not self.main:
+            return
         from experiments.plain_text import plain
 
         if not isinstance(message, Text):

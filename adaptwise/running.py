@@ -67,7 +67,11 @@ def run_options(args):
             from experiments.errors import AdaptwiseError
 
             raise AdaptwiseError(f"--{name.replace('_', '-')} must be at least 1")
+    from adaptwise.launch import devices
+    from experiments.distributed import world_size
+
     return RunOptions(
+        devices=devices(args) or world_size(),
         model=args.model,
         embedder=args.embedder,
         seed=args.seed,
@@ -104,20 +108,34 @@ def method_list(value: str) -> list[str]:
     return names
 
 
+def check_run(task_path: Path, methods: list[str], out: Path | None, options):
+    """(task, output folder) after the checks that need no model: the task file, the methods
+    and their settings, the folder. A bad one is one line, before anything loads (or, with
+    --devices, before the processes start)."""
+    from experiments.context import RunContext
+    from experiments.methods import make_method
+    from experiments.runner import claim_run_folder
+    from experiments.task import load_task
+
+    task = load_task(task_path)
+    # An unknown method is one line, before any folder is made.
+    made = [make_method(name, {"k": options.k, **options.extra}) for name in methods]
+    out = out or Path("runs") / task.folder_name
+    claim_run_folder(out, task, record=False)  # refuse a folder of the user's, first thing
+    ctx = RunContext(task, options)
+    for method in made:
+        method.check(ctx)
+    return task, out
+
+
 def run_one(
     task_path: Path, methods: list[str], out: Path | None, options, ui, rerun=False
 ) -> tuple[Path, dict]:
     """Run `methods` on the task; its output folder and what the run did (kept, scored and
     failed methods, whether it wrote files: experiments/runner.py run_task's `_run`)."""
-    from experiments.methods import make_method
-    from experiments.runner import claim_run_folder, run_task
-    from experiments.task import load_task
+    from experiments.runner import run_task
 
-    task = load_task(task_path)
-    for name in methods:  # an unknown method is one line, before any folder is made
-        make_method(name, {"k": options.k, **options.extra})
-    out = out or Path("runs") / task.folder_name
-    claim_run_folder(out, task, record=False)  # refuse a folder of the user's, first thing
+    task, out = check_run(task_path, methods, out, options)
     scored = min(options.limit or len(task.eval), len(task.eval))
     subset = f" (scoring the first {scored}; --limit 0 for all)" if scored < len(task.eval) else ""
     sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
@@ -141,6 +159,10 @@ def show_run(out: Path, outcome: dict) -> int:
     method this run tried failed (and none was kept), else 0."""
     import sys
 
+    from experiments.distributed import is_main
+
+    if not is_main():
+        return 0  # the first process speaks for all, and its status is the run's
     show_report(out, outcome)
     if outcome["failed"] and not (outcome["scored"] or outcome["kept"]):
         print(
@@ -154,8 +176,14 @@ def show_run(out: Path, outcome: dict) -> int:
 
 def show_report(out: Path, outcome: dict | None = None) -> None:
     """A compact table of results.json for the terminal; report.md has every column. With the
-    run's `outcome`, also what it wrote (nothing, when every method was kept)."""
+    run's `outcome`, also what it wrote (nothing, when every method was kept). Only the first
+    of several processes prints it."""
     import json
+
+    from experiments.distributed import is_main
+
+    if not is_main():
+        return
 
     from rich.console import Console
     from rich.table import Table

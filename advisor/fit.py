@@ -18,8 +18,9 @@ gathers nothing, so FSDP is chosen only when the model does not fit one device),
 time factor below, and the first whose estimate fits the budget (per device) wins. When none
 fits, the leanest is returned with `fits` False and the estimator's first suggestion. `batch`
 is the effective batch of all devices together: each device takes batch / devices /
-accumulation sequences per micro-batch. QLoRA is not sharded, and FSDP steps with AdamW only
-(bitsandbytes' 8-bit optimizers do not step sharded parameters; finetune/sharding.py).
+accumulation sequences per micro-batch. QLoRA is not sharded, and full fine-tuning under FSDP
+steps with AdamW only (bitsandbytes' 8-bit optimizers do not step sharded parameters; LoRA's
+adapters are not sharded; finetune/sharding.py).
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def choose_settings(
 
     candidates = []
     for ckpt, accum, opt, strat in product(checkpointing, accumulations, optimizers, strategies):
-        if strat == "fsdp" and opt != "adamw" and ("adamw" in optimizers or len(strategies) > 1):
+        sharded_8bit = strat == "fsdp" and opt != "adamw" and method == "full-ft"
+        if sharded_8bit and ("adamw" in optimizers or len(strategies) > 1):
             continue  # bitsandbytes' 8-bit optimizers do not step sharded parameters
         est = estimate(
             shape,

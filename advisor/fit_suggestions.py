@@ -98,12 +98,14 @@ def suggest_fit(
 
 
 def _more_devices(shape, method, gpu_memory_gb, settings, setup) -> FitSuggestion | None:
-    """The smallest count of such GPUs that FSDP fits the same per-device settings on, with
-    AdamW (bitsandbytes' 8-bit optimizers do not step sharded parameters; QLoRA is not
-    sharded here), or None."""
+    """The smallest count of such GPUs that FSDP fits the same per-device settings on (full
+    fine-tuning with AdamW: bitsandbytes' 8-bit optimizers do not step sharded parameters;
+    QLoRA is not sharded here), or None."""
     if setup.device != "gpu" or not setup.trains or method == "qlora":
         return None
-    sharded = {**settings, "strategy": "fsdp", "optimizer": "adamw"}
+    sharded = {**settings, "strategy": "fsdp"}
+    if method == "full-ft":
+        sharded["optimizer"] = "adamw"
     for n in (n for n in DEVICE_COUNTS if n > setup.devices):
         ok, est = fits(shape, method, gpu_memory_gb, **{**sharded, "devices": n})
         if ok:

@@ -149,6 +149,8 @@ class TrainSetup:
             raise AdaptwiseError("lora dropout must be in [0, 1)")
         if self.cpu_offload and self.strategy != "fsdp":
             raise AdaptwiseError("cpu offload is FSDP's: it needs strategy fsdp")
+        if self.cpu_offload and self.device == "cpu":
+            raise AdaptwiseError("cpu offload moves shards off a GPU: on a CPU they are in RAM")
         if self.strategy == "fsdp" and not self.trains:
             raise AdaptwiseError("strategy fsdp shards training; inference is estimated per device")
 

@@ -28,6 +28,7 @@ class RunOptions:
     concurrency: int = 8  # requests in flight at once
     api_cache: bool = True  # --no-cache: ask the server again
     prices: dict = field(default_factory=dict)  # --prompt-token-price etc. (costs keys)
+    devices: int = 1  # processes the run shares (--devices, torchrun; experiments/distributed.py)
     extra: dict = field(default_factory=dict)  # method-specific options (rag, finetune, ...)
 
 

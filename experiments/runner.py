@@ -4,6 +4,10 @@ report.html.
 Files are rewritten (atomically) after every finished method, so Ctrl-C or a crash leaves the
 completed methods' results in place. A later run into the same folder on the same eval rows
 keeps the methods it does not rerun, so methods can be added one at a time.
+
+In several processes (experiments/distributed.py) every process prepares every method and
+scores its share of the eval rows; the predictions are gathered in order, and only the first
+process logs and writes the files.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from experiments.api_model import ApiRequestFailed, check_methods, is_api_model
 from experiments.api_scoring import api_summary
 from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
+from experiments.distributed import gather, is_main, shard, world_size
 from experiments.errors import OutOfMemory, is_out_of_memory
 from experiments.memory import PeakMemory
 from experiments.methods import Method, Prediction, make_method
@@ -69,6 +74,8 @@ def run_task(
     dict's `_run` says which methods were kept, scored and failed, and whether files were
     written."""
     progress = progress or SilentProgress()
+    if not is_main():
+        progress = SilentProgress()  # the first process speaks for all
     methods = [
         m if isinstance(m, Method) else make_method(m, {"k": options.k, **options.extra})
         for m in method_names
@@ -82,13 +89,13 @@ def run_task(
     for method in methods:
         method.check(ctx)  # a bad setting is one line now, not after the model has loaded
     created = not out_dir.exists()
-    claim_run_folder(out_dir, task)
+    claim_run_folder(out_dir, task, record=is_main())
     try:
         return _run_methods(
             ctx, methods, method_names, rows, out_dir, progress, sections, rerun, costs
         )
     finally:
-        if created:
+        if created and is_main():
             remove_if_unused(out_dir)
 
 
@@ -237,12 +244,14 @@ def run_method(
         loaded = time.perf_counter()
         method.prepare(ctx)
         prepared = time.perf_counter()
-        progress.start(f"{ctx.task.name} · {method.name}", len(rows))
+        mine = shard(rows)  # every row, in one process
+        progress.start(f"{ctx.task.name} · {method.name}", len(mine))
         clock = _BatchClock(progress.advance)
         try:
-            preds = method.predict(ctx, rows, clock)
+            preds = method.predict(ctx, mine, clock)
         finally:
             progress.finish()
+        preds = gather(preds, len(rows))
         done = time.perf_counter()
     entry = {
         "description": method.description,
@@ -261,6 +270,8 @@ def run_method(
     entry.update(method.extra_results(ctx, rows, preds))
     entry.update(api_summary(preds))  # served model: scoring, usage tokens, request latency
     entry.setdefault("precision", ctx.precision)
+    if world_size() > 1:
+        entry["processes"] = world_size()  # rows scored in shares; peak memory of the first
     return entry, preds
 
 
@@ -319,6 +330,8 @@ def prediction_record(task: Task, method: str, p: Prediction) -> dict:
 
 
 def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Prediction]]) -> None:
+    if not is_main():
+        return  # the first process writes for all
     task = results["_task"]
     records = [
         prediction_record(task, name, p) for name, preds in predictions.items() for p in preds

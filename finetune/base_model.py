@@ -7,9 +7,16 @@ from experiments.errors import AdaptwiseError
 from finetune.config import FinetuneConfig
 
 
-def load_model(checkpoint: str, config: FinetuneConfig, precision: str = "fp32", quantization=None):
+def load_model(
+    checkpoint: str,
+    config: FinetuneConfig,
+    precision: str = "fp32",
+    quantization=None,
+    distributed_config=None,
+):
     """A fresh copy of the base model in `precision` (fp32 master weights for fp16 full
-    fine-tuning; a 4-bit NF4 base when `quantization` is given)."""
+    fine-tuning; a 4-bit NF4 base when `quantization` is given; sharded across the run's
+    processes as it loads with a transformers `distributed_config`, finetune/sharding.py)."""
     from transformers import AutoModelForCausalLM
 
     from experiments.precision import weights_dtype
@@ -17,6 +24,8 @@ def load_model(checkpoint: str, config: FinetuneConfig, precision: str = "fp32",
     kwargs = {"dtype": weights_dtype(precision, trains_every_weight=config.method == "full-ft")}
     if quantization is not None:
         kwargs["quantization_config"] = quantization
+    if distributed_config is not None:
+        kwargs["distributed_config"] = distributed_config
     try:
         return AutoModelForCausalLM.from_pretrained(checkpoint, **kwargs)
     except OSError as exc:

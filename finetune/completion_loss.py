@@ -70,6 +70,28 @@ def completion_loss_trainer_class():
             loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
             return (loss, {}) if return_outputs else loss
 
+        def _load_best_model(self):
+            # transformers copies the best checkpoint's full weights into the model, which a
+            # model sharded as it loaded (FSDP) refuses (plain tensors into DTensors).
+            from finetune.sharding import is_sharded, load_full_weights
+
+            if hasattr(self.model, "peft_config") or not is_sharded(self.model):
+                return super()._load_best_model()
+            load_full_weights(self.model, self.state.best_model_checkpoint)
+
+        def _save(self, output_dir=None, state_dict=None):
+            # A LoRA checkpoint of a model sharded as it loaded (FSDP): the adapter's own
+            # tensors, whole on every process. Given nothing, peft gathers the whole base model
+            # onto every process to pick the adapter out of it.
+            if state_dict is None and hasattr(self.model, "peft_config"):
+                from finetune.sharding import is_sharded
+
+                if is_sharded(self.model):
+                    from finetune.saving import adapter_state
+
+                    state_dict = adapter_state(self.model)
+            return super()._save(output_dir, state_dict)
+
     return CompletionLossTrainer
 
 

@@ -11,6 +11,11 @@ which of them bound it.
 LoRA trains on the shared base, so its estimate (which counts the base's weights) is held
 against the whole budget. QLoRA and full fine-tuning train their own copy: the shared base
 stays loaded when the same settings fit beside it, and is freed for the training otherwise.
+
+Several processes (experiments/distributed.py): the estimate is per device, and so is the
+budget: each GPU's own, or on a CPU the machine's memory divided among the processes that share
+it. Every process takes the smallest budget of them all, so that all of them choose the same
+settings and the same strategy (DDP or FSDP; advisor/fit.py).
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ class MemoryPlan:
 def usable_memory_gb(shared_bytes: float = 0.0) -> tuple[float | None, str, str | None]:
     """(GB this process can use, "gpu" or "cpu", which limit that is); GB is None when it
     cannot be read. `shared_bytes`: the shared model's weights, which this process holds and
-    a method's estimate counts."""
+    a method's estimate counts. On a CPU, the processes of a run on this machine share its
+    memory (each holding its own shared model): each gets an equal part."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         free, _total = torch.cuda.mem_get_info()
@@ -59,10 +65,14 @@ def usable_memory_gb(shared_bytes: float = 0.0) -> tuple[float | None, str, str 
         held = torch.cuda.memory_reserved() + CUDA_CONTEXT_BYTES
         return (free + held) / GB, "gpu", "free GPU memory"
     from advisor.memory_limits import tightest_ram_bound
+    from experiments.distributed import local_world_size
 
-    bound = tightest_ram_bound(shared_bytes)
+    n = local_world_size()
+    bound = tightest_ram_bound(shared_bytes * n)
     if bound is None:
         return None, "cpu", None
+    if n > 1:
+        return bound.gb / n, "cpu", f"{bound.source}, shared by {n} processes"
     return bound.gb, "cpu", bound.source
 
 
@@ -89,9 +99,13 @@ def plan_memory(
 ) -> MemoryPlan:
     """The settings `config.method` trains with, and whether the shared base is freed."""
     from advisor.fit import fit_method
+    from experiments.distributed import smallest, world_size
 
     shape = model_shape(checkpoint)
     usable, device, source = usable_memory_gb(shared_bytes)
+    if world_size() > 1:
+        usable = smallest(usable)
+        source = f"the smallest of {world_size()} processes' {source}"
     budget = config.fit_memory_gb if config.fit_memory_gb is not None else usable
     if config.fit_memory_gb is not None:
         source = "finetune fit_memory_gb"
@@ -108,8 +122,11 @@ def plan_memory(
 
 def fit_settings(config: FinetuneConfig, precision: str, device: str) -> dict:
     """The keyword arguments of advisor.fit.choose_settings for `config` (less shape, budget)."""
+    from experiments.distributed import world_size
+
     targets = config.target_modules if isinstance(config.target_modules, str) else "all-linear"
     return {
+        "devices": world_size(),
         "method": config.method,
         "batch": config.batch_size,
         "seq": config.max_length,
@@ -131,6 +148,8 @@ def apply_choice(config: FinetuneConfig, choice) -> FinetuneConfig:
         gradient_checkpointing="true" if choice.gradient_checkpointing else "false",
         gradient_accumulation_steps=choice.accumulation,
         optimizer=choice.optimizer,
+        strategy=choice.strategy,
+        cpu_offload=choice.cpu_offload,
     )
 
 
@@ -143,4 +162,5 @@ def resolved(config: FinetuneConfig) -> FinetuneConfig:
         else config.gradient_checkpointing,
         gradient_accumulation_steps=config.gradient_accumulation_steps or 1,
         optimizer="adamw" if config.optimizer == "auto" else config.optimizer,
+        strategy="ddp" if config.strategy == "auto" else config.strategy,
     )

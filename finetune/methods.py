@@ -7,9 +7,11 @@ optionally `merged/`, `loss.csv`, `loss.png`, `training.json` and `checkpoints/`
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from experiments.context import RunContext
+from experiments.distributed import is_main
 from experiments.errors import AdaptwiseError, OutOfMemory, SetupError
 from experiments.methods import RESOLVERS, Method, Prediction, Progress, generate_answers
 from experiments.methods import score_labels as _score_labels
@@ -52,7 +54,10 @@ class FinetuneMethod(Method):
 
     def check(self, ctx: RunContext) -> None:
         """Validate the settings before any model loads (one line, exit 2, in seconds)."""
-        self._config(ctx)
+        from finetune.sharding import check_strategy
+
+        precision = ctx.options.precision or ctx.task.precision or "auto"
+        check_strategy(self._config(ctx), precision, ctx.options.devices)
 
     def _config(self, ctx: RunContext) -> FinetuneConfig:
         return build_config(
@@ -66,6 +71,7 @@ class FinetuneMethod(Method):
     def prepare(self, ctx: RunContext) -> None:
         from finetune.data import check_leakage, load_raw_text, split_validation
         from finetune.fitting import apply_choice, plan_memory
+        from finetune.sharding import check_strategy, load_sharded, resolve_strategy
         from finetune.trainer import train_model
 
         config = self._config(ctx)
@@ -78,9 +84,11 @@ class FinetuneMethod(Method):
         if not checkpoint:
             raise SetupError("the run's model has no checkpoint folder to fine-tune from")
         folder = Path(ctx.out_dir or Path("runs") / ctx.task.folder_name) / self.folder_name
-        claim(folder.parent, "run", [folder.name])  # never train into a folder of the user's
+        # Never train into a folder of the user's; the first process records the claim.
+        claim(folder.parent, "run", [folder.name], record=is_main())
         if config.forgetting_probe:
             self._probe_before(ctx)  # on the base, before LoRA trains on it
+        check_strategy(config, ctx.precision)
         shares_base = config.method == "lora"
         memory = plan_memory(config, checkpoint, ctx.precision, model_bytes(ctx.model), shares_base)
         self.memory = memory.to_dict()
@@ -92,7 +100,14 @@ class FinetuneMethod(Method):
                 f"{_bound_by(memory.budget_source)}; "
                 f"{choice.suggestion or 'use a smaller model'} (or set finetune fit: off to try)"
             )
+        if self.config.strategy == "fsdp" and resolve_strategy(self.config) == "single":
+            ctx.log(
+                f"{self.label}: strategy fsdp shards over several processes (--devices N); "
+                "this run has one, which trains alone"
+            )
         config = self.config = apply_choice(config, choice)
+        strategy = resolve_strategy(config)
+        shares_base = shares_base and strategy != "fsdp"  # FSDP's LoRA trains a sharded copy
         if choice is not None:
             ctx.log(
                 f"{self.label}: memory settings {choice.describe()} "
@@ -107,7 +122,9 @@ class FinetuneMethod(Method):
             ctx.release_model()
         tokenizer = _fresh_tokenizer(checkpoint, ctx.options.trust_remote_code)
         model = None
-        if config.method == "qlora":
+        if strategy == "fsdp":
+            model = load_sharded(checkpoint, config, ctx.precision)
+        elif config.method == "qlora":
             model = self._qlora_base(ctx, checkpoint)
         elif shares_base:
             from finetune.base_model import add_adapter
@@ -133,9 +150,49 @@ class FinetuneMethod(Method):
             self.release(ctx)  # the shared base leaves a failed training as it came in
             raise
         self.stats = result.stats
-        self.trained = trained_context(ctx, result.model, f"{ctx.lm.name}+{self.name}")
+        trained = result.model
+        if strategy == "fsdp":
+            del model
+            trained = result.model = self._load_whole(ctx, result, tokenizer)
+        self.trained = trained_context(ctx, trained, f"{ctx.lm.name}+{self.name}")
         if config.forgetting_probe:
             self.stats["forgetting"] = self._forgetting(ctx, self.trained)
+
+    def _load_whole(self, ctx: RunContext, result, tokenizer):
+        """The checkpoint FSDP training saved, loaded whole in this process to score its rows
+        (as `adaptwise chat` and `export` load it): the adapter on the run's shared base
+        (taken off again in `release`), or the full model. The sharded model is freed first.
+        `merge: true` writes merged/ from the adapter loaded here."""
+        from experiments.atomic import write_text_atomic
+        from experiments.distributed import barrier
+        from experiments.models import free_memory
+        from finetune.base_model import load_model
+        from finetune.saving import save_dir, save_merged
+
+        training = result.stats["training"]
+        result.model = None
+        free_memory()
+        if not self.config.uses_lora:
+            model = load_model(training["model"], self.config, ctx.precision)
+            model.eval()
+            return model
+        from peft import PeftModel
+
+        self._shared_state = _training_state(ctx.model)
+        model = PeftModel.from_pretrained(ctx.model, training["adapter"])
+        model.eval()
+        self._adapter_model = model
+        if self.config.merge:
+            merged = Path(training["adapter"]).parent / "merged"
+            if is_main():
+                save_dir(merged, lambda d: save_merged(model, tokenizer, d))
+                write_text_atomic(
+                    merged.parent / "training.json",
+                    json.dumps({**training, "merged": str(merged)}, indent=2, default=str) + "\n",
+                )
+            training["merged"] = str(merged)
+            barrier()
+        return model
 
     def training_rows(self, rows: list[Row]) -> list[Row]:
         """The rows as trained on; RAFT puts retrieved passages into them."""

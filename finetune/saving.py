@@ -10,15 +10,33 @@ from finetune.config import FinetuneConfig
 
 
 def save_trained(
-    model, tokenizer, config: FinetuneConfig, folder: Path, write: bool = True
+    model, tokenizer, config: FinetuneConfig, folder: Path, write: bool = True, sharded=False
 ) -> dict:
     """The adapter in PEFT format (LoRA, QLoRA) or the full model (full-ft), atomically;
-    `write` False only names the folder (the other processes of a multi-process run)."""
+    `write` False only names the folder (the other processes of a multi-process run). A
+    `sharded` (FSDP) full model is gathered to the first process by every process together;
+    the others write nothing (their part goes to a folder that is then removed)."""
     key = "adapter" if config.uses_lora else "model"
     target = folder / key
+    # A sharded adapter is saved from its own tensors (see adapter_state), by the first process.
+    state = {"state_dict": adapter_state(model)} if sharded and config.uses_lora else {}
     if write:
-        save_dir(target, lambda d: (model.save_pretrained(d), tokenizer.save_pretrained(d)))
+        save_dir(
+            target, lambda d: (model.save_pretrained(d, **state), tokenizer.save_pretrained(d))
+        )
+    elif sharded and not config.uses_lora:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="adaptwise-gather-") as scratch:
+            model.save_pretrained(scratch, is_main_process=False)
     return {key: str(target)}
+
+
+def adapter_state(model) -> dict:
+    """The LoRA adapter's tensors of a model sharded as it loaded (FSDP): added after sharding,
+    they are whole on every process, so saving them needs no gathering (peft, given no state
+    dict, gathers the whole sharded base model onto every process to pick them out)."""
+    return {k: v for k, v in model.state_dict().items() if ".lora_" in k}
 
 
 def save_dir(target: Path, write) -> None:

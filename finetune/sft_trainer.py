@@ -6,14 +6,15 @@ training switched on in the model."""
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
+from experiments.distributed import world_size
 from experiments.precision import trainer_flags
 from finetune.batches import FlatBatchCollator, PackedBatchCollator, PaddedRowsCollator
 from finetune.completion_loss import completion_loss_trainer_class
 from finetune.config import FinetuneConfig
 from finetune.row_attention import restore_sdpa, supports_row_attention, use_row_attention
+from finetune.sharding import is_sharded
 
 # The optimizer names of `finetune optimizer:` as transformers' TrainingArguments call them.
 OPTIM_NAMES = {
@@ -56,7 +57,8 @@ def make_trainer(
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     has_val = bool(val_examples)
     accumulation = config.gradient_accumulation_steps or 1
-    micro_batch = config.batch_size // accumulation
+    # batch_size is the step's batch over every process: each takes its share of it.
+    micro_batch = max(1, config.batch_size // world_size() // accumulation)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
@@ -100,9 +102,11 @@ def make_trainer(
         # Several processes without a GPU (torch.distributed.run on CPUs): accelerate only
         # sets up gloo data parallelism when told the run is on CPU; otherwise every process
         # would train alone on all the data. bf16 on a CPU (autocast) also needs to be told.
-        use_cpu=not torch.cuda.is_available()
-        and (int(os.environ.get("WORLD_SIZE", "1")) > 1 or precision == "bf16"),
+        use_cpu=not torch.cuda.is_available() and (world_size() > 1 or precision == "bf16"),
         prediction_loss_only=True,  # otherwise TRL runs a second forward per eval batch for logits
+        # A model sharded as it loaded (FSDP) checkpoints its weights only: transformers does
+        # not resume it (finetune/trainer.py starts it afresh).
+        save_only_model=is_sharded(model),
     )
     if has_val:
         callbacks = [EarlyStoppingCallback(early_stopping_patience=config.patience), *callbacks]

@@ -10,7 +10,9 @@ checkpointing, micro-batches with accumulation, the optimizer) come from the con
 fit has filled in; finetune/sft_trainer.py turns them into the SFTTrainer. Validation loss is
 measured a few times per epoch; training stops when it stops improving, and the best checkpoint
 is the one kept. An interrupted run resumes from its last checkpoint (finetune/checkpoints.py).
-The same code runs under `accelerate launch` on several GPUs.
+The same code runs in several processes (`--devices N`, torchrun, `accelerate launch`): DDP, or
+a model sharded as it loaded (FSDP, finetune/sharding.py), which trains afresh rather than
+resuming and whose full weights are gathered to the first process to be saved.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from finetune.sft_trainer import (
     optimizer_name,
     steps_per_epoch_real,
 )
+from finetune.sharding import is_sharded, record
 
 
 @dataclass
@@ -100,6 +103,13 @@ def train_model(
 
     if model is None:
         model = load_model(checkpoint, config, precision)
+    sharded = is_sharded(model)
+    if sharded and resume_from:
+        log(
+            f"{label}: not resuming from {Path(resume_from).name}: a model sharded as it "
+            "loads (FSDP) trains afresh (transformers keeps no optimizer state for it)"
+        )
+        resume_from = None
     if config.uses_lora and not hasattr(model, "peft_config"):
         model = add_adapter(model, config)
     trainable, total = count_parameters(model)
@@ -174,13 +184,14 @@ def train_model(
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.eval()
-    saved = save_trained(model, tokenizer, config, folder, write=main)
+    saved = save_trained(model, tokenizer, config, folder, write=main, sharded=sharded)
+    # A sharded (FSDP) adapter is merged once it is loaded whole (finetune/methods.py).
     if config.merge and is_4bit(model):
         log(
             f"{label}: merge skipped: the base is 4-bit; load the adapter onto the "
             "float base model and merge there to get a plain model"
         )
-    elif config.merge and config.uses_lora and main:
+    elif config.merge and config.uses_lora and main and not sharded:
         # Written from the adapter's deltas: the base in memory (the run's shared copy) is
         # never merged into.
         save_dir(folder / "merged", lambda d: save_merged(model, tokenizer, d))
@@ -219,6 +230,7 @@ def train_model(
             "final_val_loss": val_losses[-1] if val_losses else None,
             "settings": config.fingerprint_fields(),
             "precision": precision,
+            "distributed": record(config),
             "memory_settings": {
                 "gradient_checkpointing": config.gradient_checkpointing == "true",
                 "micro_batch": trainer.args.per_device_train_batch_size,

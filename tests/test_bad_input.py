@@ -693,6 +693,54 @@ NOISY = [
         ],  # fmt: skip
         ("--set unknown setting 'ranks'",),
     ),
+    *[
+        (
+            f"finetune-devices-{name}",
+            # Checked in the first process, before the others start.
+            lambda t, extra=extra: [
+                "finetune",
+                copy_demo(DEMO_CLASSIFY, t),
+                "--out",
+                t / "out",
+                *extra,
+            ],  # fmt: skip
+            words,
+        )
+        for name, extra, words in (
+            ("zero", ["--devices", "0"], ("--devices must be at least 1",)),
+            (
+                "batch-not-shared-evenly",
+                ["--devices", "2", "--set", "batch_size=3"],
+                ("batch_size (3) must be a multiple of the 2 processes",),
+            ),
+            (
+                "qlora-fsdp",
+                ["--devices", "2", "--methods", "qlora", "--set", "strategy=fsdp"],
+                ("qlora does not train under fsdp", "4-bit"),
+            ),
+            (
+                "fsdp-8-bit-optimizer",
+                ["--devices", "2", "--methods", "full-ft", "--set", "strategy=fsdp"]
+                + ["--set", "optimizer=adamw-8bit"],
+                ("8-bit optimizers", "sharded"),
+            ),
+            (
+                "cpu-offload-without-a-gpu",
+                ["--devices", "2", "--set", "strategy=fsdp", "--set", "cpu_offload=true"],
+                ("without a GPU", "host memory already"),
+            ),
+            (
+                "cpu-offload-with-ddp",
+                ["--devices", "2", "--set", "strategy=ddp", "--set", "cpu_offload=true"],
+                ("cpu_offload is FSDP's",),
+            ),
+        )
+    ],
+    (
+        "run-ladder-on-devices",
+        lambda t: ["run", copy_demo(DEMO_CLASSIFY, t), "--ladder", "--devices", "2"],
+        ("--ladder runs in one process",),
+    ),
 ]
 
 
@@ -789,3 +837,12 @@ def test_report_on_a_read_only_run_folder_is_one_line(cli, tmp_path, monkeypatch
     monkeypatch.setattr(report, "write_text_atomic", read_only)
     monkeypatch.setattr("experiments.outputs.write_text_atomic", read_only)
     one_line(cli("report", folder), "run", "Read-only file system", "writable folder")
+
+
+def test_devices_must_agree_with_the_launcher(cli, tmp_path, monkeypatch):
+    """Under torchrun (which sets LOCAL_RANK and WORLD_SIZE) --devices is the launcher's count."""
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    task = copy_demo(DEMO_CLASSIFY, tmp_path)
+    outcome = cli("finetune", task, "--devices", "3", "--out", tmp_path / "out")
+    one_line(outcome, "--devices 3, but the launcher started 2 processes")

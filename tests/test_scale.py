@@ -55,7 +55,7 @@ def test_fit_reports_what_cannot_fit_with_the_estimators_suggestion():
 
 def test_on_several_devices_the_fit_shards_only_what_does_not_fit_one():
     """strategy auto: DDP (a whole copy per device) while the settings fit one device, FSDP
-    when none does; FSDP steps with AdamW (bitsandbytes' 8-bit state does not shard); a given
+    when none does; full-ft under FSDP steps with AdamW (8-bit state does not shard); a given
     strategy is kept; one device trains alone whatever the strategy says."""
     common = {"batch": 8, "seq": 2048, "precision": "bf16", "device": "gpu"}
     lora = choose_settings(LLAMA_8B, "lora", budget_gb=24, devices=4, **common)
