@@ -72,7 +72,7 @@ class FinetuneConfig:
     optimizer: str = "auto"  # auto | adamw | adamw-8bit | paged-adamw-8bit
     fit: str = "auto"  # auto: choose settings and skip what cannot fit; off: run as set
     fit_memory_gb: float | None = None  # the memory the fit may use (None: free memory now)
-    # Several processes (--devices N, torchrun, accelerate launch; README, "Several GPUs"):
+    # Several processes (--devices N, torchrun, accelerate launch; docs/scale.md, Several GPUs):
     # ddp keeps a whole copy on each device, fsdp shards parameters, gradients and optimizer
     # state across them (FSDP2); auto: ddp when the fit finds settings that fit one device,
     # fsdp when none does. One process trains alone whatever this says (fsdp: one line).
