@@ -383,6 +383,21 @@ def test_the_demo_exits_1_when_a_task_scored_nothing(cli, tiny_model, tmp_path, 
         assert strict(tmp_path / "demo" / task / "results.json")["failed"]["zero-shot"]
 
 
+def test_of_several_processes_only_the_first_says_every_method_failed(
+    tmp_path, monkeypatch, capsys
+):
+    """Under --devices N (torchrun) every process ends in show_run; the first prints the table
+    and the error line and gives the exit status, the others say nothing and exit 0 (a worker
+    exiting 1 first could have torchrun stop the first before it has printed)."""
+    from adaptwise.running import show_run
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    outcome = {"kept": [], "scored": [], "failed": ["lora"], "written": True}
+    assert show_run(tmp_path, outcome) == 0  # no results.json is read either
+    assert capsys.readouterr() == ("", "")
+
+
 def test_results_json_is_strict_json(tmp_path):
     """A number that is not finite (a diverged loss) is written as null, never as NaN."""
     from experiments.results import results_text
