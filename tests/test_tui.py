@@ -337,3 +337,41 @@ def test_export_and_verify_without_llama_server_still_exports(small_run, tmp_pat
     assert backends.ship_request == {"run_dir": str(run), "method": winner}
     assert (run / f"export-{winner}" / "base-f16.gguf").is_file()
     assert not (run / "verify.json").exists()
+
+
+def test_export_and_verify_of_a_served_model_method_is_one_line_on_screen(tmp_path):
+    """A served-model run's winner has nothing to export: ship_format says so, and the results
+    screen shows the job's error as one line (no traceback)."""
+    from types import SimpleNamespace
+
+    from tui_fakes import FakeBackends, FakeJob
+
+    from experiments.errors import AdaptwiseError
+    from experiments.ship import ship_format
+
+    def source(family: str, base: str) -> SimpleNamespace:
+        where = SimpleNamespace(source=base, reference="openai:gpt-x")
+        return SimpleNamespace(name="m", family=family, base=where)
+
+    with pytest.raises(AdaptwiseError, match=r"ran on the served model openai:gpt-x: it is"):
+        ship_format(source("prompting", "served"))
+    assert ship_format(source("rag", "embedded-gguf")) == "recipe"
+    assert ship_format(source("lora", "embedded-gguf")) == "gguf"
+    assert ship_format(source("hybrid", "gguf-file")) == "gguf"
+
+    message = "few-shot-embedding ran on the served model openai:gpt-x: it is served already"
+    job = FakeJob([{"event": "error", "message": message}], block=False)
+    backends = FakeBackends(ship_job=lambda request: job)
+
+    async def flow():
+        app = AdaptwiseApp(out_root=tmp_path, backends=backends)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await results_of(pilot, ROOT / "tests/fixtures/run")
+            await pilot.press("e")
+            shown = await wait_until_shipped(pilot, timeout=10)
+            assert shown.splitlines() == [
+                "Export and verify few-shot-embedding, the best accuracy",
+                message,
+            ]
+
+    asyncio.run(flow())
