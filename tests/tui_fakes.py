@@ -117,11 +117,12 @@ class FakeJob:
 
 
 class FakeBackends:
-    def __init__(self, plan_events=None, run_job=None, chat_job=None):
+    def __init__(self, plan_events=None, run_job=None, chat_job=None, ship_job=None):
         default = [{"event": "plan", "plan": PLAN}]
         self.plan_events = plan_events if plan_events is not None else default
         self.run_job = run_job or FakeJob()
         self.chat_job = chat_job or FakeJob()
+        self.ship_job = ship_job  # a function (request) -> job
         self.plan_jobs: list[FakeJob] = []
 
     def plan(self, request: dict) -> FakeJob:
@@ -133,5 +134,42 @@ class FakeBackends:
         self.run_request = request
         return self.run_job
 
+    def ship(self, request: dict):
+        self.ship_request = request
+        return self.ship_job(request) if self.ship_job else FakeJob()
+
     def chat(self) -> FakeJob:
         return self.chat_job
+
+
+class InProcessJob:
+    """Runs one of advisor/tui/jobs.py's job functions in a thread of this process (so that a
+    test's monkeypatch reaches it), its events through a queue, as a child would send them."""
+
+    def __init__(self, job, request: dict):
+        import queue
+
+        self.queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, args=(job, request), daemon=True)
+        self.thread.start()
+
+    def _run(self, job, request: dict) -> None:
+        try:
+            job(request, self)
+        except Exception as exc:  # the child's main() turns each into one error event
+            self.emit("error", message=str(exc))
+        finally:
+            self.queue.put(None)
+
+    def emit(self, event: str, **fields) -> None:
+        self.queue.put({"event": event, **fields})
+
+    def events(self):
+        while (event := self.queue.get()) is not None:
+            yield event
+
+    def interrupt(self) -> None:
+        pass
+
+    def close(self, timeout: float = 0) -> None:
+        self.thread.join(timeout or None)

@@ -50,7 +50,7 @@ class ChildJob:
                 event = json.loads(line)
             except ValueError:
                 continue
-            ended = ended or event.get("event") in ("done", "error", "cancelled", "plan")
+            ended = ended or event.get("event") in ("done", "error", "cancelled", "plan", "shipped")
             yield event
         code = self.proc.wait()
         if not ended and code != 0:
@@ -98,6 +98,9 @@ class Backends:
 
     def run(self, request: dict) -> ChildJob:
         return ChildJob({"job": "run", **request})
+
+    def ship(self, request: dict) -> ChildJob:
+        return ChildJob({"job": "ship", **request})
 
     def chat(self) -> ChildJob:
         return ChildJob({"job": "chat"})

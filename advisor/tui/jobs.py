@@ -6,6 +6,8 @@ writes JSON-lines events on stdout.
 - {"job": "run", "task", "methods", "out", "limit"} -> start / advance / finish / log events,
   then done; SIGINT stops it between two Python steps ({"event": "cancelled"}), keeping the
   methods that finished (the runner writes its files after each one).
+- {"job": "ship", "run_dir", "method"} -> log events, start / advance of the verified rows,
+  then {"event": "shipped", "shipped": {...}}: experiments/ship.py's export, serve and verify.
 - {"job": "chat"}, then one request per line: {"load": {"run_dir", "method"}} -> ready;
   {"messages": [...], "max_new_tokens": N} -> reply.
 
@@ -85,6 +87,20 @@ def run_job(request: dict, events: Events) -> None:
     events.emit("done")
 
 
+def ship_job(request: dict, events: Events) -> None:
+    from experiments.ship import export_and_verify
+
+    progress = EventProgress(events)
+    shipped = export_and_verify(
+        Path(request["run_dir"]),
+        request["method"],
+        log=progress.log,
+        start=progress.start,
+        progress=progress.advance,
+    )
+    events.emit("shipped", shipped=shipped.to_dict())
+
+
 def chat_job(request: dict, events: Events) -> None:
     from experiments.chat import load_for_method
 
@@ -105,7 +121,7 @@ def chat_job(request: dict, events: Events) -> None:
             events.emit("error", message=str(exc))
 
 
-JOBS = {"plan": plan_job, "run": run_job, "chat": chat_job}
+JOBS = {"plan": plan_job, "run": run_job, "ship": ship_job, "chat": chat_job}
 
 
 def main() -> int:

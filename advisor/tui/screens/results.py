@@ -1,9 +1,12 @@
-"""The results: the comparison, whether it agrees with the advice, and where methods differ."""
+"""The results: the comparison, whether it agrees with the advice, and where methods differ;
+`e` exports the winner, serves it with llama-server and verifies it (experiments/ship.py, in a
+child process: advisor/tui/jobs.py), showing its progress and outcome."""
 
 from __future__ import annotations
 
 import json
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -19,17 +22,23 @@ class ResultsScreen(Screen):
         Binding("d", "toggle_disagreements", "All rows / disagreements"),
         Binding("b", "back", "Back to the advice"),
         Binding("c", "chat", "Chat with a model"),
+        Binding("e", "export_verify", "Export and verify"),
         Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self):
         super().__init__()
         self.only_disagreements = True
+        self.winner: str | None = None  # the method the report's analysis ranks best
+        self.ship_job = None
+        self.shipping = False
+        self.verify_rows = (0, 0)  # verified, of
 
     def compose(self) -> ComposeResult:
         yield Static("", id="heading", classes="title")
         yield DataTable(id="summary", cursor_type="row", zebra_stripes=True)
         yield Static("", id="verdict")
+        yield Static("", id="ship")
         yield Static("", id="examples-title", classes="title")
         yield DataTable(id="examples", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -47,6 +56,7 @@ class ResultsScreen(Screen):
             f"{shown(task['name'])}: {task['n_eval']} eval rows · results in {shown(out)}"
         )
         self.fill_summary()
+        self.query_one("#ship", Static).display = False
         judged = verdict(session.recommendation, self.results, *self.p_values())
         if judged:
             style = "green" if judged.holds else "yellow"
@@ -56,10 +66,13 @@ class ResultsScreen(Screen):
 
     def p_values(self) -> tuple[dict, dict]:
         """Each method's paired-test p-value against zero-shot and against the best method, as
-        the report computes them, so the screen's verdict needs the same significance."""
+        the report computes them, so the screen's verdict needs the same significance; keeps
+        the best method, the winner that `e` exports."""
         from experiments.report.analysis import analyse
 
-        tests = analyse(self.results, self.predictions)["tests"]
+        analysis = analyse(self.results, self.predictions)
+        self.winner = analysis["best"]
+        tests = analysis["tests"]
         return tuple(
             {n: t[against]["p"] for n, t in tests.items() if t.get(against)}
             for against in ("zero-shot", "best")
@@ -126,6 +139,63 @@ class ResultsScreen(Screen):
 
     def action_back(self) -> None:
         self.app.back_to_recommendation()
+
+    # Export and verify the winner (experiments/ship.py in the child process).
+    def action_export_verify(self) -> None:
+        if self.shipping:
+            return
+        if self.winner is None:
+            self.show_ship("yellow", "no method has a score to rank: nothing to export")
+            return
+        self.shipping = True
+        self.verify_rows = (0, 0)
+        self.show_ship(None, "starting...")
+        self.run_ship({"run_dir": str(self.app.session.out_dir), "method": self.winner})
+
+    @work(thread=True, exclusive=True, group="ship")
+    def run_ship(self, request: dict) -> None:
+        self.ship_job = self.app.backends.ship(request)
+        try:
+            for event in self.ship_job.events():
+                self.app.call_from_thread(self.ship_event, event)
+        finally:
+            self.ship_job.close()
+
+    def ship_event(self, event: dict) -> None:
+        kind = event.get("event")
+        self.shipping = kind not in ("shipped", "error", "cancelled")
+        if kind == "log":
+            self.show_ship(None, shown(event["message"]))
+        elif kind == "start":
+            self.verify_rows = (0, int(event["total"]))
+            self.show_ship(None, f"verifying 0/{event['total']} rows on llama-server")
+        elif kind == "advance":
+            done, total = self.verify_rows
+            self.verify_rows = (done + int(event["n"]), total)
+            self.show_ship(None, f"verifying {self.verify_rows[0]}/{total} rows on llama-server")
+        elif kind == "shipped":
+            shipped = event["shipped"]
+            style = {True: "green", False: "red"}.get(shipped["passed"], "yellow")
+            lines = [shown(line) for line in shipped["lines"]]
+            self.show_ship(style, "\n".join(lines))
+        elif kind == "error":
+            self.show_ship("red", shown(event["message"]))
+        elif kind == "cancelled":
+            self.show_ship("yellow", "cancelled")
+
+    def show_ship(self, style: str | None, text: str) -> None:
+        box = self.query_one("#ship", Static)
+        box.display = True
+        metric = self.results["task"]["metric"]
+        head = "Export and verify"
+        if self.winner is not None:
+            head += f" {shown(self.winner)}, the best {shown(metric)}"
+        body = f"[{style}]{text}[/]" if style else text
+        box.update(f"[bold]{head}[/]\n{body}")
+
+    def on_unmount(self) -> None:
+        if self.ship_job is not None and self.shipping:
+            self.ship_job.interrupt()
 
 
 def _short(text: str, width: int = 24) -> str:
