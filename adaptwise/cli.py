@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "adaptwise.commands_plan",
     "adaptwise.commands_export",
     "adaptwise.commands_serve",
+    "adaptwise.commands_predict",
 ]
 
 
