@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adaptwise: error: {plain(exc, one_line=True)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nadaptwise: interrupted; finished methods' results are kept", file=sys.stderr)
+        kept = getattr(args, "interrupted", "finished methods' results are kept")
+        print(f"\nadaptwise: interrupted; {kept}", file=sys.stderr)
         return 130
     except OSError as exc:
         if debug:

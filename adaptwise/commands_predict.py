@@ -38,7 +38,10 @@ def register(subparsers, add_run_options) -> None:
     predict.add_argument(
         "--batch-size", type=int, default=16, help="rows per batch (default: %(default)s)"
     )
-    predict.set_defaults(handler=cmd_predict)
+    predict.set_defaults(
+        handler=cmd_predict,
+        interrupted="the rows written so far are kept: the same command goes on from there",
+    )
 
 
 def cmd_predict(args) -> int:

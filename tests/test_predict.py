@@ -155,8 +155,9 @@ def test_resume_after_ctrl_c_redoes_no_finished_row(run, tmp_path, cli, monkeypa
 
     monkeypatch.setattr(Predictor, "predict", counting)
     args = ("predict", run, "--method", "zero-shot", "--input", inp, "--out", out)
-    code, _ = cli(*args, "--batch-size", 32)
+    code, err = cli(*args, "--batch-size", 32)
     assert code == 130 and len(read_out(out)) == 64
+    assert "the same command goes on from there" in err
     with out.open("a", encoding="utf-8") as handle:  # killed in the middle of a line
         handle.write('{"id": "new-99", "inp')
     first, interrupt[0] = list(scored), False
