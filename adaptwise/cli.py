@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "adaptwise.commands_plan",
     "adaptwise.commands_export",
     "adaptwise.commands_serve",
+    "adaptwise.commands_predict",
 ]
 
 
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{who}: error: {plain(exc, one_line=True)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nadaptwise: interrupted; finished methods' results are kept", file=sys.stderr)
+        kept = getattr(args, "interrupted", "finished methods' results are kept")
+        print(f"\nadaptwise: interrupted; {kept}", file=sys.stderr)
         return 130
     except OSError as exc:
         if debug:

@@ -53,12 +53,16 @@ class RagFinetuneMethod(Method):
         self.rag.check(ctx)
         self.finetune.check(ctx)
 
-    def prepare(self, ctx: RunContext) -> None:
+    def prepare_retrieval(self, ctx: RunContext) -> None:
+        """The retrieval half of prepare (also before loading a saved model: predict)."""
         self.seed = ctx.seed
         self._questions = ctx.questions  # RAFT's retrieval reuses the run's question vectors
         self.rag.prepare(ctx)
         if self.raft:  # trained on passage prompts: worked examples would only add length
             self.rag.shots, self.rag.selector = 0, None
+
+    def prepare(self, ctx: RunContext) -> None:
+        self.prepare_retrieval(ctx)
         self.finetune.prepare(ctx)
         if self.raft:
             fraction = self.finetune.config.raft_oracle_fraction

@@ -194,6 +194,24 @@ class FinetuneMethod(Method):
             barrier()
         return model
 
+    def load_saved(self, ctx: RunContext, weights: Path) -> None:
+        """Predict with weights saved earlier instead of training them: a PEFT adapter folder
+        (put onto the run's own base, one copy, and taken off in release()) or a full model
+        folder. A sweep's winner and `adaptwise predict` load a method's model this way."""
+        from finetune.base_model import load_model
+
+        self.config = self._config(ctx)
+        weights = Path(weights)
+        if (weights / "adapter_config.json").is_file():
+            from finetune.adapters import load_adapter
+
+            self._shared_state = _training_state(ctx.model)
+            model = self._adapter_model = load_adapter(ctx.model, weights)
+        else:
+            model = load_model(str(weights), self.config, ctx.precision)
+        model.eval()
+        self.trained = trained_context(ctx, model, f"{ctx.lm.name}+{self.name}")
+
     def training_rows(self, rows: list[Row]) -> list[Row]:
         """The rows as trained on; RAFT puts retrieved passages into them."""
         return rows

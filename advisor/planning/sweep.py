@@ -27,7 +27,7 @@ from experiments.atomic import write_text_atomic
 from experiments.errors import AdaptwiseError, TaskError
 from experiments.report.formatting import format_duration
 from finetune.config import METHODS, build_config
-from finetune.methods import DESCRIPTIONS, FinetuneMethod, trained_context
+from finetune.methods import DESCRIPTIONS, FinetuneMethod
 
 
 def parse_sweep(items: list[str]) -> tuple[str, dict[str, list[str]]]:
@@ -265,22 +265,7 @@ class SweepWinner(FinetuneMethod):
         self.description = f"{DESCRIPTIONS[name]}; sweep winner {self.folder.name}"
 
     def prepare(self, ctx) -> None:
-        from finetune.base_model import load_model
-        from finetune.methods import _training_state
-
-        self.config = build_config(
-            self.name, ctx.task.settings.get("finetune", {}), self.cli_settings, ctx.seed
-        )
-        if (self.folder / "model").is_dir():
-            model = load_model(str(self.folder / "model"), self.config, ctx.precision)
-        else:
-            from peft import PeftModel
-
-            # The adapter goes onto the run's own base (one copy) and comes off in release().
-            self._shared_state = _training_state(ctx.model)
-            model = PeftModel.from_pretrained(ctx.model, str(self.folder / "adapter"))
-            self._adapter_model = model
-        model.eval()
+        model = self.folder / "model"
+        self.load_saved(ctx, model if model.is_dir() else self.folder / "adapter")
         training = json.loads((self.folder / "training.json").read_text(encoding="utf-8"))
         self.stats = {"training": training, "sweep_trial": self.folder.name}
-        self.trained = trained_context(ctx, model, f"{ctx.lm.name}+{self.name}")
