@@ -75,7 +75,12 @@ def model_folder() -> Path:
 
 def build_model() -> Path:
     """The random 1B Llama, saved once (fp32 safetensors, ~4 GB)."""
-    folder = model_folder()
+    return build_random_llama(model_folder(), CONFIG)
+
+
+def build_random_llama(folder: Path, shape: dict) -> Path:
+    """A Llama of `shape` (LlamaConfig fields) with random weights and the embedded model's
+    tokenizer, saved once in `folder` (fp32)."""
     if (folder / "config.json").is_file():
         return folder
     import torch
@@ -90,7 +95,7 @@ def build_model() -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **CONFIG,
+        **shape,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
@@ -242,12 +247,18 @@ def estimate_for(name: str, shape) -> tuple[float, float | None]:
     return est.total_gb, est.total_gb + shape.total_params * width / GB
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", help=f"comma-separated, from: {', '.join(CASES)}")
+def case_arguments(doc: str, cases: dict) -> tuple[argparse.Namespace, list[str]]:
+    """The command line of a bench of named cases (`--cases a,b`, `--json PATH`): the parsed
+    arguments and the cases to run."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--cases", help=f"comma-separated, from: {', '.join(cases)}")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    names = args.cases.split(",") if args.cases else list(CASES)
+    return args, args.cases.split(",") if args.cases else list(cases)
+
+
+def main() -> None:
+    args, names = case_arguments(__doc__, CASES)
     folder = build_model()
     from advisor.architectures import read_config
 
