@@ -47,6 +47,25 @@ def _no_network(request):
 
 
 @pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A folder holding `run`: one real run of the support demo's first 20 eval rows with
+    zero-shot, few-shot-embedding and a 16-step LoRA, shared by the tests that ship it
+    (test_ship.py) and apply it to new rows (test_predict.py): trained once for both, to keep
+    CI under 30 minutes. Tests write next to `run` and may add files to it (verify.json), never
+    change its methods' results or predictions."""
+    from adaptwise.cli import main
+
+    folder = tmp_path_factory.mktemp("demo-run")
+    task = Path(__file__).resolve().parent.parent / "demo" / "support-intents" / "task.yaml"
+    args = [
+        "run", task, "--methods", "zero-shot,few-shot-embedding,lora", "--limit", "20",
+        "--finetune", "max_steps=16", "--out", folder / "run",
+    ]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A random 2-layer Llama with the embedded model's tokenizer and chat template."""
     import torch

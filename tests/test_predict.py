@@ -70,18 +70,14 @@ def cli(capsys):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A run of zero-shot, few-shot-embedding and a 4-step LoRA on 20 demo eval rows, and a
-    recipe export of its zero-shot (tests/test_export.py rebuilds every kind of recipe)."""
-    folder = tmp_path_factory.mktemp("predict")
-    args = [
-        "run", INTENTS / "task.yaml", "--methods", "zero-shot,few-shot-embedding,lora",
-        "--limit", LIMIT, "--finetune", "max_steps=4", "--out", folder / "run",
-    ]  # fmt: skip
-    assert main([str(a) for a in args]) == 0
+def run(demo_run) -> Path:
+    """The shared demo run (conftest.py: zero-shot, few-shot-embedding and a LoRA on 20 demo
+    eval rows), and a recipe export of its zero-shot (tests/test_export.py rebuilds every kind
+    of recipe)."""
+    folder = demo_run
     export = [
         "export", folder / "run", "--method", "zero-shot", "--format", "recipe",
-        "--out", folder / "recipe",
+        "--out", folder / "zero-shot-recipe",
     ]  # fmt: skip
     assert main([str(a) for a in export]) == 0
     return folder / "run"
@@ -125,7 +121,7 @@ def test_recipe_export_predicts_as_the_run(run, tmp_path, cli):
     out = tmp_path / "preds.jsonl"
     inp = write_rows(tmp_path / "rows.jsonl", new_rows())
     started = time.perf_counter()
-    code, err = cli("predict", run.parent / "recipe", "--input", inp, "--out", out)
+    code, err = cli("predict", run.parent / "zero-shot-recipe", "--input", inp, "--out", out)
     seconds = time.perf_counter() - started
     assert code == 0, err
     check_same_as_run(out, run, "zero-shot", 200)

@@ -17,8 +17,6 @@ import pytest
 
 from experiments.llama_server import installed
 
-ROOT = Path(__file__).resolve().parent.parent
-INTENTS = ROOT / "demo" / "support-intents" / "task.yaml"
 
 pytestmark = [
     pytest.mark.slow,
@@ -63,14 +61,11 @@ def serving(export: Path, *flags: str):
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory):
-    """A run of zero-shot, few-shot-embedding and LoRA on 20 demo rows; the LoRA exported as
-    GGUF (f16), few-shot-embedding as a recipe with its base as an f16 GGUF."""
-    folder = tmp_path_factory.mktemp("ship")
-    adaptwise(
-        "run", INTENTS, "--methods", "zero-shot,few-shot-embedding,lora", "--limit", "20",
-        "--finetune", "max_steps=16", "--out", folder / "run", cwd=folder,
-    )  # fmt: skip
+def shipped(demo_run):
+    """The shared demo run (conftest.py: zero-shot, few-shot-embedding and LoRA on 20 rows);
+    its LoRA exported as GGUF (f16), few-shot-embedding as a recipe with its base as an f16
+    GGUF."""
+    folder = demo_run
     adaptwise(
         "export", folder / "run", "--method", "lora", "--format", "gguf", "--quant", "f16",
         "--out", folder / "gguf", cwd=folder,
