@@ -17,7 +17,6 @@ import pytest
 
 from experiments.llama_server import installed
 
-
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
