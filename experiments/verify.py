@@ -33,6 +33,7 @@ from experiments.errors import AdaptwiseError
 
 VERIFY_FILE = "verify.json"
 DEFAULT_MIN_AGREEMENT = 0.95
+DEFAULT_CONCURRENCY = 4  # llama-server runs one slot: more requests only queue
 ADAPTER_METHODS = ("lora", "qlora")
 PROBE_MESSAGES = ({"role": "user", "content": "Which colour is the sky?"},)
 
@@ -98,7 +99,7 @@ def verify_method(
     method: str,
     model: str,
     base_url: str | None,
-    concurrency: int = 8,
+    concurrency: int = DEFAULT_CONCURRENCY,
     cache: bool = True,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     limit: int | None = None,
