@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.context import RunOptions
+
 
 def add_api_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group(
@@ -28,7 +30,7 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--concurrency",
         type=int,
-        default=8,
+        default=RunOptions.concurrency,
         help="requests in flight at once (default: %(default)s)",
     )
     group.add_argument(

@@ -17,8 +17,8 @@ from adaptwise.running import (
     show_report,
     show_run,
 )
+from experiments.task import DEMO_DIR
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 # The demo scores 40 of each task's eval rows so that it finishes in about 5 minutes on 2 CPU
 # cores (measured in docs/demo.md); `--limit 0` scores all of them.
 DEMO_LIMIT = 40

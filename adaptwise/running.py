@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from adaptwise.api_options import api_run_options
+from experiments.context import RunOptions
 from experiments.precision import PRECISIONS
 
 DEFAULT_METHODS = "zero-shot,few-shot-random,few-shot-jaccard,few-shot-embedding,few-shot-mmr"
@@ -25,7 +26,12 @@ def add_run_options(p: argparse.ArgumentParser, limit: int = 0) -> None:
         "(default: the embedded all-MiniLM-L6-v2)",
     )
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    p.add_argument("--k", type=int, default=4, help="few-shot examples per query (default: 4)")
+    p.add_argument(
+        "--k",
+        type=int,
+        default=RunOptions.k,
+        help="few-shot examples per query (default: %(default)s)",
+    )
     p.add_argument(
         "--limit",
         type=int,

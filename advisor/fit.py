@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from itertools import product
 
 from advisor.fit_suggestions import suggest_fit
-from advisor.memory import LORA_TARGETS, OPTIMIZERS, STRATEGIES, estimate
+from advisor.memory import OPTIMIZERS, STRATEGIES, estimate, estimator_targets
 
 CHECKPOINTING_TIME = 1.33  # one more forward pass per backward pass
 ACCUMULATION_TIME = 0.08  # per halving of the micro-batch: smaller matmuls, more launches
@@ -124,7 +124,7 @@ def choose_settings(
     optimizer: str | None = None,
     lora_r: int = 16,
     lora_dropout: float = 0.0,
-    lora_targets: str = "all-linear",
+    lora_targets: str | tuple[str, ...] | list[str] = "all-linear",
     devices: int = 1,
     strategy: str | None = None,
     cpu_offload: bool = False,
@@ -132,7 +132,7 @@ def choose_settings(
     """The fastest settings for `method` whose estimated peak per device fits `budget_gb`
     (module docstring). None for a setting means "choose it"; a `budget_gb` of None keeps the
     defaults (no checkpointing, no accumulation, AdamW, DDP) for the settings not given."""
-    targets = lora_targets if lora_targets in LORA_TARGETS else "all-linear"
+    targets = estimator_targets(lora_targets)
     common = {
         "seq": seq,
         "precision": precision,

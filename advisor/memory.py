@@ -81,6 +81,38 @@ LORA_TARGETS = {
     "qkv": ("q_proj", "k_proj", "v_proj"),
 }
 
+
+def lora_target_names(targets: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The projections LoRA adapts: a preset's (LORA_TARGETS), or the module names given, as a
+    task's `finetune: target_modules: [q_proj, v_proj]` gives them to peft."""
+    if isinstance(targets, str):
+        if targets not in LORA_TARGETS:
+            raise AdaptwiseError(
+                f"unknown lora targets {targets!r}: choose from {', '.join(LORA_TARGETS)} "
+                "or a list of projection names"
+            )
+        return LORA_TARGETS[targets]
+    names = tuple(dict.fromkeys(targets))
+    unknown = [n for n in names if n not in LINEAR_MODULES]
+    if not names or unknown:
+        raise AdaptwiseError(
+            f"lora targets {list(targets)!r}: the estimator knows the projections "
+            f"{', '.join(LINEAR_MODULES)}"
+        )
+    return names
+
+
+def estimator_targets(target_modules) -> str | tuple[str, ...]:
+    """What the estimator takes for a fine-tuning config's target_modules: a preset or a tuple of
+    known projection names; anything else (another architecture's names, a peft regex) counts
+    all linear layers, the most LoRA could adapt, so the estimate errs high."""
+    if isinstance(target_modules, str):
+        return target_modules if target_modules in LORA_TARGETS else "all-linear"
+    names = tuple(target_modules or ())
+    known = names and all(n in LINEAR_MODULES for n in names)
+    return tuple(dict.fromkeys(names)) if known else "all-linear"
+
+
 GB = 1e9
 # NF4 with double quantisation (QLoRA paper): 4 bits per weight, an 8-bit absmax per block of
 # 64 and a float32 constant per 256 blocks.
@@ -115,7 +147,7 @@ class TrainSetup:
     precision: str = "bf16"
     gradient_checkpointing: bool = False
     lora_r: int = 16
-    lora_targets: str = "all-linear"
+    lora_targets: str | tuple[str, ...] = "all-linear"  # a LORA_TARGETS preset or module names
     lora_dropout: float = 0.05  # peft's usual value, and our fine-tuning default
     device: str = "gpu"
     optimizer_in_backward: bool = False  # torchtune's optimizer_in_bwd: step per parameter
@@ -133,7 +165,6 @@ class TrainSetup:
             "precision": PRECISIONS,
             "device": DEVICES,
             "attention": ATTENTION,
-            "lora_targets": tuple(LORA_TARGETS),
             "strategy": STRATEGIES,
         }
         for name, allowed in choices.items():
@@ -142,6 +173,7 @@ class TrainSetup:
                     f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}: "
                     f"choose from {', '.join(allowed)}"
                 )
+        lora_target_names(self.lora_targets)
         for name in ("batch", "seq", "lora_r", "devices"):
             if getattr(self, name) < 1:
                 raise AdaptwiseError(f"{name.replace('_', ' ')} must be at least 1")
@@ -219,10 +251,10 @@ class MemoryEstimate:
         }
 
 
-def lora_params(shape: ModelShape, r: int, targets: str = "all-linear") -> int:
+def lora_params(shape: ModelShape, r: int, targets: str | tuple[str, ...] = "all-linear") -> int:
     """Trainable LoRA parameters: r x (in + out) per targeted projection per layer."""
     shapes = shape.linear_shapes()
-    return shape.num_layers * sum(r * sum(shapes[m]) for m in LORA_TARGETS[targets])
+    return shape.num_layers * sum(r * sum(shapes[m]) for m in lora_target_names(targets))
 
 
 def estimate(
@@ -234,7 +266,7 @@ def estimate(
     precision: str = "bf16",
     gradient_checkpointing: bool = False,
     lora_r: int = 16,
-    lora_targets: str = "all-linear",
+    lora_targets: str | tuple[str, ...] = "all-linear",
     device: str = "gpu",
     **options,
 ) -> MemoryEstimate:
@@ -383,7 +415,7 @@ def _sharded(
 def _largest_trainable(shape: ModelShape, setup: TrainSetup) -> int:
     if setup.uses_lora:
         shapes = shape.linear_shapes()
-        return max(setup.lora_r * sum(shapes[m]) for m in LORA_TARGETS[setup.lora_targets])
+        return max(setup.lora_r * sum(shapes[m]) for m in lora_target_names(setup.lora_targets))
     largest_linear = max(a * b for a, b in shape.linear_shapes().values())
     return max(shape.embedding_params, shape.lm_head_params, largest_linear)
 
@@ -393,7 +425,7 @@ def layer_activation_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     width = _WIDTH[setup.precision]
     norm_width = 4 if width < 4 else width  # RMSNorm upcasts 16-bit inputs to float32
     h, i, q, kv = shape.hidden_size, shape.intermediate_size, shape.q_dim, shape.kv_dim
-    targets = set(LORA_TARGETS[setup.lora_targets]) if setup.uses_lora else set()
+    targets = set(lora_target_names(setup.lora_targets)) if setup.uses_lora else set()
     everything = setup.method in ("full-ft", "qlora")
 
     def needs(*modules: str) -> bool:

@@ -54,6 +54,13 @@ def precision_for(requested: str, device: str, bf16_supported: bool) -> str:
     return requested
 
 
+def bf16_supported_by_name(gpu_name: str | None) -> bool:
+    """Whether a GPU of this name has bfloat16, for a plan made for a GPU this process does not
+    see (a run asks torch about its own): GPUs before Ampere have none."""
+    name = (gpu_name or "").upper()
+    return not any(t in name for t in ("T4", "V100", "P100", "P40", "K80", "GTX", "RTX 20"))
+
+
 def torch_dtype(precision: str):
     import torch
 

@@ -35,6 +35,9 @@ TASK_KEYS = {
 }
 
 
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"  # the demo tasks of a clone
+
+
 @dataclass(frozen=True)
 class Row:
     """One example: the conversation to answer and the target answer.
@@ -52,6 +55,9 @@ class Row:
     @property
     def text(self) -> str:
         return "\n".join(m["content"] for m in self.messages if m["role"] == "user")
+
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"  # the demo tasks of a clone
 
 
 @dataclass

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from advisor.memory import OPTIMIZERS
 from experiments.errors import TaskError
 from experiments.numbers import check_number
 
 METHODS = ("lora", "qlora", "full-ft")
-OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit")
 CHOICES = {
     "gradient_checkpointing": ("auto", "true", "false"),
     "optimizer": ("auto", *OPTIMIZERS),

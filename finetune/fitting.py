@@ -24,9 +24,8 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from advisor.memory import GB
 from finetune.config import FinetuneConfig
-
-GB = 1e9
 
 
 @dataclass(frozen=True)
@@ -90,15 +89,50 @@ def model_shape(checkpoint: str):
         return None
 
 
-def plan_memory(
+def shares_base(method: str) -> bool:
+    """LoRA trains its adapter on the run's shared base model (one copy); QLoRA and full
+    fine-tuning train, and score, a copy of their own."""
+    return method == "lora"
+
+
+def fit_budget(
+    config: FinetuneConfig, usable_gb: float | None, source: str | None
+) -> tuple[float | None, str | None]:
+    """The memory the fit holds the estimate against, and which limit it is: `finetune
+    fit_memory_gb:` where set, else what is usable; none with `fit: off`."""
+    if config.fit == "off":
+        return None, None
+    if config.fit_memory_gb is not None:
+        return config.fit_memory_gb, "finetune fit_memory_gb"
+    return usable_gb, source
+
+
+def fit_config(
     config: FinetuneConfig,
-    checkpoint: str,
+    shape,
+    budget_gb: float | None,
+    shared_gb: float,
     precision: str,
-    shared_bytes: float,
-    shares_base: bool,
+    device: str,
+    devices: int,
+):
+    """The fit (advisor/fit.py) for `config` on `devices` devices: (FitChoice, whether the
+    shared base is freed). The run and the plan both choose memory settings through this."""
+    from advisor.fit import fit_method
+
+    return fit_method(
+        shape,
+        budget_gb,
+        shared_gb,
+        shares_base(config.method),
+        **fit_settings(config, precision, device, devices),
+    )
+
+
+def plan_memory(
+    config: FinetuneConfig, checkpoint: str, precision: str, shared_bytes: float
 ) -> MemoryPlan:
     """The settings `config.method` trains with, and whether the shared base is freed."""
-    from advisor.fit import fit_method
     from experiments.distributed import smallest, world_size
 
     shape = model_shape(checkpoint)
@@ -106,27 +140,18 @@ def plan_memory(
     if world_size() > 1:
         usable = smallest(usable)
         source = f"the smallest of {world_size()} processes' {source}"
-    budget = config.fit_memory_gb if config.fit_memory_gb is not None else usable
-    if config.fit_memory_gb is not None:
-        source = "finetune fit_memory_gb"
-    if config.fit == "off":
-        budget = source = None
+    budget, source = fit_budget(config, usable, source)
     shared_gb = shared_bytes / GB
     if shape is None:
         return MemoryPlan(None, False, shared_gb, budget, device, source)
-    choice, release = fit_method(
-        shape, budget, shared_gb, shares_base, **fit_settings(config, precision, device)
-    )
+    choice, release = fit_config(config, shape, budget, shared_gb, precision, device, world_size())
     return MemoryPlan(choice, release, shared_gb, budget, device, source)
 
 
-def fit_settings(config: FinetuneConfig, precision: str, device: str) -> dict:
+def fit_settings(config: FinetuneConfig, precision: str, device: str, devices: int) -> dict:
     """The keyword arguments of advisor.fit.choose_settings for `config` (less shape, budget)."""
-    from experiments.distributed import world_size
-
-    targets = config.target_modules if isinstance(config.target_modules, str) else "all-linear"
     return {
-        "devices": world_size(),
+        "devices": devices,
         "method": config.method,
         "batch": config.batch_size,
         "seq": config.max_length,
@@ -134,7 +159,7 @@ def fit_settings(config: FinetuneConfig, precision: str, device: str) -> dict:
         "device": device,
         "lora_r": config.rank,
         "lora_dropout": config.dropout,
-        "lora_targets": targets,
+        "lora_targets": config.target_modules,
         **config.memory_settings(),
     }
 

@@ -19,6 +19,7 @@ from experiments.models import model_bytes
 from experiments.outputs import claim
 from experiments.task import Row
 from finetune.config import METHODS, FinetuneConfig, build_config
+from finetune.fitting import shares_base
 
 DESCRIPTIONS = {
     "lora": "zero-shot prompt; LoRA adapter trained on the train split",
@@ -50,7 +51,7 @@ class FinetuneMethod(Method):
         self.memory: dict = {}
         self._shared_state: dict | None = None
         self._adapter_model = None  # the PEFT model wrapping the shared base, while it has one
-        self.needs_base = name == "lora"  # QLoRA and full-ft train (and score) their own copy
+        self.needs_base = shares_base(name)
 
     def check(self, ctx: RunContext) -> None:
         """Validate the settings before any model loads (one line, exit 2, in seconds)."""
@@ -89,8 +90,7 @@ class FinetuneMethod(Method):
         if config.forgetting_probe:
             self._probe_before(ctx)  # on the base, before LoRA trains on it
         check_strategy(config, ctx.precision)
-        shares_base = config.method == "lora"
-        memory = plan_memory(config, checkpoint, ctx.precision, model_bytes(ctx.model), shares_base)
+        memory = plan_memory(config, checkpoint, ctx.precision, model_bytes(ctx.model))
         self.memory = memory.to_dict()
         choice = memory.choice
         if choice is not None and not choice.fits and config.fit == "auto":
@@ -107,7 +107,8 @@ class FinetuneMethod(Method):
             )
         config = self.config = apply_choice(config, choice)
         strategy = resolve_strategy(config)
-        shares_base = shares_base and strategy != "fsdp"  # FSDP's LoRA trains a sharded copy
+        # FSDP's LoRA trains a sharded copy of its own.
+        on_base = shares_base(config.method) and strategy != "fsdp"
         if choice is not None:
             ctx.log(
                 f"{self.label}: memory settings {choice.describe()} "
@@ -126,7 +127,7 @@ class FinetuneMethod(Method):
             model = load_sharded(checkpoint, config, ctx.precision)
         elif config.method == "qlora":
             model = self._qlora_base(ctx, checkpoint)
-        elif shares_base:
+        elif on_base:
             from finetune.base_model import add_adapter
 
             self._shared_state = _training_state(ctx.model)

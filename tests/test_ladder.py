@@ -183,6 +183,17 @@ def test_real_climb_writes_the_ladder_into_results_and_reports_and_resumes(
     again = run_ladder(tiny_task, plan, out, options, Target("accuracy", 0.99))
     assert [r["status"] for r in again["rungs"]] == ["kept", "kept"]
     assert json.loads((out / "results.json").read_text())["ladder"]["rungs"][0]["status"] == "kept"
+    # Other train rows (the few-shot pool is not the one scored): both rungs run again, as the
+    # runner itself would rerun them (experiments/results.py previous_results).
+    from dataclasses import replace
+
+    from experiments.results import eval_fingerprint
+
+    retrained = replace(tiny_task, train=tiny_task.train[:6])
+    fourth = run_ladder(retrained, plan, out, options, Target("accuracy", 0.99))
+    assert [r["status"] for r in fourth["rungs"]] == ["run", "run"]
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["task"]["train_fingerprint"] == eval_fingerprint(retrained.train)
     # Different options (another seed): the kept results do not match, so the rungs rerun.
     other = RunOptions(model=str(tiny_model), seed=1)
     third = run_ladder(tiny_task, plan, out, other, None, budget_s=0.5)

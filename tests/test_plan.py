@@ -89,11 +89,18 @@ def test_plan_keeps_the_ladder_order_and_adds_up():
     assert plan.total_s == pytest.approx(running)
 
 
-def test_training_time_scales_with_epochs_and_tokens():
+def with_finetune(precision: str = "fp32", **values):
+    """RunSettings whose fine-tuning methods have `values` as a task's finetune: section."""
     from advisor.planning.estimates import RunSettings
+    from finetune.config import METHODS, build_config
 
+    configs = {m: build_config(m, values, {}, 0) for m in METHODS}
+    return RunSettings(precision=precision, finetune=configs)
+
+
+def test_training_time_scales_with_epochs_and_tokens():
     one = build_plan(["lora"], STATS, SHAPE, BIG, rates=RATES).steps[0].prepare_s
-    two = build_plan(["lora"], STATS, SHAPE, BIG, RunSettings(ft_epochs=2), RATES)
+    two = build_plan(["lora"], STATS, SHAPE, BIG, with_finetune(epochs=2), RATES)
     assert two.steps[0].prepare_s == pytest.approx(2 * one, rel=0.1)
 
 
@@ -120,11 +127,9 @@ def test_a_full_fine_tuning_too_large_for_one_gpu_is_planned_on_as_many_as_fsdp_
     the peak per device; LoRA, which fits one GPU, stays DDP (a whole copy on each)."""
     from dataclasses import replace
 
-    from advisor.planning.estimates import RunSettings
-
     shape = resolve_shape("llama-3-8b")
     gpu = Machine(cpus=8, ram_gb=64, gpu_name="RTX 4090", gpu_memory_gb=24)
-    settings = RunSettings(precision="bf16", ft_max_length=2048, ft_batch=8)
+    settings = with_finetune("bf16", max_length=2048, batch_size=8)
     one = build_plan(["full-ft"], STATS, shape, gpu, settings).steps[0]
     assert not one.fits
     assert one.fit_change == "full-ft needs 8 x 24 GB GPUs with FSDP (--devices 8)"
@@ -259,3 +264,63 @@ def test_probe_and_plan_on_the_real_model(tmp_path, monkeypatch):
     assert all(s.total_s and s.total_s > 0 for s in plan.steps)
     again = make_plan(task, limit=4, machine=machine, log=lambda m: None)
     assert again.probe_cached and again.rates == rates
+
+
+def test_plan_and_run_choose_the_same_memory_settings(tiny_model, tmp_path, capsys):
+    """`adaptwise plan --json` and `adaptwise run` call one fit (finetune/fitting.py fit_config)
+    with one budget rule: on a task that adapts only q_proj and v_proj, with its memory budget
+    set, both report the same estimate and settings for each fine-tuning method, and that
+    estimate is the one for those two projections, not for every linear layer."""
+    import shutil
+
+    import yaml
+
+    from adaptwise.cli import main
+    from advisor.architectures import read_config
+    from advisor.memory import estimate
+
+    folder = tmp_path / "task"
+    shutil.copytree(Path(__file__).parent.parent / "demo" / "support-intents", folder)
+    task = yaml.safe_load((folder / "task.yaml").read_text())
+    task["finetune"] = {
+        "target_modules": ["q_proj", "v_proj"],
+        "fit_memory_gb": 6,
+        "max_steps": 1,
+        "batch_size": 8,
+        "max_length": 256,
+        "forgetting_probe": False,
+        "val_fraction": 0,
+    }
+    (folder / "task.yaml").write_text(yaml.safe_dump(task))
+    methods = "lora,qlora,full-ft"
+    common = [str(folder / "task.yaml"), "--model", str(tiny_model), "--methods", methods]
+    assert main(["plan", *common, "--limit", "2", "--json", "--gpu-gb", "0"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    out = tmp_path / "run"
+    assert main(["run", *common, "--limit", "2", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+
+    keys = (
+        "estimate_gb",
+        "budget_gb",
+        "gradient_checkpointing",
+        "gradient_accumulation_steps",
+        "micro_batch",
+        "optimizer",
+        "strategy",
+        "devices",
+        "shared_base_freed",
+        "shared_base_gb",
+        "budget_source",
+    )
+    planned = {s["method"]: s["memory_settings"] for s in plan["steps"]}
+    for method in methods.split(","):
+        ran = results["methods"][method]["memory"]
+        assert {k: planned[method][k] for k in keys} == {k: ran[k] for k in keys}, method
+        assert ran["budget_gb"] == 6 and ran["budget_source"] == "finetune fit_memory_gb"
+    shape = read_config(tiny_model / "config.json", "tiny")
+    settings = dict(batch=8, seq=256, precision="fp32", device="cpu", lora_dropout=0.0)
+    qv = estimate(shape, "lora", lora_targets=("q_proj", "v_proj"), **settings).total_gb
+    every = estimate(shape, "lora", lora_targets="all-linear", **settings).total_gb
+    assert round(every, 3) != round(qv, 3)
+    assert planned["lora"]["estimate_gb"] == round(qv, 3)

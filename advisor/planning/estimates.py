@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+from experiments.context import RunOptions
+from finetune.config import FinetuneConfig
+from rag.settings import RagSettings
 
 # all-MiniLM-L6-v2 embeds about 34 short texts a second on the 2-core CI machine (measured by
 # bench/bench_rag_index.py); loading it takes about 3 s there.
@@ -79,45 +83,32 @@ class Rates:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The run's settings that change time and memory (defaults as `adaptwise run`'s)."""
+    """The run's settings that change time and memory, in the run's own option types (so each
+    default lives once, in RunOptions, FinetuneConfig and RagSettings)."""
 
-    k: int = 4
-    batch_size: int = 16  # generation batch
+    k: int = RunOptions.k
+    batch_size: int = RunOptions.batch_size  # generation batch
     precision: str = "fp32"  # resolved: bf16 | fp16 | fp32 (experiments/precision.py)
-    ft_batch: int = 4
-    ft_max_length: int = 256
-    ft_epochs: float = 1.0
-    ft_max_steps: int = 0
-    ft_rank: int = 16
-    ft_val_fraction: float = 0.1
-    ft_evals_per_epoch: int = 2
-    ft_forgetting_probe: bool = True
-    ft_lora_dropout: float = 0.0
-    # The memory settings given in the task file or on the command line (None: the fit
-    # chooses them, as the run does), the fit's mode and its memory override.
-    ft_gradient_checkpointing: bool | None = None
-    ft_accumulation: int | None = None
-    ft_optimizer: str | None = None
-    ft_fit: str = "auto"
-    ft_fit_memory_gb: float | None = None
-    # Devices one training may use (plan --devices, the answers' GPUs) and how it spreads
-    # over them (None: the fit chooses DDP or FSDP), as `finetune strategy:` and cpu_offload.
+    # Devices one training may use (plan --devices, the answers' GPUs).
     devices: int = 1
-    ft_strategy: str | None = None
-    ft_cpu_offload: bool = False
-    rag_k: int = 2
-    rag_chunk_tokens: int = 64
-    rag_overlap_tokens: int = 8
-    rag_shots: int = 2
+    # Each fine-tuning method's config as the run builds it (finetune/config.py build_config:
+    # the task file's finetune: section, its per-method mappings, the --finetune overrides);
+    # a method missing here has the defaults.
+    finetune: dict = field(default_factory=dict)
+    rag: RagSettings = field(default_factory=RagSettings)
+
+    def finetune_config(self, method: str) -> FinetuneConfig:
+        return self.finetune.get(method) or FinetuneConfig(method=method)
 
 
 def prompt_tokens(method: str, stats: TaskStats, settings: RunSettings) -> float:
     """Mean prompt tokens of `method` on the task."""
     base, k = split_k(method, settings.k)
     if base in ("rag",) or base.startswith("rag"):
-        passage = settings.rag_chunk_tokens + PASSAGE_OVERHEAD_TOKENS
-        shots = settings.rag_shots * (passage + stats.example_tokens)
-        return stats.prompt_tokens + settings.rag_k * passage + shots
+        rag = settings.rag
+        passage = rag.chunk_tokens + PASSAGE_OVERHEAD_TOKENS
+        shots = rag.shots * (passage + stats.example_tokens)
+        return stats.prompt_tokens + rag.k * passage + shots
     if base.startswith("few-shot"):
         return stats.prompt_tokens + k * stats.example_tokens
     return stats.prompt_tokens
@@ -145,7 +136,7 @@ def prepare_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSe
     if any(p in EMBEDDING_SELECTORS for p in parts):
         total += EMBEDDER_LOAD_S + stats.n_train / EMBED_TEXTS_PER_S
     if any(p.startswith("rag") for p in parts):
-        step = max(settings.rag_chunk_tokens - settings.rag_overlap_tokens, 1)
+        step = max(settings.rag.chunk_tokens - settings.rag.overlap_tokens, 1)
         chunks = math.ceil(stats.corpus_tokens / step) if stats.corpus_tokens else 0
         total += EMBEDDER_LOAD_S + (chunks + stats.n_train) / EMBED_TEXTS_PER_S
     tuned = next((p for p in parts if p in FINETUNING), None)
@@ -162,16 +153,17 @@ def training_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunS
         per_token = rates.train_s_per_token.get("lora", 0.0)
     if method == "qlora":
         per_token *= QLORA_SLOWDOWN
-    train_share = 1 - settings.ft_val_fraction
+    config = settings.finetune_config(method)
+    train_share = 1 - config.val_fraction
     epoch_tokens = stats.train_tokens * train_share
-    tokens = epoch_tokens * settings.ft_epochs
-    if settings.ft_max_steps:
-        tokens = min(tokens, settings.ft_max_steps * settings.ft_batch * settings.ft_max_length)
+    tokens = epoch_tokens * config.epochs
+    if config.max_steps:
+        tokens = min(tokens, config.max_steps * config.batch_size * config.max_length)
     epochs_run = tokens / max(epoch_tokens, 1)
-    val_tokens = stats.train_tokens * settings.ft_val_fraction
-    evaluations = math.ceil(settings.ft_evals_per_epoch * epochs_run) if val_tokens else 0
+    val_tokens = stats.train_tokens * config.val_fraction
+    evaluations = math.ceil(config.evals_per_epoch * epochs_run) if val_tokens else 0
     validate = evaluations * val_tokens * rates.forward_s_per_token
-    probe = FORGETTING_TOKENS * rates.forward_s_per_token if settings.ft_forgetting_probe else 0.0
+    probe = FORGETTING_TOKENS * rates.forward_s_per_token if config.forgetting_probe else 0.0
     return rates.load_s + tokens * per_token + validate + probe
 
 

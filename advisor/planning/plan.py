@@ -26,6 +26,7 @@ from advisor.planning.estimates import (
 )
 from advisor.planning.targets import Target
 from experiments.report.formatting import format_duration
+from finetune.fitting import shares_base
 
 
 @dataclass
@@ -149,9 +150,10 @@ def build_plan(
         extra_gb = EMBEDDER_GB if uses_embedder and machine.device == "cpu" else 0.0
         notes, change, memory_settings = [], None, None
         if tuned:
-            choice, release = _fit(tuned, shape, settings, machine, extra_gb, shared_gb)
-            memory_settings = {**choice.to_dict(), "shared_base_freed": release}
-            on_base = tuned == "lora" and choice.strategy != "fsdp"
+            memory = _fit(tuned, shape, settings, machine, extra_gb, shared_gb)
+            choice, release = memory.choice, memory.release_shared
+            memory_settings = memory.to_dict()  # the record the run writes into results.json
+            on_base = shares_base(tuned) and choice.strategy != "fsdp"
             kept = 0.0 if on_base or release else shared_gb
             peak = choice.estimate_gb + kept + extra_gb
             fits = choice.fits
@@ -159,9 +161,10 @@ def build_plan(
             notes.append(f"trains with {choice.describe()}")
             if choice.devices > 1:
                 notes.append(f"peak memory per device, of {choice.devices}")
-            if settings.ft_batch % choice.devices:
+            batch = settings.finetune_config(tuned).batch_size
+            if batch % choice.devices:
                 notes.append(
-                    f"finetune batch_size {settings.ft_batch} is the batch of all "
+                    f"finetune batch_size {batch} is the batch of all "
                     f"{choice.devices} devices together: make it a multiple of {choice.devices}"
                 )
             if on_base:
@@ -210,39 +213,21 @@ def build_plan(
 
 
 def _fit(tuned: str, shape, settings: RunSettings, machine: Machine, extra_gb: float, shared_gb):
-    """The run's fit (advisor/fit.py) for a fine-tuning method on this machine: the same
-    settings, the same budget (the machine's memory, or finetune fit_memory_gb), the same
-    choice of keeping or freeing the shared copy."""
-    from advisor.fit import fit_method
+    """The run's fit for a fine-tuning method on this machine (finetune/fitting.py fit_config,
+    which the run calls): the same config, the same budget rule (`finetune fit_memory_gb`, else
+    the machine's usable memory, the tightest limit the run reads too), the same choice of
+    keeping or freeing the shared copy."""
+    from finetune.fitting import MemoryPlan, fit_budget, fit_config
 
+    config = settings.finetune_config(tuned)
     # Per device: each GPU's memory, or on a CPU an equal part of it for each process.
     share = 1 if machine.device == "gpu" else settings.devices
-    budget = (
-        settings.ft_fit_memory_gb
-        if settings.ft_fit_memory_gb is not None
-        else (machine.memory_gb - extra_gb) / share
+    usable = (machine.memory_gb - extra_gb) / share
+    budget, source = fit_budget(config, usable, machine.memory_source)
+    choice, release = fit_config(
+        config, shape, budget, shared_gb, settings.precision, machine.device, settings.devices
     )
-    if settings.ft_fit == "off":
-        budget = None
-    return fit_method(
-        shape,
-        budget,
-        shared_gb,
-        shares_base=tuned == "lora",
-        method=tuned,
-        batch=settings.ft_batch,
-        seq=settings.ft_max_length,
-        precision=settings.precision,
-        device=machine.device,
-        gradient_checkpointing=settings.ft_gradient_checkpointing,
-        accumulation=settings.ft_accumulation,
-        optimizer=settings.ft_optimizer,
-        lora_r=settings.ft_rank,
-        lora_dropout=settings.ft_lora_dropout,
-        devices=settings.devices,
-        strategy=settings.ft_strategy,
-        cpu_offload=settings.ft_cpu_offload,
-    )
+    return MemoryPlan(choice, release, shared_gb, budget, machine.device, source)
 
 
 def _cumulate(steps: list[Step], budget_s: float | None) -> None:

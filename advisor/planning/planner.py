@@ -13,56 +13,38 @@ from advisor.planning.plan import Plan, build_plan
 from advisor.planning.targets import Target
 from advisor.questions import Answers
 from advisor.recommend import recommend
+from experiments.context import RunOptions
 
 
 def run_settings(
     task,
-    k: int = 4,
-    batch_size: int = 16,
+    k: int = RunOptions.k,
+    batch_size: int = RunOptions.batch_size,
     finetune_settings: dict | None = None,
     precision: str = "fp32",
     devices: int = 1,
 ) -> RunSettings:
-    """The settings the run will use for `task`: its finetune: and rag: sections, the command
-    line's `--finetune KEY=VALUE` overrides (`finetune_settings`), the resolved precision and
-    the devices one training may use."""
-    from finetune.config import build_config
+    """The settings the run will use for `task`: each fine-tuning method's config built as the
+    run builds it (its finetune: section, per-method mappings and the command line's
+    `--finetune KEY=VALUE` overrides, `finetune_settings`), the rag: section, the resolved
+    precision and the devices one training may use."""
+    from finetune.config import METHODS, build_config
 
-    ft = build_config("lora", task.settings.get("finetune", {}) or {}, finetune_settings or {}, 0)
-    memory = ft.memory_settings()
-    values = dict(
-        precision=precision,
-        ft_lora_dropout=ft.dropout,
-        ft_gradient_checkpointing=memory["gradient_checkpointing"],
-        ft_accumulation=memory["accumulation"],
-        ft_optimizer=memory["optimizer"],
-        ft_strategy=memory["strategy"],
-        ft_cpu_offload=memory["cpu_offload"],
-        devices=devices,
-        ft_fit=ft.fit,
-        ft_fit_memory_gb=ft.fit_memory_gb,
-        k=k,
-        batch_size=batch_size,
-        ft_batch=ft.batch_size,
-        ft_max_length=ft.max_length,
-        ft_epochs=ft.epochs,
-        ft_max_steps=ft.max_steps,
-        ft_rank=ft.rank,
-        ft_val_fraction=ft.val_fraction,
-        ft_evals_per_epoch=ft.evals_per_epoch,
-        ft_forgetting_probe=ft.forgetting_probe,
-    )
+    section = task.settings.get("finetune", {}) or {}
+    configs = {m: build_config(m, section, finetune_settings or {}, 0) for m in METHODS}
+    rag = None
     if task.corpus is not None:
         from rag.settings import rag_settings
 
         rag = rag_settings(task)
-        values.update(
-            rag_k=rag.k,
-            rag_chunk_tokens=rag.chunk_tokens,
-            rag_overlap_tokens=rag.overlap_tokens,
-            rag_shots=rag.shots,
-        )
-    return RunSettings(**values)
+    return RunSettings(
+        k=k,
+        batch_size=batch_size,
+        precision=precision,
+        devices=devices,
+        finetune=configs,
+        **({"rag": rag} if rag is not None else {}),
+    )
 
 
 def plan_precision(requested: str, machine: Machine) -> str:
@@ -70,13 +52,11 @@ def plan_precision(requested: str, machine: Machine) -> str:
     (experiments/precision.py precision_for: a precision the run refuses there is refused
     here, in the same line), read from the machine description rather than torch, so that
     planning for a GPU works anywhere."""
-    from experiments.precision import precision_for
+    from experiments.precision import bf16_supported_by_name, precision_for
 
     gpu = machine.device == "gpu"
-    name = (machine.gpu_name or "").upper()
-    # GPUs before Ampere have no bfloat16: fp16 with loss scaling there.
-    old = any(t in name for t in ("T4", "V100", "P100", "P40", "K80", "GTX", "RTX 20"))
-    return precision_for(requested, "cuda" if gpu else "cpu", gpu and not old)
+    supported = gpu and bf16_supported_by_name(machine.gpu_name)
+    return precision_for(requested, "cuda" if gpu else "cpu", supported)
 
 
 def runnable(method: str, ctx=None) -> bool:
@@ -120,7 +100,7 @@ def make_plan(
     from advisor.architectures import resolve_shape
     from advisor.planning.probe import cached_rates, measure_rates, store_rates, task_stats
     from advisor.verdict import answers_from_task
-    from experiments.context import RunContext, RunOptions
+    from experiments.context import RunContext
     from experiments.errors import AdaptwiseError
     from experiments.models import resolve_checkpoint
 

@@ -153,10 +153,16 @@ def measure_rates(lm, task, fmt, machine: Machine) -> Rates:
 
     from peft import LoraConfig, get_peft_model
 
+    from finetune.config import FinetuneConfig
     from finetune.row_attention import restore_sdpa, supports_row_attention, use_row_attention
 
+    defaults = FinetuneConfig()  # the run's LoRA, so the probe times the step the run takes
     config = LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+        r=defaults.rank,
+        lora_alpha=defaults.alpha,
+        lora_dropout=defaults.dropout,
+        target_modules=defaults.target_modules,
+        task_type="CAUSAL_LM",
     )
     lora_model = get_peft_model(model, config)
     flat = supports_row_attention(lora_model, TRAIN_TOKENS)

@@ -14,8 +14,7 @@ from textual.binding import Binding
 from advisor.questions import Answers
 from advisor.recommend import Recommendation
 from advisor.tui.jobclient import Backends
-
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+from experiments.task import DEMO_DIR
 
 
 @dataclass
