@@ -15,6 +15,43 @@ from experiments.errors import AdaptwiseError
 
 # The seven projections of a Llama-style decoder layer.
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The projections LoRA adapts, by preset name (peft's "all-linear" and the common subsets).
+LORA_TARGETS = {
+    "all-linear": LINEAR_MODULES,
+    "qv": ("q_proj", "v_proj"),
+    "qkv": ("q_proj", "k_proj", "v_proj"),
+}
+
+
+def lora_target_names(targets: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The projections LoRA adapts: a preset's (LORA_TARGETS), or the module names given, as a
+    task's `finetune: target_modules: [q_proj, v_proj]` gives them to peft."""
+    if isinstance(targets, str):
+        if targets not in LORA_TARGETS:
+            raise AdaptwiseError(
+                f"unknown lora targets {targets!r}: choose from {', '.join(LORA_TARGETS)} "
+                "or a list of projection names"
+            )
+        return LORA_TARGETS[targets]
+    names = tuple(dict.fromkeys(targets))
+    unknown = [n for n in names if n not in LINEAR_MODULES]
+    if not names or unknown:
+        raise AdaptwiseError(
+            f"lora targets {list(targets)!r}: the estimator knows the projections "
+            f"{', '.join(LINEAR_MODULES)}"
+        )
+    return names
+
+
+def estimator_targets(target_modules) -> str | tuple[str, ...]:
+    """What the estimator takes for a fine-tuning config's target_modules: a preset or a tuple of
+    known projection names; anything else (another architecture's names, a peft regex) counts
+    all linear layers, the most LoRA could adapt, so the estimate errs high."""
+    if isinstance(target_modules, str):
+        return target_modules if target_modules in LORA_TARGETS else "all-linear"
+    names = tuple(target_modules or ())
+    known = names and all(n in LINEAR_MODULES for n in names)
+    return tuple(dict.fromkeys(names)) if known else "all-linear"
 
 
 @dataclass(frozen=True)

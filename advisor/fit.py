@@ -29,8 +29,9 @@ import math
 from dataclasses import dataclass
 from itertools import product
 
+from advisor.architectures import estimator_targets
 from advisor.fit_suggestions import suggest_fit
-from advisor.memory import OPTIMIZERS, STRATEGIES, estimate, estimator_targets
+from advisor.memory import OPTIMIZERS, STRATEGIES, estimate
 
 CHECKPOINTING_TIME = 1.33  # one more forward pass per backward pass
 ACCUMULATION_TIME = 0.08  # per halving of the micro-batch: smaller matmuls, more launches

@@ -66,7 +66,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from advisor.architectures import LINEAR_MODULES, ModelShape
+from advisor.architectures import ModelShape, lora_target_names
 from experiments.errors import AdaptwiseError
 
 METHODS = ("inference", "full-ft", "lora", "qlora")
@@ -75,44 +75,6 @@ PRECISIONS = ("bf16", "fp32", "fp16")
 DEVICES = ("gpu", "cpu")
 ATTENTION = ("sdpa", "eager")
 STRATEGIES = ("ddp", "fsdp")
-LORA_TARGETS = {
-    "all-linear": LINEAR_MODULES,
-    "qv": ("q_proj", "v_proj"),
-    "qkv": ("q_proj", "k_proj", "v_proj"),
-}
-
-
-def lora_target_names(targets: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """The projections LoRA adapts: a preset's (LORA_TARGETS), or the module names given, as a
-    task's `finetune: target_modules: [q_proj, v_proj]` gives them to peft."""
-    if isinstance(targets, str):
-        if targets not in LORA_TARGETS:
-            raise AdaptwiseError(
-                f"unknown lora targets {targets!r}: choose from {', '.join(LORA_TARGETS)} "
-                "or a list of projection names"
-            )
-        return LORA_TARGETS[targets]
-    names = tuple(dict.fromkeys(targets))
-    unknown = [n for n in names if n not in LINEAR_MODULES]
-    if not names or unknown:
-        raise AdaptwiseError(
-            f"lora targets {list(targets)!r}: the estimator knows the projections "
-            f"{', '.join(LINEAR_MODULES)}"
-        )
-    return names
-
-
-def estimator_targets(target_modules) -> str | tuple[str, ...]:
-    """What the estimator takes for a fine-tuning config's target_modules: a preset or a tuple of
-    known projection names; anything else (another architecture's names, a peft regex) counts
-    all linear layers, the most LoRA could adapt, so the estimate errs high."""
-    if isinstance(target_modules, str):
-        return target_modules if target_modules in LORA_TARGETS else "all-linear"
-    names = tuple(target_modules or ())
-    known = names and all(n in LINEAR_MODULES for n in names)
-    return tuple(dict.fromkeys(names)) if known else "all-linear"
-
-
 GB = 1e9
 # NF4 with double quantisation (QLoRA paper): 4 bits per weight, an 8-bit absmax per block of
 # 64 and a float32 constant per 256 blocks.

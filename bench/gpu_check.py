@@ -11,6 +11,10 @@ Prepared to run in well under 10 minutes on one GPU (an H100/H200-class card), i
    batch 4 x 512 tokens with gradient checkpointing and paged 8-bit AdamW; prints the peak
    GPU memory (torch.cuda.max_memory_allocated, plus the CUDA context) against
    `advisor.memory.estimate` for the same settings, and the seconds per step.
+3. FSDP2 at world size 1 (issue 28's sanity run): a random ~1.5B Llama loaded sharded through
+   adaptwise's own FSDP loader (`finetune/sharding.py`), full fine-tuning in bf16 for 10 steps
+   at batch 4 x 512; the loss on the repeated batch must fall; peak against the estimator's
+   per-device FSDP figure.
 
 Install step (the GPU machine has torch, transformers, peft and accelerate; the rest travel as
 wheels, about 52 MB of a call's 64 MiB: no faiss, which only RAG needs). Here, in the
@@ -264,6 +268,97 @@ def part2(out: Path, smoke: bool) -> dict:
     return row
 
 
+def part3(out: Path, smoke: bool) -> dict:
+    """FSDP2 at world size 1: a random 1B Llama loaded sharded as adaptwise's FSDP path loads it
+    (finetune/sharding.py load_sharded), full fine-tuning in bf16 for 10 steps at batch 4 x 512
+    with AdamW; the loss on the repeated batch must fall, and the peak is set beside the
+    estimator's per-device FSDP figure."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from advisor.architectures import read_config
+    from advisor.memory import CUDA_CONTEXT_BYTES, GB, estimate
+    from finetune.config import build_config
+    from finetune.sharding import is_sharded, load_sharded
+
+    config = {**LLAMA_8B, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16}
+    config.update(num_attention_heads=32, num_key_value_heads=8)
+    batch, seq, steps = 4, 512, 10
+    if smoke:
+        config.update(
+            hidden_size=256,
+            intermediate_size=512,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=1024,
+        )
+        batch, seq, steps = 2, 64, 3
+    cuda = torch.cuda.is_available()
+    precision = "bf16" if cuda else "fp32"
+    folder = random_llama(config, out / "llama-1b-random")
+    shape = read_config(folder / "config.json", "llama-1b-random")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533", RANK="0", WORLD_SIZE="1")
+    os.environ.update(LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+    dist.init_process_group("nccl" if cuda else "gloo", rank=0, world_size=1)
+    try:
+        if cuda:
+            torch.cuda.set_device(0)
+            torch.cuda.reset_peak_memory_stats()
+        settings = {"strategy": "fsdp", "forgetting_probe": False}
+        ft = build_config("full-ft", {}, settings, seed=0)
+        model = load_sharded(str(folder), ft, precision)
+        model.train()
+        sharded = is_sharded(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        device = "cuda" if cuda else "cpu"
+        ids = torch.randint(0, config["vocab_size"], (batch, seq), device=device)
+        losses, times = [], []
+        for _ in range(steps):
+            started = time.perf_counter()
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - started)
+            losses.append(float(loss))
+        peak = (torch.cuda.max_memory_allocated() + CUDA_CONTEXT_BYTES) / GB if cuda else None
+    finally:
+        dist.destroy_process_group()
+    est = estimate(
+        shape,
+        "full-ft",
+        batch=batch,
+        seq=seq,
+        optimizer="adamw",
+        precision=precision,
+        lora_dropout=0.0,
+        device="gpu" if cuda else "cpu",
+        devices=1,
+        strategy="fsdp",
+    )
+    row = {
+        "params_b": round(shape.total_params / 1e9, 2),
+        "sharded_as_loaded": sharded,
+        "batch": batch,
+        "seq": seq,
+        "steps": steps,
+        "first_loss": round(losses[0], 3),
+        "final_loss": round(losses[-1], 3),
+        "loss_fell": losses[-1] < losses[0],
+        "peak_gb": None if peak is None else round(peak, 2),
+        "estimate_gb": round(est.total_gb, 2),
+        "ratio": None if peak is None else round(peak / est.total_gb, 2),
+        "s_per_step_median": round(sorted(times)[len(times) // 2], 3),
+    }
+    log(f"part 3: {json.dumps(row)}")
+    return row
+
+
 def main() -> None:
     from experiments.startup import start_process
 
@@ -271,7 +366,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/gpu-check"))
     parser.add_argument("--model", help="part 1's model (default: the embedded SmolLM2)")
-    parser.add_argument("--part", type=int, choices=(1, 2), help="run one part only")
+    parser.add_argument("--part", type=int, choices=(1, 2, 3), help="run one part only")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, CPU: checks the script")
     parser.add_argument(
         "--export-tokenizer",
@@ -301,6 +396,8 @@ def main() -> None:
         report["part1"] = part1(args.out, args.model, args.smoke)
     if args.part in (None, 2):
         report["part2"] = part2(args.out, args.smoke)
+    if args.part in (None, 3):
+        report["part3"] = part3(args.out, args.smoke)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
     log(json.dumps(report, indent=2))
 
