@@ -167,23 +167,15 @@ class FinetuneMethod(Method):
         from experiments.atomic import write_text_atomic
         from experiments.distributed import barrier
         from experiments.models import free_memory
-        from finetune.base_model import load_model
         from finetune.saving import save_dir, save_merged
 
         training = result.stats["training"]
         result.model = None
         free_memory()
-        if not self.config.uses_lora:
-            model = load_model(training["model"], self.config, ctx.precision)
-            model.eval()
-            return model
-        from peft import PeftModel
-
-        self._shared_state = _training_state(ctx.model)
-        model = PeftModel.from_pretrained(ctx.model, training["adapter"])
-        model.eval()
-        self._adapter_model = model
-        if self.config.merge:
+        model = self._load_weights(
+            ctx, Path(training["adapter" if self.config.uses_lora else "model"])
+        )
+        if self.config.uses_lora and self.config.merge:
             merged = Path(training["adapter"]).parent / "merged"
             if is_main():
                 save_dir(merged, lambda d: save_merged(model, tokenizer, d))
@@ -199,10 +191,15 @@ class FinetuneMethod(Method):
         """Predict with weights saved earlier instead of training them: a PEFT adapter folder
         (put onto the run's own base, one copy, and taken off in release()) or a full model
         folder. A sweep's winner and `adaptwise predict` load a method's model this way."""
+        self.config = self._config(ctx)
+        model = self._load_weights(ctx, Path(weights))
+        self.trained = trained_context(ctx, model, f"{ctx.lm.name}+{self.name}")
+
+    def _load_weights(self, ctx: RunContext, weights: Path):
+        """Saved weights, in eval mode: an adapter folder onto the run's shared base (one copy;
+        release() takes it off again) or a full model folder."""
         from finetune.base_model import load_model
 
-        self.config = self._config(ctx)
-        weights = Path(weights)
         if (weights / "adapter_config.json").is_file():
             from finetune.adapters import load_adapter
 
@@ -210,8 +207,7 @@ class FinetuneMethod(Method):
             model = self._adapter_model = load_adapter(ctx.model, weights)
         else:
             model = load_model(str(weights), self.config, ctx.precision)
-        model.eval()
-        self.trained = trained_context(ctx, model, f"{ctx.lm.name}+{self.name}")
+        return model.eval()
 
     def training_rows(self, rows: list[Row]) -> list[Row]:
         """The rows as trained on; RAFT puts retrieved passages into them."""
