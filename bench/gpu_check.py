@@ -11,10 +11,11 @@ Prepared to run in well under 10 minutes on one GPU (an H100/H200-class card), i
    batch 4 x 512 tokens with gradient checkpointing and paged 8-bit AdamW; prints the peak
    GPU memory (torch.cuda.max_memory_allocated, plus the CUDA context) against
    `advisor.memory.estimate` for the same settings, and the seconds per step.
-3. FSDP2 at world size 1 (issue 28's sanity run): a random ~1.5B Llama loaded sharded through
-   adaptwise's own FSDP loader (`finetune/sharding.py`), full fine-tuning in bf16 for 10 steps
+3. FSDP2 at world size 1 (issue 28's sanity run): a random ~1.5B Llama under FSDP2's
+   `fully_shard`, as `finetune/sharding.py`'s loader shards, full fine-tuning in bf16 for 10 steps
    at batch 4 x 512; the loss on the repeated batch must fall; peak against the estimator's
-   per-device FSDP figure.
+   per-device FSDP figure. One process is not sharded by adaptwise's loader (it trains alone),
+   so this part applies FSDP2's `fully_shard` itself, per decoder layer and on the root.
 
 Install step (the GPU machine has torch, transformers, peft and accelerate; the rest travel as
 wheels, about 52 MB of a call's 64 MiB: no faiss, which only RAG needs). Here, in the
@@ -269,19 +270,20 @@ def part2(out: Path, smoke: bool) -> dict:
 
 
 def part3(out: Path, smoke: bool) -> dict:
-    """FSDP2 at world size 1: a random 1B Llama loaded sharded as adaptwise's FSDP path loads it
-    (finetune/sharding.py load_sharded), full fine-tuning in bf16 for 10 steps at batch 4 x 512
-    with AdamW; the loss on the repeated batch must fall, and the peak is set beside the
-    estimator's per-device FSDP figure."""
+    """FSDP2 at world size 1: a random ~1.5B Llama under fully_shard (per decoder layer and the
+    root, as adaptwise's sharded loader applies it), full fine-tuning in bf16 for 10 steps at
+    batch 4 x 512 with AdamW; the loss on the repeated batch must fall, and the peak is set
+    beside the estimator's per-device FSDP figure."""
     import os
 
     import torch
     import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+    from transformers import AutoModelForCausalLM
 
     from advisor.architectures import read_config
     from advisor.memory import CUDA_CONTEXT_BYTES, GB, estimate
-    from finetune.config import build_config
-    from finetune.sharding import is_sharded, load_sharded
 
     config = {**LLAMA_8B, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16}
     config.update(num_attention_heads=32, num_key_value_heads=8)
@@ -307,11 +309,17 @@ def part3(out: Path, smoke: bool) -> dict:
         if cuda:
             torch.cuda.set_device(0)
             torch.cuda.reset_peak_memory_stats()
-        settings = {"strategy": "fsdp", "forgetting_probe": False}
-        ft = build_config("full-ft", {}, settings, seed=0)
-        model = load_sharded(str(folder), ft, precision)
+        # adaptwise shards as it loads (finetune/sharding.py, transformers' DistributedConfig),
+        # which leaves one process unsharded: FSDP2's own fully_shard, per decoder layer and
+        # on the root as that loader applies it, puts a 1-device mesh under the same code.
+        dtype = torch.bfloat16 if cuda else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        model.to("cuda" if cuda else "cpu")
+        for layer in model.model.layers:
+            fully_shard(layer)
+        fully_shard(model)
         model.train()
-        sharded = is_sharded(model)
+        sharded = all(isinstance(p, DTensor) for p in model.parameters())
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         device = "cuda" if cuda else "cpu"
         ids = torch.randint(0, config["vocab_size"], (batch, seq), device=device)
@@ -343,7 +351,7 @@ def part3(out: Path, smoke: bool) -> dict:
     )
     row = {
         "params_b": round(shape.total_params / 1e9, 2),
-        "sharded_as_loaded": sharded,
+        "every_parameter_a_dtensor": sharded,
         "batch": batch,
         "seq": seq,
         "steps": steps,
