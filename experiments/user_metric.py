@@ -54,6 +54,14 @@ def split_name(name: str) -> tuple[str, str] | None:
     return file, function
 
 
+def files_named(spec: dict) -> list[str]:
+    """The FILE of each `python:FILE.py:FUNCTION` metric a task file's `metric:` or `metrics:`
+    names, as written (relative to the task folder), each once."""
+    names = spec.get("metrics") if isinstance(spec.get("metrics"), list) else [spec.get("metric")]
+    parts = [split_name(name) for name in names if is_user_metric(name)]
+    return list(dict.fromkeys(part[0] for part in parts if part))
+
+
 def in_task_folder(folder: Path, file: str) -> Path | None:
     """`folder/file`, or None when `file` is absolute or leads out of the task folder."""
     path = folder / file

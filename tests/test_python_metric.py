@@ -325,3 +325,17 @@ def test_a_bad_metric_entry_is_refused_when_the_task_loads(tmp_path, cli, metric
     (tmp_path / "task" / "check.txt").write_text(GOOD, encoding="utf-8")
     one_line(cli("run", task, "--methods", "zero-shot", "--model", tmp_path / "no-model"), *words)
     assert not (tmp_path / "runs").exists()
+
+
+def test_data_fix_copies_the_metric_file(tmp_path):
+    """`data fix` writes a task that loads and scores as the original: its metric file too."""
+    from experiments.data.fix import fix_task
+
+    task = make_task(tmp_path / "task", f"metrics: [exact_match, {OVERLAP}]")
+    fix_task(task, tmp_path / "fixed")
+    fixed = load_task(tmp_path / "fixed" / "task.yaml")
+    assert list(fixed.user_metrics) == [OVERLAP]
+    row = fixed.eval[0]
+    assert fixed.user_values(row.id, row.output, row.output) == {
+        OVERLAP: words_overlap(row.output, row.output)
+    }
