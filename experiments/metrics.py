@@ -2,7 +2,9 @@
 
 Which metrics apply depends on the task kind (`METRICS_BY_KIND`); `score` aggregates over an
 eval set, `per_example` gives the per-row values used for error analysis and `row_values` adds
-whether the row counts as right (predictions.jsonl's `scores` and `correct`).
+whether the row counts as right (predictions.jsonl's `scores` and `correct`). The task's own
+metrics (`python:FILE.py:FUNCTION`, experiments/user_metric.py) come in as per-row values the
+caller has from the user's function: `score` averages them, `row_values` adds them to a row's.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from experiments.errors import TaskError
 
@@ -159,8 +161,10 @@ def score(
     golds: Sequence[str],
     labels: Sequence[str] | None = None,
     rows: Sequence[dict[str, float]] | None = None,
+    user: Sequence[Mapping[str, float]] | None = None,
 ) -> dict[str, float]:
-    """The metrics of `kind` (see `METRICS_BY_KIND`) over a whole eval set.
+    """The metrics of `kind` (see `METRICS_BY_KIND`) over a whole eval set, then the means of
+    the task's own metrics from their per-row values `user` (one mapping per prediction).
 
     `labels` is used by classification's macro-F1 only; `rows` are the `per_example` values of
     `preds` and `golds` where the caller has computed them already (ROUGE-L is not cheap).
@@ -168,10 +172,17 @@ def score(
     names = _metric_names(kind)
     _check_lengths(preds, golds)
     if kind == "classification":
-        return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
-    if rows is None:
-        rows = [per_example(kind, p, g) for p, g in zip(preds, golds)]
-    return {name: _mean([row[name] for row in rows]) for name in names}
+        out = {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
+    else:
+        if rows is None:
+            rows = [per_example(kind, p, g) for p, g in zip(preds, golds)]
+        out = {name: _mean([row[name] for row in rows]) for name in names}
+    return {**out, **means(user or [])}
+
+
+def means(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each metric's mean over per-row values (the metrics of the first row; none for none)."""
+    return {name: _mean([row[name] for row in rows]) for name in rows[0]} if rows else {}
 
 
 def per_example(kind: str, pred: str, gold: str) -> dict[str, float]:
@@ -184,10 +195,13 @@ def per_example(kind: str, pred: str, gold: str) -> dict[str, float]:
     return {"rouge_l": rouge_l(pred, gold), "exact_match": exact_match(pred, gold)}
 
 
-def row_values(kind: str, metric: str, pred: str, gold: str) -> tuple[dict[str, float], bool]:
-    """A row's `per_example` values and whether it counts as right: the task metric's value (else
-    the kind's first) at least 1.0 (exact match, accuracy: all or nothing), or 0.5 for rouge_l."""
-    values = per_example(kind, pred, gold)
+def row_values(
+    kind: str, metric: str, pred: str, gold: str, user: Mapping[str, float] | None = None
+) -> tuple[dict[str, float], bool]:
+    """A row's `per_example` values, then its values of the task's own metrics (`user`), and
+    whether it counts as right: the task metric's value (else the kind's first) at least 1.0
+    (exact match, accuracy, your own metric: full credit), or 0.5 for rouge_l."""
+    values = {**per_example(kind, pred, gold), **(user or {})}
     primary = values[metric] if metric in values else next(iter(values.values()))
     threshold = 0.5 if metric == "rouge_l" else 1.0
     return values, primary >= threshold

@@ -40,14 +40,19 @@ def manifest_text(command: str, entries: Iterable[str]) -> str:
     return json.dumps({"command": command, "entries": sorted(set(entries))}, indent=1) + "\n"
 
 
+def is_inside(folder: Path | str, path: Path | str) -> bool:
+    """Whether `path` is `folder` or lies below it once both are resolved (symbolic links and
+    `..` followed): the one test of a path named in a file staying where it must."""
+    root, resolved = Path(folder).resolve(), Path(path).resolve()
+    return resolved == root or root in resolved.parents
+
+
 def refuse_inputs(out: Path, inputs: Iterable[Path | str | None], flag: str = "--out") -> None:
     """`out` must not be one of the inputs, nor a folder that holds one."""
-    target = Path(out).resolve()
     for path in inputs:
         if path is None:
             continue
-        resolved = Path(path).resolve()
-        if resolved == target or target in resolved.parents:
+        if is_inside(out, path):
             raise TaskError(
                 f"{out}: this folder holds the input {path}; choose another {flag}: inputs "
                 "are never written over"

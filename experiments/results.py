@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from experiments import metrics as metric_fns
 from experiments.context import RunOptions
 from experiments.errors import AdaptwiseError
+from experiments.numbers import expected, number_problem
 from experiments.prediction import Prediction
 from experiments.task import Row, Task
+from experiments.user_metric import is_user_metric
 
 RESULTS_VERSION = 1
 
@@ -60,7 +63,20 @@ def task_record(task: Task, rows: list[Row]) -> dict:
         "eval_fingerprint": eval_fingerprint(rows),
         "train_fingerprint": eval_fingerprint(task.train),
         "has_corpus": task.corpus is not None,
+        # the task's own metrics and their files' sha256: a changed file rescores kept methods
+        **({"metric_files": user_digests(task)} if task.user_metrics else {}),
     }
+
+
+def user_digests(task: Task) -> dict[str, str]:
+    """Each `python:FILE.py:FUNCTION` metric of the task -> its file's sha256 (16 digits)."""
+    return {name: metric.digest for name, metric in task.user_metrics.items()}
+
+
+def user_metric_names(task: dict) -> list[str]:
+    """The task's own metrics, as results.json's task entry records them (`metric_files`)."""
+    files = task.get("metric_files")
+    return [name for name in files if is_user_metric(name)] if isinstance(files, dict) else []
 
 
 def options_record(options: RunOptions, served_model: str | None = None) -> dict:
@@ -151,12 +167,67 @@ def previous_results(
         )
         return results, predictions, {}
     stored = old.get("methods", {})
-    doubts = doubts_about(fresh, stored, records, {str(r.id): r.output for r in rows})
+    golds = {str(r.id): r.output for r in rows}
+    changed = rescore(task, old.get("task") or {}, stored, records, golds)
+    if changed:
+        log(
+            f"{out_dir}: the earlier results there were scored with other metrics ({changed}); "
+            "their stored predictions are scored again, no method is rerun for it"
+        )
+        results["_rescored"] = True  # the files are written again even when no method runs
+
+    def live(rec: dict) -> dict[str, float]:  # the user's function now (MetricError: a line)
+        return task.user_values(rec["id"], rec["output"], rec["gold"])
+
+    doubts = doubts_about(fresh, stored, records, golds, live if task.user_metrics else None)
     results["methods"] = {m: v for m, v in stored.items() if m not in doubts}
     predictions.update(predictions_of(records, results["methods"]))
     if isinstance(old.get("failed"), dict):
         results["failed"] = old["failed"]
     return results, predictions, doubts
+
+
+def rescore(task: Task, old: dict, methods: dict, records: list[dict], golds: dict) -> str:
+    """When the task's own metrics are not those the stored results were scored with (another
+    primary metric, a metric added or dropped, a file whose sha256 differs), give the stored
+    predictions their values now: each row's `scores` of those metrics (and `correct`, where
+    the primary metric is or was one of them) and each method's means, in place. The metrics
+    are of the predictions alone, so no method is rerun for them; the kind's built-in values
+    stay as stored, for doubts_about to check. What changed, in words ("" when nothing did)."""
+    before = old.get("metric_files") if isinstance(old.get("metric_files"), dict) else {}
+    now = user_digests(task)
+    if (old.get("metric"), before) == (task.metric, now) or not (before or now):
+        return ""
+    changes = []
+    if old.get("metric") != task.metric:
+        changes.append(f"primary metric {old.get('metric')}, now {task.metric}")
+    changes += [f"{name} added" for name in now if name not in before]
+    changes += [f"{name} changed" for name in now if name in before and before[name] != now[name]]
+    changes += [f"{name} dropped" for name in before if name not in now]
+    primary = is_user_metric(old.get("metric")) or is_user_metric(task.metric)
+    values: dict[str, list[dict]] = {}
+    for rec in records:
+        entry = methods.get(rec["method"])
+        scores = rec.get("scores")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("metrics"), dict)
+            or str(rec["id"]) not in golds
+            or not all(isinstance(rec.get(f), str) for f in ("output", "gold"))
+            or not isinstance(scores, dict)
+        ):
+            continue  # doubts_about says what is wrong with it
+        user = task.user_values(rec["id"], rec["output"], rec["gold"])
+        rec["scores"] = {**{k: v for k, v in scores.items() if not is_user_metric(k)}, **user}
+        if primary and "correct" in rec:
+            rec["correct"] = metric_fns.row_values(
+                task.kind, task.metric, rec["output"], rec["gold"], user
+            )[1]
+        values.setdefault(rec["method"], []).append(user)
+    for name, rows in values.items():
+        stated = {k: v for k, v in methods[name]["metrics"].items() if not is_user_metric(k)}
+        methods[name]["metrics"] = {**stated, **metric_fns.means(rows)}
+    return "; ".join(changes)
 
 
 def read_records(path: Path) -> list[dict]:
@@ -221,21 +292,29 @@ METRIC_ENTRIES = {
 
 
 def doubts_about(
-    task: dict, methods: dict, records: list[dict], golds: dict[str, str] | None = None
+    task: dict,
+    methods: dict,
+    records: list[dict],
+    golds: dict[str, str] | None = None,
+    user: Callable[[dict], dict[str, float]] | None = None,
 ) -> dict[str, Doubt]:
     """Method -> why its entry in results.json is not what its rows in predictions.jsonl give,
     for each method that cannot be trusted. Every metric must be a finite number, equal to the
     runner's metric functions on the method's rows, and every row's `scores` and `correct` to
     the per-row ones; each method needs one row per eval row. `task` is results.json's task
     entry (kind, metric, labels, n_eval); `golds` (row id -> gold answer) are the eval rows the
-    run scores, else every method must have n_eval rows, the same ones."""
+    run scores, else every method must have n_eval rows, the same ones. The task's own metrics
+    (`metric_files`) are checked as the built-in ones where `user` gives a record's values of
+    them (the user's function, in a run); without it (a report of a run folder, which runs no
+    code named in a results.json) each row's stored values must be numbers from 0 to 1 whose
+    means are the method's."""
     rows: dict[str, list[dict]] = {}
     for rec in records:
         rows.setdefault(rec["method"], []).append(rec)
     doubts: dict[str, Doubt] = {}
     reference: tuple[str, set[str]] | None = None
     for name, entry in methods.items():
-        doubt = _doubt(task, entry, rows.get(name, []), golds)
+        doubt = _doubt(task, entry, rows.get(name, []), golds, user)
         if doubt is None and golds is None:  # without the eval rows: the first method's ids
             ids = {str(r["id"]) for r in rows[name]}
             if reference is None:
@@ -256,7 +335,7 @@ def _rows(text: str) -> Doubt:
     return Doubt("predictions.jsonl", f"predictions.jsonl {text}")
 
 
-def _doubt(task: dict, entry, recs: list[dict], golds: dict[str, str] | None) -> Doubt | None:
+def _doubt(task: dict, entry, recs: list[dict], golds: dict[str, str] | None, user) -> Doubt | None:
     """Why one method's entry cannot be trusted (doubts_about), or None."""
     kind, metric = task["kind"], task["metric"]
     stated = {k: entry[k] for k in METRIC_ENTRIES if k in entry} if isinstance(entry, dict) else {}
@@ -273,7 +352,12 @@ def _doubt(task: dict, entry, recs: list[dict], golds: dict[str, str] | None) ->
     doubt = _row_doubt(task, recs, golds)
     if doubt is not None:
         return doubt
-    per_row = [metric_fns.row_values(kind, metric, r["output"], r["gold"]) for r in recs]
+    own, doubt = _user_values(task, recs, user)
+    if doubt is not None:
+        return doubt
+    per_row = [
+        metric_fns.row_values(kind, metric, r["output"], r["gold"], u) for r, u in zip(recs, own)
+    ]
     doubt = _values_doubt(recs, per_row)
     if doubt is not None:
         return doubt
@@ -286,7 +370,8 @@ def _doubt(task: dict, entry, recs: list[dict], golds: dict[str, str] | None) ->
         if missing is not None:
             return _rows(f"has no {field} for its row {missing['id']}")
         rows = [values for values, _ in per_row] if field == "output" else None
-        given = metric_fns.score(kind, outputs, answers, task.get("labels"), rows)
+        mine = own if field == "output" else None  # the task's own metrics score `output` only
+        given = metric_fns.score(kind, outputs, answers, task.get("labels"), rows, mine)
         for name in [*given, *(n for n in stated[key] if n not in given)]:
             label, value = _label(name, key), stated[key].get(name)
             if name not in given:
@@ -297,6 +382,27 @@ def _doubt(task: dict, entry, recs: list[dict], golds: dict[str, str] | None) ->
                 a, b = _pair(value, given[name])
                 return _stated(f"says {label} {a} but its {len(recs)} predictions give {b}")
     return None
+
+
+def _user_values(task: dict, recs: list[dict], user) -> tuple[list[dict], Doubt | None]:
+    """Each record's values of the task's own metrics: `user`'s, else the stored ones, each a
+    number from 0 to 1 (else a doubt naming the row)."""
+    names = user_metric_names(task)
+    if not names:
+        return [{} for _ in recs], None
+    if user is not None:
+        return [user(rec) for rec in recs], None
+    out = []
+    for rec in recs:
+        scores = rec.get("scores") if isinstance(rec.get("scores"), dict) else {}
+        for name in names:
+            if number_problem(scores.get(name), 0.0, 1.0) is not None:
+                shown = _shown(scores.get(name))
+                return [], _rows(
+                    f"says its row {rec['id']} scored {name} {shown}, not {expected(0.0, 1.0)}"
+                )
+        out.append({name: float(scores[name]) for name in names})
+    return out, None
 
 
 def _row_doubt(task: dict, recs: list[dict], golds: dict[str, str] | None) -> Doubt | None:

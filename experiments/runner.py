@@ -166,9 +166,10 @@ def _run_methods(
         predictions[method.name] = preds
         write_outputs(out_dir, results, predictions)
         outcome["scored"].append(method.name)
-    if doubts and not (outcome["scored"] or outcome["failed"]):
+    changed = bool(doubts or results.pop("_rescored", False))  # left out, or scored again
+    if changed and not (outcome["scored"] or outcome["failed"]):
         write_outputs(out_dir, results, predictions)  # without the methods left out
-    outcome["written"] = bool(doubts or outcome["scored"] or outcome["failed"])
+    outcome["written"] = bool(changed or outcome["scored"] or outcome["failed"])
     return results
 
 
@@ -305,9 +306,12 @@ def _percentiles(values: list[float], qs: tuple[int, ...]) -> list[float]:
 
 
 def summarise(task: Task, preds: list[Prediction]) -> dict:
-    """Metric values; for label scoring also the raw and calibrated values side by side."""
+    """Metric values, the task's own metrics after the kind's; for label scoring also the raw
+    and calibrated values of the kind's metrics side by side."""
     golds = [p.gold for p in preds]
-    out = {"metrics": metric_fns.score(task.kind, [p.output for p in preds], golds, task.labels)}
+    user = [task.user_values(p.id, p.output, p.gold) for p in preds]  # MetricError: one line
+    outputs = [p.output for p in preds]
+    out = {"metrics": metric_fns.score(task.kind, outputs, golds, task.labels, user=user)}
     for mode in ("raw", "calibrated"):
         if preds and f"output_{mode}" in preds[0].extra:
             outputs = [p.extra[f"output_{mode}"] for p in preds]
@@ -316,7 +320,8 @@ def summarise(task: Task, preds: list[Prediction]) -> dict:
 
 
 def prediction_record(task: Task, method: str, p: Prediction) -> dict:
-    values, correct = metric_fns.row_values(task.kind, task.metric, p.output, p.gold)
+    user = task.user_values(p.id, p.output, p.gold)  # the user's function: remembered values
+    values, correct = metric_fns.row_values(task.kind, task.metric, p.output, p.gold, user)
     return {
         "method": method,
         "id": p.id,

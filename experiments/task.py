@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,7 @@ import yaml
 from experiments.errors import TaskError
 from experiments.metrics import METRICS_BY_KIND
 from experiments.precision import PRECISIONS
+from experiments.user_metric import UserMetric, is_user_metric, load_user_metric
 
 KINDS = ("classification", "qa", "generation")
 DEFAULT_METRIC = {"classification": "accuracy", "qa": "exact_match", "generation": "rouge_l"}
@@ -30,6 +32,7 @@ TASK_KEYS = {
     "eval",
     "corpus",
     "metric",
+    "metrics",
     "precision",
     *SECTIONS,
 }
@@ -51,6 +54,7 @@ class Row:
     output: str
     context_ids: tuple[str, ...] = ()
     source: str = ""  # "file:line", for messages about this row
+    fields: dict = field(default_factory=dict, compare=False, hash=False)  # the row as written
 
     @property
     def text(self) -> str:
@@ -74,15 +78,31 @@ class Task:
     settings: dict = field(default_factory=dict)  # {"rag": {...}, "finetune": {...}} as written
     files: dict[str, Path] = field(default_factory=dict)  # split -> its JSONL file
     precision: str = ""  # the task file's precision: auto | bf16 | fp16 | fp32 ("": not set)
+    # The `python:FILE.py:FUNCTION` metrics of `metric:` or `metrics:`, in the file's order:
+    # scored after the kind's built-in metrics (experiments/user_metric.py).
+    user_metrics: dict[str, UserMetric] = field(default_factory=dict)
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return METRICS[self.kind]
+        """Every metric a method is scored by: the kind's built-in ones, then the task's own."""
+        return (*METRICS[self.kind], *self.user_metrics)
+
+    def user_values(self, row_id: str, prediction: str, reference: str) -> dict[str, float]:
+        """The values of the task's own metrics on one eval row (none when it has none)."""
+        if not self.user_metrics:
+            return {}
+        row = self._eval_fields.get(str(row_id), {"id": str(row_id)})
+        return {name: m.value(prediction, reference, row) for name, m in self.user_metrics.items()}
+
+    @cached_property
+    def _eval_fields(self) -> dict[str, dict]:
+        """Row id -> the eval row as its file writes it, with its id: the `row` a metric gets."""
+        return {row.id: {**row.fields, "id": row.id} for row in self.eval}
 
     @property
     def inputs(self) -> list[Path]:
         """Every file or folder the task reads; no output folder may be or hold one of them."""
-        paths = [self.path, *self.files.values()]
+        paths = [self.path, *self.files.values(), *(m.path for m in self.user_metrics.values())]
         if self.corpus is not None:
             paths.append(self.corpus)
         raw_text = (self.settings.get("finetune") or {}).get("raw_text")
@@ -140,12 +160,7 @@ def load_task(path: str | Path) -> Task:
         raise TaskError(f"{path}: the eval file has no rows")
 
     labels = _labels(spec, kind, train, eval_rows, path)
-    metric = spec.get("metric") or DEFAULT_METRIC[kind]
-    if metric not in METRICS[kind]:
-        raise TaskError(
-            f"{path}: metric {metric!r} does not fit kind {kind!r}; use one of "
-            f"{', '.join(METRICS[kind])}"
-        )
+    metric, user_metrics = _metrics(spec, kind, path)
     corpus = None
     if spec.get("corpus"):
         corpus = base / str(spec["corpus"])
@@ -178,6 +193,7 @@ def load_task(path: str | Path) -> Task:
         settings=settings,
         files=files,
         precision=precision,
+        user_metrics=user_metrics,
     )
 
 
@@ -188,6 +204,36 @@ def safe_folder_name(name: str, limit: int = 80) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
     cleaned = re.sub(r"\.{2,}", ".", cleaned)[:limit].strip("-.")
     return cleaned or "task"
+
+
+def _metrics(spec: dict, kind: str, path: Path) -> tuple[str, dict[str, UserMetric]]:
+    """(the primary metric, the task's own metrics loaded) from `metric:` or `metrics:`."""
+    if spec.get("metric") is not None and spec.get("metrics") is not None:
+        raise TaskError(
+            f"{path}: give metric: (one metric) or metrics: (a list, the first one primary), "
+            "not both"
+        )
+    names = spec.get("metrics")
+    if names is None:
+        names = [spec.get("metric") or DEFAULT_METRIC[kind]]
+    elif not isinstance(names, list) or not names:
+        raise TaskError(
+            f"{path}: metrics must be a list of metric names, the first one primary "
+            "(e.g. metrics: [exact_match, python:check.py:same_answer])"
+        )
+    user: dict[str, UserMetric] = {}
+    modules: dict[Path, object] = {}
+    for name in names:
+        if is_user_metric(name):
+            if name in user:
+                raise TaskError(f"{path}: metric {name!r} is named twice")
+            user[name] = load_user_metric(name, path, modules)
+        elif name not in METRICS[kind]:
+            raise TaskError(
+                f"{path}: metric {name!r} does not fit kind {kind!r}; use one of "
+                f"{', '.join(METRICS[kind])}, or your own as python:FILE.py:FUNCTION"
+            )
+    return names[0], user
 
 
 def _data_path(base: Path, spec: dict, key: str, task_path: Path) -> Path:
@@ -292,7 +338,7 @@ def parse_row(obj: object, where: str, default_id: str) -> Row:
         )
     if not isinstance(output, str) or not output.strip():
         raise TaskError(f"{where}: the output (target answer) must be a non-empty string")
-    return Row(str(row_id), messages, output, tuple(context_ids), where)
+    return Row(str(row_id), messages, output, tuple(context_ids), where, obj)
 
 
 def _user_text(obj: dict, where: str) -> str:

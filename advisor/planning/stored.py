@@ -37,7 +37,7 @@ def finished_methods(
     if not old or any(old.get(key) != value for key, value in (match or {}).items()):
         return set()
     results, predictions, doubts = previous_results(out_dir, task, rows, options_record, _quiet)
-    if doubts:
+    if doubts or results.pop("_rescored", False):  # left out, or their metrics scored again
         for name, doubt in doubts.items():
             (log or _quiet)(f"{name}: {doubt.text}; not kept (scored again if this climb runs it)")
         kept = {k: v for k, v in old.items() if k not in ("methods", "task")}

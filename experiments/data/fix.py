@@ -22,6 +22,7 @@ from experiments.data.rows import RawTask, input_key, input_output, normalise, r
 from experiments.errors import TaskError
 from experiments.outputs import check_replaceable
 from experiments.task import Row
+from experiments.user_metric import files_named, in_task_folder
 
 COMMAND = "data fix"
 
@@ -98,6 +99,7 @@ def fix_task(
         "changed": summary.changed,
     }
     files["fix.json"] = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    files.update(_metric_files(task))
     write_task_dir(out, spec, files, COMMAND, overwrite=overwrite, inputs=inputs)
     return summary
 
@@ -109,6 +111,21 @@ def _inputs(task: RawTask) -> list[Path]:
     if isinstance(finetune, dict) and isinstance(finetune.get("raw_text"), str):
         paths.append(task.path.parent / finetune["raw_text"])
     return [p for p in paths if p is not None]
+
+
+def _metric_files(task: RawTask) -> dict[str, str]:
+    """The task's own metric files (`python:FILE.py:FUNCTION`), copied beside the fixed rows
+    so that the fixed task is scored as the original is; one outside the task folder, or
+    missing, is not (loading the task says so)."""
+    files = {}
+    for file in files_named(task.spec):
+        path = in_task_folder(task.path.parent, file)
+        if path is not None and path.is_file():
+            try:
+                files[Path(file).as_posix()] = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise TaskError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    return files
 
 
 def _canonical_labels(task: RawTask) -> dict[str, str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from experiments.errors import AdaptwiseError
 from experiments.llama_server import LlamaServer
+from experiments.outputs import is_inside
 
 GGUF_FORMATS = ("gguf", "ollama")
 GGUF_BASES = ("embedded-gguf", "gguf-file")
@@ -40,7 +41,7 @@ def inside(folder: Path, relative: object) -> Path:
         raise AdaptwiseError(f"{folder / 'export.json'}: a file entry is not a path")
     root = Path(folder).resolve()
     path = (root / relative).resolve()
-    if root != path and root not in path.parents:
+    if not is_inside(root, path):
         raise AdaptwiseError(
             f"{folder / 'export.json'}: {relative!r} points outside the export folder; export again"
         )

@@ -51,8 +51,11 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
     if combined_text(results):
         lines += [combined_text(results), ""]
     header = ["method"] + [f"{METRIC_TITLES.get(m, m)} [95% CI]" for m in metric_names]
-    if calibrated:
-        header += [f"{METRIC_TITLES.get(task['metric'], task['metric'])} raw / calibrated"]
+    raw_key = task["metric"]
+    if calibrated:  # your own metric scores the chosen labels alone: then the kind's first
+        raw = next(m["metrics_raw"] for m in methods.values() if "metrics_raw" in m)
+        raw_key = raw_key if raw_key in raw else next(iter(raw))
+        header += [f"{METRIC_TITLES.get(raw_key, raw_key)} raw / calibrated"]
     header += ["p vs zero-shot", "p vs best", "prep s", "s / example", "p50 / p95 s"]
     header += ["prompt tok", "gen tok", "peak MB", f"{cur} / 1k queries", f"{cur} / prep"]
     lines.append("| " + " | ".join(header) + " |")
@@ -62,8 +65,8 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
         cells += [_ci_cell(m["metrics"].get(k), intervals[name].get(k)) for k in metric_names]
         if calibrated:
             if "metrics_calibrated" in m:
-                key = task["metric"]
-                cells.append(f"{m['metrics_raw'][key]:.3f} / {m['metrics_calibrated'][key]:.3f}")
+                raws = (m["metrics_raw"][raw_key], m["metrics_calibrated"][raw_key])
+                cells.append(f"{raws[0]:.3f} / {raws[1]:.3f}")
             else:
                 cells.append("-")
         c = costs[name]
