@@ -103,7 +103,7 @@ def cmd_report(args) -> int:
 
 def _combined_report(args, overrides: dict) -> int:
     from experiments.errors import AdaptwiseError
-    from experiments.outputs import check_replaceable
+    from experiments.owned_files import check_replaceable
     from experiments.report.combine import combine
     from experiments.report.run_folder import load_run
     from experiments.report.write import write_combined

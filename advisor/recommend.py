@@ -30,15 +30,15 @@ LOW_SCORE = 0.5  # Meta: "for starting accuracy under 50%, a few hundred example
 
 
 @dataclass
-class Rung:
+class Advice:
     method: str
     reasons: list[str]
 
 
 @dataclass
 class Recommendation:
-    ladder: list[Rung] = field(default_factory=list)
-    ruled_out: list[Rung] = field(default_factory=list)
+    ladder: list[Advice] = field(default_factory=list)
+    ruled_out: list[Advice] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     hosting: str | None = None  # per month at the answered queries/day; None: not answered
 
@@ -63,9 +63,9 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
     rec = Recommendation()
     a = answers
 
-    rec.ladder.append(Rung("zero-shot", ["baseline: start simple and measure before adapting"]))
+    rec.ladder.append(Advice("zero-shot", ["baseline: start simple and measure before adapting"]))
     rec.ladder.append(
-        Rung(
+        Advice(
             "few-shot-embedding",
             [
                 "in-context learning is the cheapest adaptation: nearest-neighbour examples in the "
@@ -77,7 +77,7 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
     rag_reasons = _rag_reasons(a)
     if rag_reasons and a.has_corpus is False:
         rec.ruled_out.append(
-            Rung(
+            Advice(
                 "rag",
                 [
                     "the task has no corpus to retrieve from: add `corpus: docs/` (a folder of "
@@ -88,10 +88,10 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
             )
         )
     elif rag_reasons:
-        rec.ladder.append(Rung("rag", rag_reasons))
+        rec.ladder.append(Advice("rag", rag_reasons))
     else:
         rec.ruled_out.append(
-            Rung(
+            Advice(
                 "rag",
                 [
                     "no external or changing knowledge, citations or low hallucination "
@@ -107,19 +107,19 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
         if problem and method == "lora":
             q_problem = fit("qlora", a.gpu_memory_gb, a.model)
             if q_problem is None:
-                rec.ruled_out.append(Rung("lora", [problem]))
+                rec.ruled_out.append(Advice("lora", [problem]))
                 method, reasons = (
                     "qlora",
                     reasons + [f"LoRA does not fit ({problem}); QLoRA's 4-bit base does"],
                 )
                 problem = None
         if problem:
-            rec.ruled_out.append(Rung(method, [problem]))
+            rec.ruled_out.append(Advice(method, [problem]))
         else:
-            rec.ladder.append(Rung(method, reasons))
+            rec.ladder.append(Advice(method, reasons))
             if "rag" in rec.methods:
                 rec.ladder.append(
-                    Rung(
+                    Advice(
                         f"rag+{method}",
                         [
                             "RAG and fine-tuning are complementary: fine-tune for behaviour, "
@@ -131,7 +131,7 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
 
     _full_ft(a, rec, fit)
     rec.ruled_out.append(
-        Rung(
+        Advice(
             "continued pre-training",
             [
                 "needs billions of domain tokens and GPU weeks "
@@ -140,7 +140,7 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
             ],
         )
     )
-    rec.ruled_out.append(Rung("pre-training", ["10^5-10^7 GPU hours: not viable"]))
+    rec.ruled_out.append(Advice("pre-training", ["10^5-10^7 GPU hours: not viable"]))
     _warnings(a, rec)
     if a.queries_per_day is not None:
         rec.hosting = advice_line(a.queries_per_day, gpu=a.gpu_memory_gb is not None)
@@ -171,7 +171,7 @@ def _peft_decision(a: Answers, rec: Recommendation) -> tuple[str, list[str]] | N
     """Whether PEFT goes on the ladder, and why; records why not in `rec.ruled_out`."""
     if a.labeled_examples == "0-49":
         rec.ruled_out.append(
-            Rung(
+            Advice(
                 "lora",
                 [
                     "fewer than 50 labeled examples: curate 50-100 good ones first "
@@ -202,7 +202,7 @@ def _peft_decision(a: Answers, rec: Recommendation) -> tuple[str, list[str]] | N
                     f"; a measured zero-shot score of {a.zero_shot_score:.2f} does not change "
                     "that: fine-tuning does not inject the missing knowledge"
                 )
-            rec.ruled_out.append(Rung("lora", [f"{why}; prompting and RAG come first"]))
+            rec.ruled_out.append(Advice("lora", [f"{why}; prompting and RAG come first"]))
             return None
         reasons.append(
             "if prompting does not meet the goal, PEFT is the viable fine-tuning "
@@ -230,7 +230,7 @@ def _low_score_calls_for_tuning(a: Answers) -> bool:
 def _full_ft(a: Answers, rec: Recommendation, fit: FitCheck) -> None:
     if a.labeled_examples != "5000+":
         rec.ruled_out.append(
-            Rung(
+            Advice(
                 "full-ft",
                 [
                     f"{a.label('labeled_examples').lower()} labeled examples: full "
@@ -241,7 +241,7 @@ def _full_ft(a: Answers, rec: Recommendation, fit: FitCheck) -> None:
         )
     elif a.budget != "high":
         rec.ruled_out.append(
-            Rung(
+            Advice(
                 "full-ft",
                 [
                     f"{a.budget} budget: full fine-tuning updates every weight and costs "
@@ -251,7 +251,7 @@ def _full_ft(a: Answers, rec: Recommendation, fit: FitCheck) -> None:
         )
     elif a.custom_style != "yes" and not _low_score_calls_for_tuning(a):
         rec.ruled_out.append(
-            Rung(
+            Advice(
                 "full-ft",
                 [
                     "nothing calls for changing every weight: no custom behaviour or "
@@ -268,10 +268,10 @@ def _full_ft(a: Answers, rec: Recommendation, fit: FitCheck) -> None:
     else:
         problem = fit("full-ft", a.gpu_memory_gb, a.model)
         if problem:
-            rec.ruled_out.append(Rung("full-ft", [problem]))
+            rec.ruled_out.append(Advice("full-ft", [problem]))
         else:
             rec.ladder.append(
-                Rung(
+                Advice(
                     "full-ft",
                     [
                         "5,000+ examples and a high budget: full fine-tuning when "

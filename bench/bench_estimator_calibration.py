@@ -2,7 +2,7 @@
 
 Each case runs in a fresh subprocess: import torch, transformers and peft, load the tokenizer
 (the process baseline, reported on its own), load the embedded SmolLM2-135M in float32, then
-sample process RSS (`experiments.memory.PeakMemory`) over 3 AdamW steps at batch 8, seq 128 on
+sample process RSS (`experiments.peak_memory.PeakMemory`) over 3 AdamW steps at batch 8, seq 128 on
 CPU: full fine-tuning, LoRA (peft, r=8, all linear layers, dropout 0.05) and, for reference,
 one no-grad forward pass (inference). Prints estimate and measurement side by side with the
 ratio; the figures are recorded in tests/test_memory_estimator.py and docs/memory-estimator.md.
@@ -29,8 +29,8 @@ def measure(case: str) -> dict:
     import torch
     import transformers
 
-    from experiments.memory import PeakMemory, current_rss_mb
     from experiments.models import resolve_checkpoint
+    from experiments.peak_memory import PeakMemory, current_rss_mb
 
     torch.manual_seed(0)
     checkpoint = resolve_checkpoint(None, progress=lambda *_: None)[0]

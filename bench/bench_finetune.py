@@ -39,7 +39,7 @@ def run(ctx, method: str, rows, settings: dict, folder: Path, layout: str = "pac
     train_rows, val_rows = split_validation(rows, config.val_fraction, 0)
     model = None
     if method == "qlora":
-        from finetune.qlora import load_4bit_model, probe_4bit
+        from finetune.nf4_base import load_4bit_model, probe_4bit
 
         if probe_4bit() is not None:
             return {"skipped": probe_4bit()}

@@ -131,7 +131,7 @@ def _inference(folder: Path, case: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from experiments.memory import PeakMemory
+    from experiments.peak_memory import PeakMemory
     from experiments.precision import torch_dtype
 
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(case["precision"]))
@@ -174,7 +174,7 @@ def _train(folder: Path, case: dict) -> dict:
     config = build_config(case["method"], {}, settings, seed=0)
     model = None
     if case["method"] == "qlora":
-        from finetune.qlora import load_4bit_model
+        from finetune.nf4_base import load_4bit_model
 
         model = load_4bit_model(str(folder), case["precision"])
     out = Path(sys.argv[-1])

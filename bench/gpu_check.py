@@ -184,7 +184,7 @@ def part2(out: Path, smoke: bool) -> dict:
 
     from advisor.architectures import read_config
     from advisor.memory import CUDA_CONTEXT_BYTES, GB, estimate
-    from finetune.qlora import no_cpu_repacking
+    from finetune.nf4_base import no_cpu_repacking
 
     config = dict(LLAMA_8B)
     batch, seq, steps = 4, 512, 10

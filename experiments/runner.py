@@ -24,10 +24,10 @@ from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
 from experiments.distributed import gather, is_main, shard, world_size
 from experiments.errors import OutOfMemory, is_out_of_memory
-from experiments.memory import PeakMemory
 from experiments.methods import Method, Prediction, make_method
 from experiments.models import forget_failure
-from experiments.outputs import claim, refuse_inputs
+from experiments.owned_files import claim, refuse_inputs
+from experiments.peak_memory import PeakMemory
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
 from experiments.results import options_record, previous_results, results_text
@@ -102,7 +102,7 @@ def run_task(
 def remove_if_unused(folder: Path) -> None:
     """Remove a folder this run created when it still holds nothing but the manifest (a run
     that failed before its first result leaves no empty output behind)."""
-    from experiments.outputs import MANIFEST
+    from experiments.owned_files import MANIFEST
 
     try:
         if [p.name for p in folder.iterdir()] == [MANIFEST]:

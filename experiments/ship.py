@@ -129,7 +129,7 @@ def _earlier_export(out: Path) -> bool:
     """True when `out` holds an earlier `adaptwise export` (replaced); False when it is absent
     or empty; one line for anything else there, which is never replaced."""
     from experiments.export.bundle import COMMAND
-    from experiments.outputs import read_manifest
+    from experiments.owned_files import read_manifest
 
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return False

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from experiments.errors import TaskError
 from experiments.numbers import expected, number_problem
-from experiments.outputs import is_inside
+from experiments.owned_files import is_inside
 
 PREFIX = "python:"
 _MODULES = itertools.count(1)

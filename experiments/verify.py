@@ -330,7 +330,7 @@ def write_verification(run_dir: Path, verification: Verification) -> None:
     import json
 
     from experiments.atomic import write_text_atomic
-    from experiments.outputs import claim
+    from experiments.owned_files import claim
     from experiments.report.run_folder import load_run
     from experiments.report.write import write_reports
     from experiments.results import results_text

@@ -16,7 +16,7 @@ from experiments.errors import AdaptwiseError, OutOfMemory, SetupError
 from experiments.methods import RESOLVERS, Method, Prediction, Progress, generate_answers
 from experiments.methods import score_labels as _score_labels
 from experiments.models import model_bytes
-from experiments.outputs import claim
+from experiments.owned_files import claim
 from experiments.task import Row
 from finetune.config import METHODS, FinetuneConfig, build_config
 from finetune.fitting import shares_base
@@ -215,14 +215,14 @@ class FinetuneMethod(Method):
 
     def _probe_before(self, ctx: RunContext) -> None:
         """Score the forgetting probe on the base model, once per run."""
-        from finetune.probe import score_probe
+        from finetune.forgetting_probe import score_probe
 
         if "_probe_before" not in ctx.__dict__:
             ctx.__dict__["_probe_before"] = score_probe(ctx.model, ctx.tokenizer, ctx.prompt_format)
 
     def _forgetting(self, ctx: RunContext, trained: RunContext) -> dict:
         """Probe accuracy before (the shared base model, scored once per run) and after."""
-        from finetune.probe import compare, score_probe
+        from finetune.forgetting_probe import compare, score_probe
 
         after = score_probe(trained.model, trained.tokenizer, trained.prompt_format)
         result = compare(ctx.__dict__["_probe_before"], after)
@@ -234,7 +234,7 @@ class FinetuneMethod(Method):
         return result
 
     def _qlora_base(self, ctx: RunContext, checkpoint: str):
-        from finetune.qlora import load_4bit_model, probe_4bit
+        from finetune.nf4_base import load_4bit_model, probe_4bit
 
         reason = probe_4bit()
         if reason is None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.errors import OutOfMemory, is_out_of_memory
-from experiments.memory import PeakMemory
+from experiments.peak_memory import PeakMemory
 from finetune.base_model import add_adapter, count_parameters, is_4bit, load_model
 from finetune.checkpoints import (
     RUN_FILE,

@@ -18,7 +18,7 @@ import numpy as np
 
 from experiments.atomic import write_bytes_atomic, write_text_atomic
 from experiments.errors import AdaptwiseError
-from experiments.outputs import plain_name
+from experiments.owned_files import plain_name
 
 EMBED_BATCH = 256  # texts per progress step
 

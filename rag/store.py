@@ -21,7 +21,7 @@ import numpy as np
 
 from experiments.atomic import write_bytes_atomic, write_text_atomic
 from experiments.errors import AdaptwiseError
-from experiments.outputs import MANIFEST, claim, manifest_text, plain_name, read_manifest
+from experiments.owned_files import MANIFEST, claim, manifest_text, plain_name, read_manifest
 from experiments.task import Task
 from rag import index as faiss_index
 from rag.chunking import Chunk, make_splitter, split_corpus
@@ -210,7 +210,7 @@ def load_index(folder: Path, embedder) -> RagIndex:
 
 
 def _claim_folder(folder: Path) -> None:
-    """Mark the index folder's files as adaptwise's before writing any (experiments/outputs.py).
+    """Mark the index folder's files as adaptwise's before writing any (experiments/owned_files.py).
     An index folder of an earlier version has no manifest: its index.json, readable as an
     index's and naming its FAISS file, is adaptwise's own."""
     old = _read_meta_quietly(folder)

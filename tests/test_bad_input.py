@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from adaptwise.cli import main
-from experiments.outputs import MANIFEST
+from experiments.owned_files import MANIFEST
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CLASSIFY = ROOT / "demo" / "support-intents"
@@ -797,7 +797,7 @@ def test_report_md_carries_no_raw_html_from_the_users_names(tmp_path):
 def test_file_system_faults_are_one_line(cli, tmp_path, monkeypatch, errno_name, words):
     import errno
 
-    import experiments.data.output as output
+    import experiments.data.task_folder_writer as output
 
     def fail(*args, **kwargs):
         code = getattr(errno, errno_name)
@@ -836,7 +836,7 @@ def test_report_on_a_read_only_run_folder_is_one_line(cli, tmp_path, monkeypatch
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
     monkeypatch.setattr(report, "write_text_atomic", read_only)
-    monkeypatch.setattr("experiments.outputs.write_text_atomic", read_only)
+    monkeypatch.setattr("experiments.owned_files.write_text_atomic", read_only)
     one_line(cli("report", folder), "run", "Read-only file system", "writable folder")
 
 

@@ -19,7 +19,7 @@ from experiments.errors import AdaptwiseError
 from experiments.export import chat_formats
 from experiments.export.bundle import export_method
 from experiments.export.recipe import load_recipe
-from experiments.outputs import MANIFEST
+from experiments.owned_files import MANIFEST
 
 METHODS = [
     "zero-shot",

@@ -360,7 +360,7 @@ def test_runner_refuses_leaked_eval_rows(tiny_model, tmp_path):
 
 
 def test_qlora_trains_a_fresh_4bit_base_and_the_loss_falls(tiny_model, tokenizer, tmp_path):
-    from finetune.qlora import load_4bit_model, probe_4bit
+    from finetune.nf4_base import load_4bit_model, probe_4bit
 
     reason = probe_4bit()
     if reason is not None:
@@ -376,7 +376,7 @@ def test_qlora_trains_a_fresh_4bit_base_and_the_loss_falls(tiny_model, tokenizer
 
 def test_qlora_without_4bit_support_fails_or_falls_back(monkeypatch):
     from experiments.errors import SetupError
-    from finetune import qlora
+    from finetune import nf4_base as qlora
     from finetune.methods import FinetuneMethod
 
     monkeypatch.setattr(qlora, "probe_4bit", lambda: "no 4-bit kernels")
@@ -482,7 +482,7 @@ def test_parse_settings():
 def test_runner_scores_qlora_with_its_4bit_model(tiny_model, tmp_path):
     from experiments.context import RunOptions
     from experiments.runner import run_task
-    from finetune.qlora import probe_4bit
+    from finetune.nf4_base import probe_4bit
 
     if probe_4bit() is not None:
         pytest.skip("4-bit training unsupported here")

@@ -202,7 +202,7 @@ def test_calibrated_against_peak_rss_measured_here(method):
     """Peak process RSS measured here by bench/bench_estimator_calibration.py (2-core CI machine,
     torch 2.13 CPU, transformers 5.23, peft 0.21): the embedded SmolLM2-135M in float32 on CPU,
     batch 8 x seq 128 random tokens, 3 AdamW steps (LoRA: peft r=8, all linear, dropout 0.05),
-    RSS sampled by experiments.memory.PeakMemory; two runs, MB. The process baseline (torch,
+    RSS sampled by experiments.peak_memory.PeakMemory; two runs, MB. The process baseline (torch,
     transformers, peft and the tokenizer loaded) was 509-511 MB. Tolerance: 30%.
     """
     est = estimate(SMOLLM, method, batch=8, seq=128, precision="fp32", lora_r=8, device="cpu")

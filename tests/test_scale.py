@@ -164,7 +164,7 @@ def test_every_memory_setting_reaches_the_trainer(tiny_model, tmp_path, monkeypa
 def test_qlora_computes_in_the_runs_precision(tiny_model):
     import torch
 
-    from finetune.qlora import load_4bit_model, probe_4bit
+    from finetune.nf4_base import load_4bit_model, probe_4bit
 
     if probe_4bit() is not None:
         pytest.skip(f"4-bit training unsupported here: {probe_4bit()}")

@@ -1,8 +1,8 @@
 """Each rung's estimates, by pure arithmetic on three inputs: the task's token counts
-(`TaskStats`), the model's measured speed on this machine (`Rates`, from the short timing probe
-in `advisor/planning/probe.py`) and the run's settings (`RunSettings`): mean prompt tokens, the
-seconds to prepare and to score a method, and the inference peak from the memory estimator
-(`advisor/memory.py`). How each estimate is made is in docs/planning.md.
+(`TaskStats`), the model's measured speed on this machine (`Rates`, from the short timing
+probe in `advisor/planning/timing_probe.py`) and the run's settings (`RunSettings`): mean
+prompt tokens, the seconds to prepare and to score a method, and the inference peak from the
+memory estimator (`advisor/memory.py`). How each estimate is made is in docs/planning.md.
 """
 
 from __future__ import annotations

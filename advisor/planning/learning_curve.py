@@ -82,7 +82,7 @@ def run_learning_curve(
         metric_interval,
         store_sections,
     )
-    from experiments.outputs import claim
+    from experiments.owned_files import claim
     from experiments.results import eval_fingerprint, options_record
     from experiments.runner import SilentProgress, claim_run_folder, run_task
 

@@ -95,10 +95,10 @@ def make_plan(
     methods: list[str] | None = None,
     devices: int | None = None,
 ) -> Plan:
-    """The plan for `task` on this machine (see advisor/planning/plan.py and probe.py), with
+    """The plan for `task` on this machine (see advisor/planning/plan.py and timing_probe.py), with
     `devices` of its GPU (None: the answers' GPU count) for each training."""
     from advisor.architectures import resolve_shape
-    from advisor.planning.probe import cached_rates, measure_rates, store_rates, task_stats
+    from advisor.planning.timing_probe import cached_rates, measure_rates, store_rates, task_stats
     from advisor.verdict import answers_from_task
     from experiments.context import RunContext
     from experiments.errors import AdaptwiseError

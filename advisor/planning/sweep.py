@@ -112,7 +112,7 @@ def run_sweep(
     check_grid(task, method, trials, cli_settings, options.seed)
     train_only = replace(task, eval=[])  # trials never see the eval set
     train_trial = train_trial or _trainer(train_only, options, progress)
-    from experiments.outputs import claim
+    from experiments.owned_files import claim
     from experiments.runner import claim_run_folder
 
     claim_run_folder(Path(out_dir), task)

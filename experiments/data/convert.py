@@ -22,9 +22,9 @@ from experiments.data.json_formats import (
     openai_record,
     sharegpt_record,
 )
-from experiments.data.output import jsonl, write_task_dir
+from experiments.data.task_folder_writer import jsonl, write_task_dir
 from experiments.errors import TaskError
-from experiments.outputs import check_replaceable
+from experiments.owned_files import check_replaceable
 from experiments.task import parse_row
 
 FORMATS = ("alpaca", "sharegpt", "openai", "csv", "hf")

@@ -11,7 +11,7 @@ from pathlib import Path
 from experiments.data.columns import FIELDS
 from experiments.data.convert import FORMATS
 from experiments.data.json_formats import TO_SHAREGPT, keep_ids
-from experiments.data.output import jsonl
+from experiments.data.task_folder_writer import jsonl
 from experiments.errors import TaskError
 
 

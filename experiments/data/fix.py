@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from experiments.data import near_duplicates
-from experiments.data.output import rows_jsonl, write_task_dir
 from experiments.data.rows import RawTask, input_key, input_output, normalise, read_task
+from experiments.data.task_folder_writer import rows_jsonl, write_task_dir
 from experiments.errors import TaskError
-from experiments.outputs import check_replaceable
+from experiments.owned_files import check_replaceable
 from experiments.task import Row
 from experiments.user_metric import files_named, in_task_folder
 

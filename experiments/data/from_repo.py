@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.data import near_duplicates
-from experiments.data.output import jsonl, write_task_dir
 from experiments.data.repo_files import collect
 from experiments.data.secrets import redact
+from experiments.data.task_folder_writer import jsonl, write_task_dir
 from experiments.data.tokens import Tokenizer, load_tokenizer
 from experiments.errors import TaskError
-from experiments.outputs import check_replaceable
+from experiments.owned_files import check_replaceable
 
 # Room for the chat template and the question around an answer of max_tokens tokens; the
 # task's finetune max_length is set to max_tokens plus this.

@@ -1,7 +1,7 @@
 """`adaptwise export`: one method of a run folder as a folder that ships it.
 
 The folder is built in a temporary folder next to `--out` and renamed into place, with the
-manifest that marks it as `adaptwise export`'s (experiments/outputs.py), so an interruption
+manifest that marks it as `adaptwise export`'s (experiments/owned_files.py), so an interruption
 leaves the old folder or the new one, never a mix, and nothing outside `--out` is written
 (beyond adaptwise's cache of a converted GGUF base, which `run` made already).
 """
@@ -37,7 +37,7 @@ from experiments.export.source import (
     describe_settings,
     read_method,
 )
-from experiments.outputs import MANIFEST, check_replaceable, manifest_text, plain_name
+from experiments.owned_files import MANIFEST, check_replaceable, manifest_text, plain_name
 
 COMMAND = "export"
 EXPORT_JSON = "export.json"

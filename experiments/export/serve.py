@@ -11,7 +11,7 @@ from pathlib import Path
 
 from experiments.errors import AdaptwiseError
 from experiments.llama_server import LlamaServer
-from experiments.outputs import is_inside
+from experiments.owned_files import is_inside
 
 GGUF_FORMATS = ("gguf", "ollama")
 GGUF_BASES = ("embedded-gguf", "gguf-file")

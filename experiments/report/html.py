@@ -340,7 +340,7 @@ def _training(methods: dict, out_dir: Path | None) -> list[str]:
 
 
 def _memory(results: dict) -> list[str]:
-    from experiments.report.memory import HEAD, memory_rows
+    from experiments.report.memory_table import HEAD, memory_rows
 
     rows = memory_rows(results)
     if not rows:

@@ -229,7 +229,7 @@ def _retrieval_section(methods: dict) -> list[str]:
 
 
 def _memory_section(results: dict) -> list[str]:
-    from experiments.report.memory import HEAD, memory_rows
+    from experiments.report.memory_table import HEAD, memory_rows
 
     rows = memory_rows(results)
     if not rows:

@@ -25,7 +25,7 @@ def write_reports(
 ) -> None:
     """`prices` price every method alike; `overrides` (the command line's) go over each method's
     own (experiments/report/costs.py method_prices). `command` owns the folder's manifest."""
-    from experiments.outputs import claim
+    from experiments.owned_files import claim
     from experiments.report.analysis import analyse
     from experiments.report.html import render_html
     from experiments.report.markdown import render_report
@@ -48,7 +48,7 @@ def write_combined(
 ) -> None:
     """The combined results.json and predictions.jsonl (atomically), then its reports; the
     folder is claimed for `adaptwise report` (check_replaceable comes first, in the command)."""
-    from experiments.outputs import claim
+    from experiments.owned_files import claim
     from experiments.results import results_text
 
     out_dir = Path(out_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from experiments.atomic import set_default_modes, swap_in
-from experiments.outputs import MANIFEST, check_replaceable, manifest_text
+from experiments.owned_files import MANIFEST, check_replaceable, manifest_text
 from experiments.task import Row
 
 
@@ -60,7 +60,7 @@ def write_task_dir(
     inputs: Iterable[Path | str | None] = (),
 ) -> Path:
     """Write `task.yaml` (from `spec`) and `files` (name -> text) as the folder `out`, with the
-    manifest that marks it as written by `command` (experiments/outputs.py)."""
+    manifest that marks it as written by `command` (experiments/owned_files.py)."""
     out = Path(out)
     check_replaceable(out, command, overwrite, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
