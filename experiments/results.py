@@ -21,7 +21,7 @@ from experiments.errors import AdaptwiseError
 from experiments.numbers import expected, number_problem
 from experiments.prediction import Prediction
 from experiments.task import Row, Task
-from experiments.user_metric import is_user_metric
+from experiments.user_metric import rescore, user_digests, user_metric_names
 
 RESULTS_VERSION = 1
 
@@ -66,17 +66,6 @@ def task_record(task: Task, rows: list[Row]) -> dict:
         # the task's own metrics and their files' sha256: a changed file rescores kept methods
         **({"metric_files": user_digests(task)} if task.user_metrics else {}),
     }
-
-
-def user_digests(task: Task) -> dict[str, str]:
-    """Each `python:FILE.py:FUNCTION` metric of the task -> its file's sha256 (16 digits)."""
-    return {name: metric.digest for name, metric in task.user_metrics.items()}
-
-
-def user_metric_names(task: dict) -> list[str]:
-    """The task's own metrics, as results.json's task entry records them (`metric_files`)."""
-    files = task.get("metric_files")
-    return [name for name in files if is_user_metric(name)] if isinstance(files, dict) else []
 
 
 def options_record(options: RunOptions, served_model: str | None = None) -> dict:
@@ -185,49 +174,6 @@ def previous_results(
     if isinstance(old.get("failed"), dict):
         results["failed"] = old["failed"]
     return results, predictions, doubts
-
-
-def rescore(task: Task, old: dict, methods: dict, records: list[dict], golds: dict) -> str:
-    """When the task's own metrics are not those the stored results were scored with (another
-    primary metric, a metric added or dropped, a file whose sha256 differs), give the stored
-    predictions their values now: each row's `scores` of those metrics (and `correct`, where
-    the primary metric is or was one of them) and each method's means, in place. The metrics
-    are of the predictions alone, so no method is rerun for them; the kind's built-in values
-    stay as stored, for doubts_about to check. What changed, in words ("" when nothing did)."""
-    before = old.get("metric_files") if isinstance(old.get("metric_files"), dict) else {}
-    now = user_digests(task)
-    if (old.get("metric"), before) == (task.metric, now) or not (before or now):
-        return ""
-    changes = []
-    if old.get("metric") != task.metric:
-        changes.append(f"primary metric {old.get('metric')}, now {task.metric}")
-    changes += [f"{name} added" for name in now if name not in before]
-    changes += [f"{name} changed" for name in now if name in before and before[name] != now[name]]
-    changes += [f"{name} dropped" for name in before if name not in now]
-    primary = is_user_metric(old.get("metric")) or is_user_metric(task.metric)
-    values: dict[str, list[dict]] = {}
-    for rec in records:
-        entry = methods.get(rec["method"])
-        scores = rec.get("scores")
-        if (
-            not isinstance(entry, dict)
-            or not isinstance(entry.get("metrics"), dict)
-            or str(rec["id"]) not in golds
-            or not all(isinstance(rec.get(f), str) for f in ("output", "gold"))
-            or not isinstance(scores, dict)
-        ):
-            continue  # doubts_about says what is wrong with it
-        user = task.user_values(rec["id"], rec["output"], rec["gold"])
-        rec["scores"] = {**{k: v for k, v in scores.items() if not is_user_metric(k)}, **user}
-        if primary and "correct" in rec:
-            rec["correct"] = metric_fns.row_values(
-                task.kind, task.metric, rec["output"], rec["gold"], user
-            )[1]
-        values.setdefault(rec["method"], []).append(user)
-    for name, rows in values.items():
-        stated = {k: v for k, v in methods[name]["metrics"].items() if not is_user_metric(k)}
-        methods[name]["metrics"] = {**stated, **metric_fns.means(rows)}
-    return "; ".join(changes)
 
 
 def read_records(path: Path) -> list[dict]:

@@ -12,7 +12,8 @@ with importlib from its path, under a module name of its own, while the task fol
 of sys.path only for the import (a helper module next to it is found). A file that cannot be
 imported, or that has no such function, is one TaskError when the task is loaded, before any
 model is; a function that raises on a row, or gives something other than a number from 0 to 1,
-is one MetricError naming the file, the function and the row.
+is one MetricError naming the file, the function and the row. What results.json records of
+them (each file's sha256) and the rescoring of kept predictions when one changes are here too.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from experiments import metrics as metric_fns
 from experiments.errors import TaskError
 from experiments.numbers import expected, number_problem
 from experiments.owned_files import is_inside
+
+if TYPE_CHECKING:  # task.py imports this module
+    from experiments.task import Task
 
 PREFIX = "python:"
 _MODULES = itertools.count(1)
@@ -177,3 +183,57 @@ def _said(exc: BaseException) -> str:
     """`Type: first line of the message`, at most 200 characters of it."""
     text = (str(exc).strip().splitlines() or [""])[0][:200]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def user_digests(task: Task) -> dict[str, str]:
+    """Each `python:FILE.py:FUNCTION` metric of the task -> its file's sha256 (16 digits)."""
+    return {name: metric.digest for name, metric in task.user_metrics.items()}
+
+
+def user_metric_names(task: dict) -> list[str]:
+    """The task's own metrics, as results.json's task entry records them (`metric_files`)."""
+    files = task.get("metric_files")
+    return [name for name in files if is_user_metric(name)] if isinstance(files, dict) else []
+
+
+def rescore(task: Task, old: dict, methods: dict, records: list[dict], golds: dict) -> str:
+    """When the task's own metrics are not those the stored results were scored with (another
+    primary metric, a metric added or dropped, a file whose sha256 differs), give the stored
+    predictions their values now: each row's `scores` of those metrics (and `correct`, where
+    the primary metric is or was one of them) and each method's means, in place. The metrics
+    are of the predictions alone, so no method is rerun for them; the kind's built-in values
+    stay as stored, for doubts_about to check. What changed, in words ("" when nothing did)."""
+    before = old.get("metric_files") if isinstance(old.get("metric_files"), dict) else {}
+    now = user_digests(task)
+    if (old.get("metric"), before) == (task.metric, now) or not (before or now):
+        return ""
+    changes = []
+    if old.get("metric") != task.metric:
+        changes.append(f"primary metric {old.get('metric')}, now {task.metric}")
+    changes += [f"{name} added" for name in now if name not in before]
+    changes += [f"{name} changed" for name in now if name in before and before[name] != now[name]]
+    changes += [f"{name} dropped" for name in before if name not in now]
+    primary = is_user_metric(old.get("metric")) or is_user_metric(task.metric)
+    values: dict[str, list[dict]] = {}
+    for rec in records:
+        entry = methods.get(rec["method"])
+        scores = rec.get("scores")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("metrics"), dict)
+            or str(rec["id"]) not in golds
+            or not all(isinstance(rec.get(f), str) for f in ("output", "gold"))
+            or not isinstance(scores, dict)
+        ):
+            continue  # doubts_about says what is wrong with it
+        user = task.user_values(rec["id"], rec["output"], rec["gold"])
+        rec["scores"] = {**{k: v for k, v in scores.items() if not is_user_metric(k)}, **user}
+        if primary and "correct" in rec:
+            rec["correct"] = metric_fns.row_values(
+                task.kind, task.metric, rec["output"], rec["gold"], user
+            )[1]
+        values.setdefault(rec["method"], []).append(user)
+    for name, rows in values.items():
+        stated = {k: v for k, v in methods[name]["metrics"].items() if not is_user_metric(k)}
+        methods[name]["metrics"] = {**stated, **metric_fns.means(rows)}
+    return "; ".join(changes)
