@@ -119,7 +119,7 @@ def check_run(task_path: Path, methods: list[str], out: Path | None, options):
     and their settings, the folder. A bad one is one line, before anything loads (or, with
     --devices, before the processes start)."""
     from experiments.context import RunContext
-    from experiments.methods import make_method
+    from experiments.registry import make_method
     from experiments.runner import claim_run_folder
     from experiments.task import load_task
 

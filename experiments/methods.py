@@ -7,7 +7,6 @@ register a resolver, so the runner scores them exactly like the prompting ones.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -15,7 +14,6 @@ import numpy as np
 
 from experiments.api_model import is_api_model
 from experiments.context import RunContext
-from experiments.errors import AdaptwiseError
 from experiments.prediction import Prediction
 from experiments.prompts import Prompt
 from experiments.task import Row
@@ -295,7 +293,7 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-# --- registry ---------------------------------------------------------------------------
+# --- the prompting methods (experiments/registry.py builds every method from its name) ---
 
 PROMPTING = {
     "zero-shot": None,
@@ -305,48 +303,3 @@ PROMPTING = {
     "few-shot-mmr": "mmr",
 }
 DEFAULT_METHODS = list(PROMPTING)
-
-# Other packages append functions name -> Method | None (e.g. "rag-k3", "lora").
-RESOLVERS: list[Callable[[str, dict], Method | None]] = []
-_PLUGIN_MODULES = ("rag.methods", "finetune.methods", "finetune.hybrid")
-ALL_METHOD_NAMES = (
-    *PROMPTING,
-    "rag",
-    "rag-hybrid",
-    "rag-dense",
-    "lora",
-    "qlora",
-    "full-ft",
-    "rag+lora",
-    "rag+qlora",
-    "rag+full-ft",
-    "raft",
-)
-
-
-def make_method(name: str, options: dict) -> Method:
-    """Build a method from its name; `few-shot-jaccard-k8` overrides the number of examples."""
-    match = re.fullmatch(r"(.+?)-k(\d+)", name)
-    base, k = (match.group(1), int(match.group(2))) if match else (name, options.get("k", 4))
-    if base in PROMPTING:
-        if PROMPTING[base] and k < 1:
-            raise AdaptwiseError(f"method {name!r}: k must be at least 1")
-        return PromptingMethod(name, PROMPTING[base], k)
-    _load_plugins()
-    for resolve in RESOLVERS:
-        method = resolve(name, options)
-        if method is not None:
-            return method
-    known = ", ".join([*ALL_METHOD_NAMES, "<few-shot or rag name>-k<N>"])
-    raise AdaptwiseError(f"unknown method {name!r}; available: {known}")
-
-
-def _load_plugins() -> None:
-    import importlib
-
-    for module in _PLUGIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise

@@ -141,7 +141,7 @@ def _serve_through(options, model: str | None, base_url: str | None, tokenizer: 
 def _from_run(run_dir: Path, name: str, model, base_url, batch_size: int, log) -> Predictor:
     from experiments.context import RunContext
     from experiments.export.source import read_method
-    from experiments.methods import make_method
+    from experiments.registry import make_method
 
     source = read_method(run_dir, name)
     task = source.task  # the run's task file, with the train rows the run used
@@ -232,7 +232,7 @@ def _recipe(folder: Path, model, base_url, batch_size: int, log):
     _serve_through(ctx.options, model, base_url, str(recipe.folder / "tokenizer"))
     method = recipe.method
     if recipe.trained is not None and model is None:
-        from experiments.methods import make_method
+        from experiments.registry import make_method
 
         hybrid = make_method(recipe.name, {"k": ctx.options.k, **ctx.options.extra})
         hybrid.rag = method  # the recipe's retrieval, prepared from its index
@@ -254,8 +254,8 @@ def _model_export(folder: Path, record: dict, model, base_url, batch_size: int, 
     from experiments.context import RunContext, RunOptions
     from experiments.export.serve import inside
     from experiments.export.source import BaseModel
-    from experiments.methods import make_method
     from experiments.prompts import PromptFormat
+    from experiments.registry import make_method
     from experiments.task import Task
 
     generation = record.get("generation") or {}

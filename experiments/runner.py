@@ -24,10 +24,11 @@ from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
 from experiments.distributed import gather, is_main, shard, world_size
 from experiments.errors import OutOfMemory, is_out_of_memory
-from experiments.methods import Method, Prediction, make_method
+from experiments.methods import Method, Prediction
 from experiments.models import forget_failure
 from experiments.owned_files import claim, refuse_inputs
 from experiments.peak_memory import PeakMemory
+from experiments.registry import make_method
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
 from experiments.results import options_record, previous_results, results_text

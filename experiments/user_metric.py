@@ -28,15 +28,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from experiments import metrics as metric_fns
 from experiments.errors import TaskError
 from experiments.numbers import expected, number_problem
 from experiments.owned_files import is_inside
-
-if TYPE_CHECKING:  # task.py imports this module
-    from experiments.task import Task
 
 PREFIX = "python:"
 _MODULES = itertools.count(1)
@@ -185,7 +181,7 @@ def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def user_digests(task: Task) -> dict[str, str]:
+def user_digests(task) -> dict[str, str]:
     """Each `python:FILE.py:FUNCTION` metric of the task -> its file's sha256 (16 digits)."""
     return {name: metric.digest for name, metric in task.user_metrics.items()}
 
@@ -196,7 +192,7 @@ def user_metric_names(task: dict) -> list[str]:
     return [name for name in files if is_user_metric(name)] if isinstance(files, dict) else []
 
 
-def rescore(task: Task, old: dict, methods: dict, records: list[dict], golds: dict) -> str:
+def rescore(task, old: dict, methods: dict, records: list[dict], golds: dict) -> str:
     """When the task's own metrics are not those the stored results were scored with (another
     primary metric, a metric added or dropped, a file whose sha256 differs), give the stored
     predictions their values now: each row's `scores` of those metrics (and `correct`, where

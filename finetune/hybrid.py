@@ -18,7 +18,7 @@ import random
 import re
 
 from experiments.context import RunContext
-from experiments.methods import RESOLVERS, Method, Prediction, Progress
+from experiments.methods import Method, Prediction, Progress
 from experiments.metrics import normalize_answer
 from experiments.task import Row
 from finetune.methods import FinetuneMethod
@@ -136,7 +136,3 @@ def resolve(name: str, options: dict) -> Method | None:
         return None
     ft_method = match.group(1) or "lora"
     return RagFinetuneMethod(name, ft_method, raft=name == "raft", options=options)
-
-
-if resolve not in RESOLVERS:
-    RESOLVERS.append(resolve)

@@ -13,7 +13,7 @@ from pathlib import Path
 from experiments.context import RunContext
 from experiments.distributed import is_main
 from experiments.errors import AdaptwiseError, OutOfMemory, SetupError
-from experiments.methods import RESOLVERS, Method, Prediction, Progress, generate_answers
+from experiments.methods import Method, Prediction, Progress, generate_answers
 from experiments.methods import score_labels as _score_labels
 from experiments.models import model_bytes
 from experiments.owned_files import claim
@@ -342,6 +342,3 @@ def _fresh_tokenizer(checkpoint: str, trust_remote_code: bool):
 
 def resolve(name: str, options: dict) -> Method | None:
     return FinetuneMethod(name, options) if name in METHODS else None
-
-
-RESOLVERS.append(resolve)

@@ -13,7 +13,6 @@ import time
 from experiments.context import RunContext
 from experiments.errors import TaskError
 from experiments.methods import (
-    RESOLVERS,
     Method,
     Prediction,
     Progress,
@@ -190,7 +189,3 @@ def resolve(name: str, options: dict) -> Method | None:
 
         raise AdaptwiseError(f"method {name!r}: k must be at least 1")
     return RagMethod(name, int(k) if k else options.get("rag_k"), mode)
-
-
-if resolve not in RESOLVERS:
-    RESOLVERS.append(resolve)

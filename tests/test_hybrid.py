@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from experiments.context import RunOptions
-from experiments.methods import make_method
+from experiments.registry import make_method
 from experiments.runner import run_task
 from experiments.task import load_task
 

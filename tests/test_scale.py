@@ -13,7 +13,7 @@ from test_finetune import make_task, quick
 from advisor.architectures import resolve_shape
 from advisor.fit import choose_settings, fit_method
 from experiments.context import RunContext, RunOptions
-from experiments.methods import make_method
+from experiments.registry import make_method
 
 # --- the fit (pure arithmetic on a real shape) -------------------------------------------------
 

@@ -7,7 +7,7 @@ import pytest
 
 from experiments.context import RunContext, RunOptions
 from experiments.generation import generate, stop_token_ids
-from experiments.methods import RESOLVERS, Method, Prediction, PromptingMethod, score_labels
+from experiments.methods import Method, Prediction, PromptingMethod, score_labels
 from experiments.prompts import Prompt
 from experiments.runner import run_task
 from experiments.task import load_task
@@ -102,15 +102,8 @@ def test_interrupt_keeps_finished_methods(tmp_path, intents):
         def predict(self, ctx, rows, progress):
             return [Prediction(r.id, "", r.output, r.output, 1, 0) for r in rows]
 
-    def resolve(name, options):
-        return {"boom": Interrupting(), "echo-gold": Echo()}.get(name)
-
-    RESOLVERS.append(resolve)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_task(intents.task, ["echo-gold", "boom"], tmp_path, RunOptions(limit=5))
-    finally:
-        RESOLVERS.remove(resolve)
+    with pytest.raises(KeyboardInterrupt):
+        run_task(intents.task, [Echo(), Interrupting()], tmp_path, RunOptions(limit=5))
     import json
 
     results = json.loads((tmp_path / "results.json").read_text())

@@ -8,10 +8,10 @@ memory estimator (`advisor/memory.py`). How each estimate is made is in docs/pla
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 
 from experiments.context import RunOptions
+from experiments.registry import split_k
 from finetune.config import FinetuneConfig
 from rag.settings import RagSettings
 
@@ -184,8 +184,3 @@ def peak_memory(
         "device": device,
     }
     return estimate(shape, "inference", **memo), memo
-
-
-def split_k(method: str, default_k: int) -> tuple[str, int]:
-    match = re.fullmatch(r"(.+?)-k(\d+)", method)
-    return (match.group(1), int(match.group(2))) if match else (method, default_k)

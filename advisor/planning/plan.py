@@ -22,9 +22,9 @@ from advisor.planning.estimates import (
     prepare_seconds,
     prompt_tokens,
     score_seconds,
-    split_k,
 )
 from advisor.planning.targets import Target
+from experiments.registry import split_k
 from experiments.report.formatting import format_duration
 from finetune.fitting import shares_base
 

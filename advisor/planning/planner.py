@@ -69,7 +69,7 @@ def not_runnable_reason(method: str, ctx=None) -> str | None:
     """Why the runner would refuse `method`: unknown to this build, or (with `ctx`, a
     RunContext) the checks the runner makes before loading any model; None if it would run."""
     from experiments.errors import AdaptwiseError
-    from experiments.methods import make_method
+    from experiments.registry import make_method
 
     try:
         built = make_method(method, {})

@@ -125,7 +125,7 @@ class ServedPlan:
 def served_methods(names: list[str]) -> tuple[list[str], list[dict]]:
     """The methods a served model runs (prompting and RAG), and the others with the reason."""
     from experiments.errors import AdaptwiseError
-    from experiments.methods import make_method
+    from experiments.registry import make_method
 
     keep, skipped = [], []
     for name in names:
@@ -190,7 +190,7 @@ _TOKEN_PRICES = ("prompt_per_1k_tokens", "generated_per_1k_tokens")
 def _probe(ctx, name, rows, step: ServedStep, n_eval: int, concurrency: int, prices) -> None:
     from experiments.api_model import ApiRequestFailed, ApiUnusable
     from experiments.errors import AdaptwiseError
-    from experiments.methods import make_method
+    from experiments.registry import make_method
     from experiments.runner import SilentProgress, run_method
 
     method = make_method(name, {"k": ctx.options.k, **ctx.options.extra})

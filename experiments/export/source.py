@@ -198,7 +198,8 @@ class MethodSource:
 
 def read_method(run_dir: Path, name: str) -> MethodSource:
     """The method `name` of the run in `run_dir`; one line when the run does not have it."""
-    from experiments.methods import make_method
+    from experiments.context import RunOptions
+    from experiments.registry import make_method
     from experiments.report.run_folder import load_run
 
     run_dir = Path(run_dir)
@@ -216,7 +217,7 @@ def read_method(run_dir: Path, name: str) -> MethodSource:
         )
     options = results.get("options") or {}
     extra = options.get("extra") if isinstance(options.get("extra"), dict) else {}
-    method = make_method(name, {"k": options.get("k", 4), **extra})
+    method = make_method(name, {"k": options.get("k", RunOptions.k), **extra})
     return MethodSource(
         run_dir=run_dir,
         results=results,
