@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from advisor.planning.targets import budget_stop
 from experiments.report.formatting import format_duration
 
 
@@ -101,26 +102,13 @@ def climb(
             entry.update(status="kept", reason="kept: finished by an earlier run")
         else:
             elapsed = clock() - started
-            if budget_s is not None:
-                left = budget_s - elapsed
-                if elapsed > budget_s:
-                    entry.update(
-                        status="skipped",
-                        reason=f"skipped: budget ({format_duration(elapsed)} spent of "
-                        f"{format_duration(budget_s)})",
-                    )
-                    stop_reason = "not run: budget spent"
-                    record["stopped"] = "budget"
-                    continue
-                if rung.estimate_s is not None and rung.estimate_s > left:
-                    entry.update(
-                        status="skipped",
-                        reason=f"skipped: budget (estimated {format_duration(rung.estimate_s)}, "
-                        f"{format_duration(max(left, 0))} left)",
-                    )
-                    stop_reason = "not run: stopped on budget"
-                    record["stopped"] = "budget"
-                    continue
+            stop = budget_stop(budget_s, elapsed, rung.estimate_s)
+            if stop is not None:
+                entry.update(status="skipped", reason=stop)
+                spent = budget_s is not None and elapsed > budget_s
+                stop_reason = "not run: budget spent" if spent else "not run: stopped on budget"
+                record["stopped"] = "budget"
+                continue
             entry.update(status="running")
             update()
             outcome = run_rung(rung.method)

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from advisor.planning.targets import budget_stop
 from experiments.atomic import write_text_atomic
 from experiments.errors import AdaptwiseError, TaskError
-from experiments.report.formatting import format_duration
 from finetune.config import METHODS, build_config
 from finetune.methods import DESCRIPTIONS, FinetuneMethod
 
@@ -153,15 +153,9 @@ def run_sweep(
             continue
         elapsed = clock() - started
         expected = sum(trained_times) / len(trained_times) if trained_times else estimate_s
-        if budget_s is not None and (
-            elapsed > budget_s or (expected is not None and expected > budget_s - elapsed)
-        ):
-            left = max(budget_s - elapsed, 0)
-            entry.update(
-                status="skipped",
-                reason=f"skipped: budget (expected {format_duration(expected)}, "
-                f"{format_duration(left)} left)",
-            )
+        budget = budget_stop(budget_s, elapsed, expected, word="expected")
+        if budget is not None:
+            entry.update(status="skipped", reason=budget)
             stop, record["stopped"] = "not run: stopped on budget", "budget"
             continue
         progress.log(f"sweep: training {method} trial {name}")

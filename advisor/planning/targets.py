@@ -61,3 +61,24 @@ def parse_budget(text: str) -> float:
     if seconds <= 0:
         raise AdaptwiseError(f"--budget {text!r}: the budget must be more than zero")
     return seconds
+
+
+def budget_stop(
+    budget_s: float | None, elapsed_s: float, next_s: float | None, word: str = "estimated"
+) -> str | None:
+    """The budget rule of every climb (ladder, sweep): why the next step is not started, or
+    None when it may be. It is not when the time spent already exceeds the budget, or when the
+    next step's time (`word`: the plan's estimate, or what earlier trials took) is more than
+    the time left."""
+    from experiments.report.formatting import format_duration
+
+    if budget_s is None:
+        return None
+    if elapsed_s > budget_s:
+        return (
+            f"skipped: budget ({format_duration(elapsed_s)} spent of {format_duration(budget_s)})"
+        )
+    left = budget_s - elapsed_s
+    if next_s is not None and next_s > left:
+        return f"skipped: budget ({word} {format_duration(next_s)}, {format_duration(left)} left)"
+    return None
