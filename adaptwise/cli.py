@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from experiments.errors import AdaptwiseError, describe_os_error, is_out_of_memory
+    from experiments.errors import describe_failure
     from experiments.plain_text import plain
 
     debug = args.debug or os.environ.get("ADAPTWISE_DEBUG", "") not in ("", "0")
@@ -65,37 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "handler", None):
             return args.handler(args)
-    except AdaptwiseError as exc:
-        if debug:
-            raise
-        print(f"{who}: error: {plain(exc, one_line=True)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         kept = getattr(args, "interrupted", "finished methods' results are kept")
         print(f"\nadaptwise: interrupted; {kept}", file=sys.stderr)
         return 130
-    except OSError as exc:
-        if debug:
-            raise
-        print(f"{who}: error: {plain(describe_os_error(exc), True)}", file=sys.stderr)
-        return 2
     except Exception as exc:  # the boundary: one line, the traceback only when asked for
         if debug:
             raise
-        if is_out_of_memory(exc):
-            print(
-                f"{who}: error: out of memory; lower --batch-size or --limit, or use a "
-                "smaller --model",
-                file=sys.stderr,
-            )
-            return 2
-        first = plain((str(exc).strip().splitlines() or [""])[0][:300], one_line=True)
-        print(
-            f"{who}: error: unexpected {type(exc).__name__}: {first} (rerun with --debug "
-            "to see where, and report it)",
-            file=sys.stderr,
-        )
-        return 1
+        text, code = describe_failure(exc)
+        hint = " (rerun with --debug to see where, and report it)" if code == 1 else ""
+        print(f"{who}: error: {plain(text, one_line=True)}{hint}", file=sys.stderr)
+        return code
     parser.error(f"unknown command {args.command}")
     return 2
 

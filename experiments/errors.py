@@ -63,3 +63,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
             or "failed to map segment from shared object" in text
         )
     return False
+
+
+def describe_failure(exc: Exception) -> tuple[str, int]:
+    """The one line and the exit status the top-level boundaries (the CLI, the TUI's job
+    process) give for an exception: 2 for bad input or a fault that names its fix (an
+    AdaptwiseError, an OS error, running out of memory), 1 for anything unexpected."""
+    if isinstance(exc, AdaptwiseError):
+        return str(exc), 2
+    if isinstance(exc, OSError):
+        return describe_os_error(exc), 2
+    if is_out_of_memory(exc):
+        return "out of memory; lower --batch-size or --limit, or use a smaller --model", 2
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"unexpected {type(exc).__name__}: {first}", 1

@@ -129,7 +129,7 @@ def main() -> int:
 
     start_process()  # first: offline, no hub kernels, before any library is imported
     events = Events()
-    from experiments.errors import AdaptwiseError, describe_os_error
+    from experiments.errors import describe_failure
 
     debug = os.environ.get("ADAPTWISE_DEBUG", "") not in ("", "0")
     request = json.loads(sys.stdin.readline())
@@ -138,20 +138,14 @@ def main() -> int:
     except KeyboardInterrupt:
         events.emit("cancelled")
         return 130
-    except AdaptwiseError as exc:
-        events.emit("error", message=str(exc))
-        return 2
-    except OSError as exc:
-        events.emit("error", message=describe_os_error(exc))
-        return 2
     except Exception as exc:  # one line for the UI; the traceback on stderr only when asked
-        if debug:
+        text, code = describe_failure(exc)
+        if debug and code == 1:
             import traceback
 
             traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        events.emit("error", message=f"unexpected {type(exc).__name__}: {first}")
-        return 1
+        events.emit("error", message=text)
+        return code
     return 0
 
 
