@@ -57,6 +57,32 @@ class TrainResult:
     folder: Path | None = None
 
 
+@dataclass
+class _Session:
+    """What `_build` prepared for one training: the Trainer on its examples, and its counts."""
+
+    trainer: object
+    label: str
+    train_examples: list
+    val_examples: list
+    raw_rows: int
+    too_long: int
+    trainable: int
+    total: int
+    sharded: bool
+    resume_from: str | None
+    ckpt_dir: Path
+
+
+@dataclass
+class _Fitted:
+    """What `_fit` measured: the steps it ran from, its wall time and its peak memory."""
+
+    start_step: int
+    wall_s: float
+    memory: PeakMemory
+
+
 def train_model(
     checkpoint: str,
     tokenizer,
@@ -82,12 +108,58 @@ def train_model(
     `label` names the run's method in log lines (e.g. `raft`, which trains as `lora`).
     `layout` "padded-rows" is the benchmark's padded baseline (see `make_trainer`).
     """
-    label = label or config.method
-    import torch
+    rows = (train_rows, val_rows, list(raw_texts))
+    session = _build(
+        checkpoint,
+        tokenizer,
+        prompt_format,
+        rows,
+        config,
+        folder,
+        log,
+        model,
+        callbacks,
+        label or config.method,
+        layout,
+        precision,
+    )
+    fitted = _fit(session, config, log)
+    trainer = session.trainer
+    main = trainer.accelerator.is_main_process
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.eval()
+    saved, png = _save(session, model, tokenizer, config, folder, log)
+    stats = {"training": _summary(session, fitted, config, precision, folder, saved, png)}
+    if main:
+        _write_json(folder / "training.json", stats["training"])
+        if not config.keep_checkpoints:  # the best model is saved; training done
+            shutil.rmtree(session.ckpt_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    del trainer, session
+    return TrainResult(model=model, stats=stats, folder=folder)
+
+
+def _build(
+    checkpoint,
+    tokenizer,
+    prompt_format,
+    rows,
+    config,
+    folder,
+    log,
+    model,
+    callbacks,
+    label,
+    layout,
+    precision,
+) -> _Session:
+    """The examples (truncation counted), the resume point, the model (loaded when not given,
+    with its adapter) and the Trainer over them; the checkpoint folder claimed for this run."""
     from transformers.trainer_utils import get_last_checkpoint
 
+    train_rows, val_rows, raw_texts = rows
     folder.mkdir(parents=True, exist_ok=True)
-    train_examples = to_examples(train_rows, prompt_format) + raw_examples(list(raw_texts))
+    train_examples = to_examples(train_rows, prompt_format) + raw_examples(raw_texts)
     val_examples = to_examples(val_rows, prompt_format)
     too_long = count_too_long(train_examples + val_examples, tokenizer, config.max_length)
     if too_long:
@@ -96,11 +168,9 @@ def train_model(
             f"longer than max_length={config.max_length} tokens and were truncated "
             "(raise finetune max_length to keep them whole)"
         )
-
     ckpt_dir = folder / "checkpoints"
     fingerprint = run_fingerprint(checkpoint, config, train_rows, val_rows, raw_texts)
     resume_from = resume_point(ckpt_dir, fingerprint, config, log, get_last_checkpoint)
-
     if model is None:
         model = load_model(checkpoint, config, precision)
     sharded = is_sharded(model)
@@ -113,7 +183,6 @@ def train_model(
     if config.uses_lora and not hasattr(model, "peft_config"):
         model = add_adapter(model, config)
     trainable, total = count_parameters(model)
-
     trainer = make_trainer(
         model,
         tokenizer,
@@ -125,26 +194,38 @@ def train_model(
         layout=layout,
         precision=precision,
     )
-    steps_per_epoch = steps_per_epoch_real(trainer)
-    has_val = bool(val_examples)
-    tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-    loss_tokens_per_epoch = (
-        sum(sum(1 for t in labels if t != -100) for labels in trainer.train_dataset["labels"])
-        if "labels" in trainer.train_dataset.column_names
-        else None
-    )
-    # Under `accelerate launch` every process runs this function; only the main one writes.
-    main = trainer.accelerator.is_main_process
-    if main:
+    # Under `accelerate launch` every process runs this; only the main one writes.
+    if trainer.accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (ckpt_dir / RUN_FILE).write_text(json.dumps({"fingerprint": fingerprint}), encoding="utf-8")
+    return _Session(
+        trainer,
+        label,
+        train_examples,
+        val_examples,
+        len(raw_texts),
+        too_long,
+        trainable,
+        total,
+        sharded,
+        resume_from,
+        ckpt_dir,
+    )
 
+
+def _fit(session: _Session, config: FinetuneConfig, log) -> _Fitted:
+    """Train, from the resume point if any, measuring wall time and peak memory; running out of
+    memory is one OutOfMemory line, and a checkpoint that cannot be resumed names itself."""
+    import torch
+
+    trainer, label, resume_from = session.trainer, session.label, session.resume_from
+    rows = len(session.train_examples)
     log(
-        f"{label}: training {trainable:,} of {total:,} parameters on "
-        f"{len(train_examples)} rows"
-        + (f" ({len(raw_texts)} of them raw text)" if raw_texts else "")
-        + f" ({len(val_examples)} for validation), "
-        f"~{steps_per_epoch} steps per epoch"
+        f"{label}: training {session.trainable:,} of {session.total:,} parameters on "
+        f"{rows} rows"
+        + (f" ({session.raw_rows} of them raw text)" if session.raw_rows else "")
+        + f" ({len(session.val_examples)} for validation), "
+        f"~{steps_per_epoch_real(trainer)} steps per epoch"
     )
     start_step = 0
     if resume_from:
@@ -169,21 +250,19 @@ def train_model(
         finally:
             end_training(trainer.model)
         wall = time.perf_counter() - started
+    return _Fitted(start_step, wall, memory)
 
-    state = trainer.state
-    steps_run = max(state.global_step - start_step, 0)
-    tokens_run = round(tokens_per_epoch * steps_run / max(steps_per_epoch_real(trainer), 1))
-    points = loss_points(state.log_history)
-    best_step = (
-        checkpoint_step(state.best_model_checkpoint) if state.best_model_checkpoint else None
-    )
+
+def _save(session: _Session, model, tokenizer, config: FinetuneConfig, folder: Path, log):
+    """The loss curve (CSV and PNG), the trained weights and, with `merge`, the merged model;
+    (what save_trained wrote, whether the PNG was)."""
+    trainer, label, sharded = session.trainer, session.label, session.sharded
+    main = trainer.accelerator.is_main_process
+    points = loss_points(trainer.state.log_history)
     png = False
     if main:
         write_loss_csv(points, folder / "loss.csv")
-        png = write_loss_png(points, folder / "loss.png", f"{label} loss", best_step)
-
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model.eval()
+        png = write_loss_png(points, folder / "loss.png", f"{label} loss", _best_step(trainer))
     saved = save_trained(model, tokenizer, config, folder, write=main, sharded=sharded)
     # A sharded (FSDP) adapter is merged once it is loaded whole (finetune/methods.py).
     if config.merge and is_4bit(model):
@@ -196,60 +275,78 @@ def train_model(
         # never merged into.
         save_dir(folder / "merged", lambda d: save_merged(model, tokenizer, d))
         saved["merged"] = str(folder / "merged")
+    return saved, png
+
+
+def _best_step(trainer) -> int | None:
+    best = trainer.state.best_model_checkpoint
+    return checkpoint_step(best) if best else None
+
+
+def _summary(
+    session: _Session, fitted: _Fitted, config, precision: str, folder: Path, saved: dict, png
+) -> dict:
+    """training.json: what was trained on, how far, how fast, in how much memory, the losses,
+    the settings and where the outputs are."""
+    trainer = session.trainer
+    state = trainer.state
+    dataset = trainer.train_dataset
+    tokens_per_epoch = sum(len(ids) for ids in dataset["input_ids"])
+    loss_tokens_per_epoch = (
+        sum(sum(1 for t in labels if t != -100) for labels in dataset["labels"])
+        if "labels" in dataset.column_names
+        else None
+    )
+    steps_run = max(state.global_step - fitted.start_step, 0)
+    tokens_run = round(tokens_per_epoch * steps_run / max(steps_per_epoch_real(trainer), 1))
+    points = loss_points(state.log_history)
     val_losses = [p["val_loss"] for p in points if "val_loss" in p]
     train_losses = [p["train_loss"] for p in points if "train_loss" in p]
-    stats = {
-        "training": {
-            "method": config.method,
-            "trainable_params": trainable,
-            "total_params": total,
-            "trainable_percent": round(100 * trainable / max(total, 1), 3),
-            "train_rows": len(train_examples),
-            "raw_text_rows": len(raw_texts),
-            "val_rows": len(val_examples),
-            "rows_truncated": too_long,
-            "epochs": round(float(state.epoch or 0), 3),
-            "steps": state.global_step,
-            "steps_this_run": steps_run,
-            "resumed_from_step": start_step or None,
-            "stopped_early": bool(
-                has_val and state.global_step < state.max_steps and not config.max_steps
-            ),
-            "best_step": best_step,
-            "train_tokens_per_epoch": tokens_per_epoch,
-            "loss_tokens_per_epoch": loss_tokens_per_epoch,
-            "train_tokens": tokens_run,
-            "train_wall_s": round(wall, 2),
-            "s_per_step": round(wall / steps_run, 3) if steps_run else None,
-            "tokens_per_s": round(tokens_run / wall, 1) if wall > 0 and steps_run else None,
-            "peak_memory_mb": memory.peak_mb,
-            "peak_memory_kind": memory.kind,
-            "first_train_loss": train_losses[0] if train_losses else None,
-            "final_train_loss": train_losses[-1] if train_losses else None,
-            "best_val_loss": min(val_losses) if val_losses else None,
-            "final_val_loss": val_losses[-1] if val_losses else None,
-            "settings": config.fingerprint_fields(),
-            "precision": precision,
-            "distributed": record(config),
-            "memory_settings": {
-                "gradient_checkpointing": config.gradient_checkpointing == "true",
-                "micro_batch": trainer.args.per_device_train_batch_size,
-                "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
-                "optimizer": optimizer_name(config),
-                "optimizer_class": optimizer_class(trainer.optimizer),
-            },
-            "loss_csv": str(folder / "loss.csv"),
-            "loss_png": str(folder / "loss.png") if png else None,
-            **saved,
-        }
+    wall = fitted.wall_s
+    trainable, total = session.trainable, session.total
+    return {
+        "method": config.method,
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": round(100 * trainable / max(total, 1), 3),
+        "train_rows": len(session.train_examples),
+        "raw_text_rows": session.raw_rows,
+        "val_rows": len(session.val_examples),
+        "rows_truncated": session.too_long,
+        "epochs": round(float(state.epoch or 0), 3),
+        "steps": state.global_step,
+        "steps_this_run": steps_run,
+        "resumed_from_step": fitted.start_step or None,
+        "stopped_early": bool(
+            session.val_examples and state.global_step < state.max_steps and not config.max_steps
+        ),
+        "best_step": _best_step(trainer),
+        "train_tokens_per_epoch": tokens_per_epoch,
+        "loss_tokens_per_epoch": loss_tokens_per_epoch,
+        "train_tokens": tokens_run,
+        "train_wall_s": round(wall, 2),
+        "s_per_step": round(wall / steps_run, 3) if steps_run else None,
+        "tokens_per_s": round(tokens_run / wall, 1) if wall > 0 and steps_run else None,
+        "peak_memory_mb": fitted.memory.peak_mb,
+        "peak_memory_kind": fitted.memory.kind,
+        "first_train_loss": train_losses[0] if train_losses else None,
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "best_val_loss": min(val_losses) if val_losses else None,
+        "final_val_loss": val_losses[-1] if val_losses else None,
+        "settings": config.fingerprint_fields(),
+        "precision": precision,
+        "distributed": record(config),
+        "memory_settings": {
+            "gradient_checkpointing": config.gradient_checkpointing == "true",
+            "micro_batch": trainer.args.per_device_train_batch_size,
+            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+            "optimizer": optimizer_name(config),
+            "optimizer_class": optimizer_class(trainer.optimizer),
+        },
+        "loss_csv": str(folder / "loss.csv"),
+        "loss_png": str(folder / "loss.png") if png else None,
+        **saved,
     }
-    if main:
-        _write_json(folder / "training.json", stats["training"])
-        if not config.keep_checkpoints:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)  # the best model is saved; training done
-    trainer.accelerator.wait_for_everyone()
-    del trainer
-    return TrainResult(model=model, stats=stats, folder=folder)
 
 
 def _oom(config: FinetuneConfig) -> OutOfMemory:
