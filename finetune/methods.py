@@ -70,68 +70,24 @@ class FinetuneMethod(Method):
         )
 
     def prepare(self, ctx: RunContext) -> None:
-        from finetune.data import check_leakage, load_raw_text, split_validation
-        from finetune.fitting import apply_choice, plan_memory
-        from finetune.sharding import check_strategy, load_sharded, resolve_strategy
+        """Train (prepare: rows, memory settings, model) and load what scoring uses."""
+        from finetune.sharding import resolve_strategy
         from finetune.trainer import train_model
 
-        config = self._config(ctx)
-        self.config = config
-        check_leakage(ctx.task.train, ctx.task.eval, config.allow_leakage, ctx.log)
-        train_rows, val_rows = split_validation(ctx.task.train, config.val_fraction, config.seed)
-        train_rows, val_rows = self.training_rows(train_rows), self.training_rows(val_rows)
-        raw_texts = load_raw_text(ctx.task.path.parent / config.raw_text) if config.raw_text else []
+        self.config = self._config(ctx)
+        train_rows, val_rows, raw_texts = self._rows(ctx)
         checkpoint = str(ctx.lm.path) if ctx.lm.path else ctx.options.model
         if not checkpoint:
             raise SetupError("the run's model has no checkpoint folder to fine-tune from")
         folder = Path(ctx.out_dir or Path("runs") / ctx.task.folder_name) / self.folder_name
         # Never train into a folder of the user's; the first process records the claim.
         claim(folder.parent, "run", [folder.name], record=is_main())
-        if config.forgetting_probe:
+        if self.config.forgetting_probe:
             self._probe_before(ctx)  # on the base, before LoRA trains on it
-        check_strategy(config, ctx.precision)
-        memory = plan_memory(config, checkpoint, ctx.precision, model_bytes(ctx.model))
-        self.memory = memory.to_dict()
-        choice = memory.choice
-        if choice is not None and not choice.fits and config.fit == "auto":
-            raise OutOfMemory(
-                f"{self.label} needs about {choice.estimate_gb:.1f} GB with the leanest settings "
-                f"({choice.describe()}) and {choice.budget_gb:.1f} GB is usable"
-                f"{_bound_by(memory.budget_source)}; "
-                f"{choice.suggestion or 'use a smaller model'} (or set finetune fit: off to try)"
-            )
-        if self.config.strategy == "fsdp" and resolve_strategy(self.config) == "single":
-            ctx.log(
-                f"{self.label}: strategy fsdp shards over several processes (--devices N); "
-                "this run has one, which trains alone"
-            )
-        config = self.config = apply_choice(config, choice)
+        config = self.config = self._fit_memory(ctx, checkpoint)
         strategy = resolve_strategy(config)
-        # FSDP's LoRA trains a sharded copy of its own.
-        on_base = shares_base(config.method) and strategy != "fsdp"
-        if choice is not None:
-            ctx.log(
-                f"{self.label}: memory settings {choice.describe()} "
-                f"(estimate {choice.estimate_gb:.1f} GB of {_budget(choice)}"
-                f"{_bound_by(memory.budget_source, ', ')})"
-            )
-        if memory.release_shared:
-            ctx.log(
-                f"{self.label}: freeing the shared {memory.shared_gb:.1f} GB base model while "
-                "this trains (both do not fit)"
-            )
-            ctx.release_model()
         tokenizer = _fresh_tokenizer(checkpoint, ctx.options.trust_remote_code)
-        model = None
-        if strategy == "fsdp":
-            model = load_sharded(checkpoint, config, ctx.precision)
-        elif config.method == "qlora":
-            model = self._qlora_base(ctx, checkpoint)
-        elif on_base:
-            from finetune.base_model import add_adapter
-
-            self._shared_state = _training_state(ctx.model)
-            model = self._adapter_model = add_adapter(ctx.model, config)
+        model = self._training_model(ctx, checkpoint, strategy)
         try:
             result = train_model(
                 checkpoint,
@@ -159,6 +115,73 @@ class FinetuneMethod(Method):
         if config.forgetting_probe:
             self.stats["forgetting"] = self._forgetting(ctx, self.trained)
 
+    def _rows(self, ctx: RunContext) -> tuple[list[Row], list[Row], list[str]]:
+        """(train rows, validation rows, raw texts), leakage into the eval rows refused."""
+        from finetune.data import check_leakage, load_raw_text, split_validation
+
+        config = self.config
+        check_leakage(ctx.task.train, ctx.task.eval, config.allow_leakage, ctx.log)
+        train_rows, val_rows = split_validation(ctx.task.train, config.val_fraction, config.seed)
+        raw_texts = load_raw_text(ctx.task.path.parent / config.raw_text) if config.raw_text else []
+        return self.training_rows(train_rows), self.training_rows(val_rows), raw_texts
+
+    def _fit_memory(self, ctx: RunContext, checkpoint: str) -> FinetuneConfig:
+        """The config with the memory settings the fit chose (finetune/fitting.py), said in one
+        line; OutOfMemory when even the leanest do not fit; the shared base freed when both
+        do not fit together."""
+        from finetune.fitting import apply_choice, plan_memory
+        from finetune.sharding import check_strategy, resolve_strategy
+
+        config = self.config
+        check_strategy(config, ctx.precision)
+        memory = plan_memory(config, checkpoint, ctx.precision, model_bytes(ctx.model))
+        self.memory = memory.to_dict()
+        choice = memory.choice
+        if choice is not None and not choice.fits and config.fit == "auto":
+            raise OutOfMemory(
+                f"{self.label} needs about {choice.estimate_gb:.1f} GB with the leanest settings "
+                f"({choice.describe()}) and {choice.budget_gb:.1f} GB is usable"
+                f"{_bound_by(memory.budget_source)}; "
+                f"{choice.suggestion or 'use a smaller model'} (or set finetune fit: off to try)"
+            )
+        if config.strategy == "fsdp" and resolve_strategy(config) == "single":
+            ctx.log(
+                f"{self.label}: strategy fsdp shards over several processes (--devices N); "
+                "this run has one, which trains alone"
+            )
+        if choice is not None:
+            ctx.log(
+                f"{self.label}: memory settings {choice.describe()} "
+                f"(estimate {choice.estimate_gb:.1f} GB of {_budget(choice)}"
+                f"{_bound_by(memory.budget_source, ', ')})"
+            )
+        if memory.release_shared:
+            ctx.log(
+                f"{self.label}: freeing the shared {memory.shared_gb:.1f} GB base model while "
+                "this trains (both do not fit)"
+            )
+            ctx.release_model()
+        return apply_choice(config, choice)
+
+    def _training_model(self, ctx: RunContext, checkpoint: str, strategy: str):
+        """The model training starts from: sharded as it loads (FSDP), QLoRA's 4-bit base, an
+        adapter on the run's shared base (LoRA; FSDP's LoRA trains a sharded copy of its own),
+        or None (full fine-tuning loads its own copy)."""
+        from finetune.sharding import load_sharded
+
+        config = self.config
+        if strategy == "fsdp":
+            return load_sharded(checkpoint, config, ctx.precision)
+        if config.method == "qlora":
+            return self._qlora_base(ctx, checkpoint)
+        if shares_base(config.method):
+            from finetune.base_model import add_adapter
+
+            self._shared_state = _training_state(ctx.model)
+            self._adapter_model = add_adapter(ctx.model, config)
+            return self._adapter_model
+        return None
+
     def _load_whole(self, ctx: RunContext, result, tokenizer):
         """The checkpoint FSDP training saved, loaded whole in this process to score its rows
         (as `adaptwise chat` and `export` load it): the adapter on the run's shared base
@@ -168,8 +191,10 @@ class FinetuneMethod(Method):
         from experiments.distributed import barrier
         from experiments.models import free_memory
         from finetune.saving import save_dir, save_merged
+        from finetune.sharding import release_weights
 
         training = result.stats["training"]
+        release_weights(result.model)  # its hooks keep it alive: let go of its weights now
         result.model = None
         free_memory()
         model = self._load_weights(
