@@ -59,26 +59,7 @@ def climb(
     "not run"), the reason, the estimate and the measured time, and why the climb stopped."""
     finished = finished or {}
     started = clock()
-    record = {
-        "metric": metric,
-        "target": target,
-        "budget_s": budget_s,
-        "rungs": [
-            {
-                "method": r.method,
-                "status": "pending",
-                "reason": None,
-                "estimate_s": _round(r.estimate_s),
-                "measured_s": None,
-                "interval": None,
-                "meets_target": None,
-            }
-            for r in rungs
-        ],
-        "stopped": None,
-        "reached": None,
-        "elapsed_s": 0.0,
-    }
+    record = _new_record(rungs, metric, target, budget_s)
 
     def update() -> None:
         record["elapsed_s"] = round(clock() - started, 2)
@@ -90,12 +71,9 @@ def climb(
         if stop_reason:
             entry.update(status="not run", reason=stop_reason)
             continue
-        if not rung.runnable:
-            entry.update(status="skipped", reason="skipped: this build cannot run it")
-            continue
-        if not rung.fits:
-            hint = f" ({rung.fit_change})" if rung.fit_change else ""
-            entry.update(status="skipped", reason=f"skipped: does not fit in memory{hint}")
+        unfit = _cannot_run(rung)
+        if unfit:
+            entry.update(status="skipped", reason=unfit)
             continue
         if rung.method in finished:
             outcome = finished[rung.method]
@@ -127,6 +105,40 @@ def climb(
     record["message"] = stop_message(record)
     update()
     return record
+
+
+def _new_record(rungs: list[Rung], metric: str, target, budget_s) -> dict:
+    """The `ladder` record before the climb: every rung pending."""
+    return {
+        "metric": metric,
+        "target": target,
+        "budget_s": budget_s,
+        "rungs": [
+            {
+                "method": r.method,
+                "status": "pending",
+                "reason": None,
+                "estimate_s": _round(r.estimate_s),
+                "measured_s": None,
+                "interval": None,
+                "meets_target": None,
+            }
+            for r in rungs
+        ],
+        "stopped": None,
+        "reached": None,
+        "elapsed_s": 0.0,
+    }
+
+
+def _cannot_run(rung: Rung) -> str | None:
+    """Why a rung is skipped whatever the time: this build cannot run it, or it does not fit."""
+    if not rung.runnable:
+        return "skipped: this build cannot run it"
+    if not rung.fits:
+        hint = f" ({rung.fit_change})" if rung.fit_change else ""
+        return f"skipped: does not fit in memory{hint}"
+    return None
 
 
 def stop_message(record: dict) -> str:
