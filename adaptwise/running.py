@@ -142,7 +142,7 @@ def run_one(
     from experiments.runner import run_task
 
     task, out = check_run(task_path, methods, out, options)
-    scored = min(options.limit or len(task.eval), len(task.eval))
+    scored = len(task.scored_rows(options.limit))
     subset = f" (scoring the first {scored}; --limit 0 for all)" if scored < len(task.eval) else ""
     sizes = f"{len(task.train)} train, {len(task.eval)} eval rows"
     ui.log(headline(task, f"{sizes}{subset}"))

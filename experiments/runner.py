@@ -81,7 +81,7 @@ def run_task(
         m if isinstance(m, Method) else make_method(m, {"k": options.k, **options.extra})
         for m in method_names
     ]
-    rows = task.eval[: options.limit] if options.limit else task.eval
+    rows = task.scored_rows(options.limit)
     ctx = RunContext(task, options, log=progress.log)
     ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
     costs = parse_prices(task.settings.get("costs"), f"{task.path}")  # bad: one line, first

@@ -87,6 +87,10 @@ class Task:
         """Every metric a method is scored by: the kind's built-in ones, then the task's own."""
         return (*METRICS[self.kind], *self.user_metrics)
 
+    def scored_rows(self, limit: int | None) -> list[Row]:
+        """The eval rows a run scores: the first `limit` (`--limit`; None or 0: all of them)."""
+        return self.eval[:limit] if limit else self.eval
+
     def user_values(self, row_id: str, prediction: str, reference: str) -> dict[str, float]:
         """The values of the task's own metrics on one eval row (none when it has none)."""
         if not self.user_metrics:

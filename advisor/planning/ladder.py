@@ -202,7 +202,7 @@ def run_ladder(
 
     progress = progress or SilentProgress()
     metric = target.metric if target else task.metric
-    rows = task.eval[: options.limit] if options.limit else task.eval
+    rows = task.scored_rows(options.limit)
     record_opts = options_record(options)
     ensure_results(out_dir, task, rows, record_opts)
     done = finished_methods(out_dir, task, rows, record_opts, log=progress.log)

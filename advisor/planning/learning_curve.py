@@ -90,7 +90,7 @@ def run_learning_curve(
     out_dir = Path(out_dir)
     claim_run_folder(out_dir, task)
     claim(out_dir, "run", ["curve", PNG_NAME])
-    rows = task.eval[: options.limit] if options.limit else task.eval
+    rows = task.scored_rows(options.limit)
     record_opts = options_record(options)
     metric = task.metric
     points = []

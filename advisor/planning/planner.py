@@ -119,7 +119,7 @@ def make_plan(
     except AdaptwiseError:
         shape = resolve_shape(answers.model)
     ctx = RunContext(task, RunOptions(model=model, limit=limit), log=log)
-    n_eval = min(limit or len(task.eval), len(task.eval))
+    n_eval = len(task.scored_rows(limit))
 
     rates = None if refresh else cached_rates(checkpoint, machine)
     cached = rates is not None

@@ -162,7 +162,7 @@ def make_served_plan(
     prices.update(parse_prices(task.settings.get("costs"), f"{task.path}"))
     prices.update(options.prices)
     prices = {k: v for k, v in prices.items() if k in ("currency", *_TOKEN_PRICES)}
-    n_eval = min(limit or len(task.eval), len(task.eval))
+    n_eval = len(task.scored_rows(limit))
     rows = task.eval[: min(probe_rows, n_eval)]
     # One request at a time: the latency is the server's answer time, with no queueing.
     ctx = RunContext(task, replace(options, concurrency=1, limit=len(rows)), log=log)

@@ -192,7 +192,7 @@ def run_sweep(
     )
     if not score_winner:
         return record
-    rows = task.eval[: options.limit] if options.limit else task.eval
+    rows = task.scored_rows(options.limit)
     ensure_results(out_dir, task, rows, record_opts)
     old_winner = ((read_results(out_dir) or {}).get("sweep") or {}).get("winner")
     done = finished_methods(out_dir, task, rows, record_opts, log=progress.log)
