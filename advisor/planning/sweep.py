@@ -98,13 +98,8 @@ def run_sweep(
 ) -> dict:
     """Train the grid, rank on validation loss, score the winner on eval; returns the `sweep`
     record (also stored in results.json)."""
-    from advisor.planning.stored import (
-        ensure_results,
-        finished_methods,
-        store_sections,
-    )
-    from experiments.results import eval_fingerprint, options_record, read_results
-    from experiments.runner import SilentProgress, run_task
+    from experiments.results import eval_fingerprint, options_record
+    from experiments.runner import SilentProgress
 
     progress = progress or SilentProgress()
     cli_settings = dict(options.extra.get("finetune") or {})
@@ -135,6 +130,34 @@ def run_sweep(
         "winner": None,
         "stopped": None,
     }
+    train = (train_trial, sweep_dir, base_key, cli_settings)
+    _train_trials(method, trials, record, train, budget_s, estimate_s, progress, clock)
+    ranked = rank(record["trials"])
+    for i, entry in enumerate(ranked, 1):
+        entry["rank"] = i
+    record["stopped"] = record["stopped"] or "grid done"
+    if not ranked:
+        record["message"] = "No trial finished; nothing to score."
+        return record
+    winner = ranked[0]
+    record["winner"] = winner["name"]
+    record["message"] = (
+        f"{len(ranked)} of {len(trials)} trials trained; the winner on validation loss is "
+        f"{winner['name']} ({winner['best_val_loss']:.4f})"
+        + ("; the budget stopped the grid early." if record["stopped"] == "budget" else ".")
+    )
+    if not score_winner:
+        return record
+    best = SweepWinner(method, {**cli_settings, **winner["settings"]}, sweep_dir / winner["name"])
+    _score_winner(task, best, winner["name"], out_dir, options, record, progress)
+    return record
+
+
+def _train_trials(method, trials, record, train, budget_s, estimate_s, progress, clock) -> None:
+    """Train each trial in order into record["trials"]: kept when an earlier sweep trained it
+    with the same key, skipped once the budget rule stops the grid (advisor/planning/targets.py
+    budget_stop, on the mean time of the trials trained so far), else trained and stored."""
+    train_trial, sweep_dir, base_key, cli_settings = train
     started = clock()
     trained_times: list[float] = []
     stop = None
@@ -176,35 +199,27 @@ def run_sweep(
             folder / "trial.json",
             json.dumps({"key": key, "result": _trial_result(entry)}, indent=2) + "\n",
         )
-    ranked = rank(record["trials"])
-    for i, entry in enumerate(ranked, 1):
-        entry["rank"] = i
-    record["stopped"] = record["stopped"] or "grid done"
-    if not ranked:
-        record["message"] = "No trial finished; nothing to score."
-        return record
-    winner = ranked[0]
-    record["winner"] = winner["name"]
-    record["message"] = (
-        f"{len(ranked)} of {len(trials)} trials trained; the winner on validation loss is "
-        f"{winner['name']} ({winner['best_val_loss']:.4f})"
-        + ("; the budget stopped the grid early." if record["stopped"] == "budget" else ".")
-    )
-    if not score_winner:
-        return record
+
+
+def _score_winner(task, best, winner: str, out_dir, options, record: dict, progress) -> None:
+    """Score the winning trial on the eval rows, once: kept when an earlier sweep into this
+    folder scored the same winner on the same rows and options."""
+    from advisor.planning.stored import ensure_results, finished_methods, store_sections
+    from experiments.results import options_record, read_results
+    from experiments.runner import run_task
+
+    record_opts = options_record(options)
     rows = task.scored_rows(options.limit)
     ensure_results(out_dir, task, rows, record_opts)
     old_winner = ((read_results(out_dir) or {}).get("sweep") or {}).get("winner")
     done = finished_methods(out_dir, task, rows, record_opts, log=progress.log)
-    if method in done and old_winner == winner["name"]:
+    if best.name in done and old_winner == winner:
         record["winner_scored"] = "kept: scored on eval by an earlier run"
         store_sections(out_dir, {"sweep": record})
-        return record
-    progress.log(f"sweep: scoring the winner {winner['name']} on eval (once)")
-    best = SweepWinner(method, {**cli_settings, **winner["settings"]}, sweep_dir / winner["name"])
+        return
+    progress.log(f"sweep: scoring the winner {winner} on eval (once)")
     record["winner_scored"] = "scored on eval once"
     run_task(task, [best], out_dir, options, progress, sections={"sweep": record})
-    return record
 
 
 def rank(trials: list[dict]) -> list[dict]:
