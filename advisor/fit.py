@@ -154,44 +154,19 @@ def choose_settings(
         if value is None
     )
     per_device = max(1, batch // devices)
-    checkpointing = [False, True] if gradient_checkpointing is None else [gradient_checkpointing]
-    accumulations = _divisors(per_device) if accumulation is None else [accumulation]
-    optimizers = list(OPTIMIZERS) if optimizer is None else [optimizer]
-    if device == "cpu" and optimizer is None:
-        optimizers.remove("paged-adamw-8bit")  # paging moves GPU state to the host: no gain here
-    if devices == 1:  # one device trains alone, whatever the strategy says
-        strategies, cpu_offload = ["ddp"], False
-    elif strategy is not None:
-        strategies = [strategy]
-    elif method != "qlora":
-        strategies = list(STRATEGIES)
-    else:
-        strategies = ["ddp"]
-    if budget_gb is None:  # nothing to fit: the first (fastest, AdamW) of each
-        checkpointing, accumulations = checkpointing[:1], accumulations[:1]
-        optimizers, strategies = optimizers[:1], strategies[:1]
-
-    candidates = []
-    for ckpt, accum, opt, strat in product(checkpointing, accumulations, optimizers, strategies):
-        sharded_8bit = strat == "fsdp" and opt != "adamw" and method == "full-ft"
-        if sharded_8bit and ("adamw" in optimizers or len(strategies) > 1):
-            continue  # bitsandbytes' 8-bit optimizers do not step sharded parameters
-        est = estimate(
-            shape,
-            method,
-            batch=max(1, per_device // accum),
-            optimizer=opt,
-            gradient_checkpointing=ckpt,
-            strategy=strat,
-            cpu_offload=cpu_offload and strat == "fsdp",
-            **common,
-        )
-        time_factor = (CHECKPOINTING_TIME if ckpt else 1.0) * (
-            1 + ACCUMULATION_TIME * math.log2(accum)
-        )
-        key = (OPTIMIZERS.index(opt), STRATEGIES.index(strat), time_factor, est.total_bytes)
-        candidates.append((key, ckpt, accum, opt, strat, est))
-    candidates.sort(key=lambda c: c[0])
+    grid, cpu_offload = _setting_grid(
+        method,
+        device,
+        devices,
+        per_device,
+        budget_gb,
+        cpu_offload,
+        gradient_checkpointing,
+        accumulation,
+        optimizer,
+        strategy,
+    )
+    candidates = _candidates(shape, method, per_device, grid, cpu_offload, common)
 
     def choice(c, fits: bool, suggestion: str | None = None) -> FitChoice:
         _, ckpt, accum, opt, strat, est = c
@@ -232,6 +207,67 @@ def choose_settings(
         **common,
     )
     return choice(leanest, False, hints[0].change if hints else None)
+
+
+def _setting_grid(
+    method,
+    device,
+    devices,
+    per_device,
+    budget_gb,
+    cpu_offload,
+    gradient_checkpointing,
+    accumulation,
+    optimizer,
+    strategy,
+) -> tuple[tuple[list, list, list, list], bool]:
+    """The values to try of checkpointing, accumulation, optimizer and strategy (a given
+    setting is its one value), and whether CPU offload can apply."""
+    checkpointing = [False, True] if gradient_checkpointing is None else [gradient_checkpointing]
+    accumulations = _divisors(per_device) if accumulation is None else [accumulation]
+    optimizers = list(OPTIMIZERS) if optimizer is None else [optimizer]
+    if device == "cpu" and optimizer is None:
+        optimizers.remove("paged-adamw-8bit")  # paging moves GPU state to the host: no gain here
+    if devices == 1:  # one device trains alone, whatever the strategy says
+        strategies, cpu_offload = ["ddp"], False
+    elif strategy is not None:
+        strategies = [strategy]
+    elif method != "qlora":
+        strategies = list(STRATEGIES)
+    else:
+        strategies = ["ddp"]
+    if budget_gb is None:  # nothing to fit: the first (fastest, AdamW) of each
+        checkpointing, accumulations = checkpointing[:1], accumulations[:1]
+        optimizers, strategies = optimizers[:1], strategies[:1]
+    return (checkpointing, accumulations, optimizers, strategies), cpu_offload
+
+
+def _candidates(shape, method, per_device, grid, cpu_offload, common) -> list[tuple]:
+    """Every combination of the grid with its estimate, fastest first: (sort key, checkpointing,
+    accumulation, optimizer, strategy, MemoryEstimate)."""
+    checkpointing, accumulations, optimizers, strategies = grid
+    candidates = []
+    for ckpt, accum, opt, strat in product(checkpointing, accumulations, optimizers, strategies):
+        sharded_8bit = strat == "fsdp" and opt != "adamw" and method == "full-ft"
+        if sharded_8bit and ("adamw" in optimizers or len(strategies) > 1):
+            continue  # bitsandbytes' 8-bit optimizers do not step sharded parameters
+        est = estimate(
+            shape,
+            method,
+            batch=max(1, per_device // accum),
+            optimizer=opt,
+            gradient_checkpointing=ckpt,
+            strategy=strat,
+            cpu_offload=cpu_offload and strat == "fsdp",
+            **common,
+        )
+        time_factor = (CHECKPOINTING_TIME if ckpt else 1.0) * (
+            1 + ACCUMULATION_TIME * math.log2(accum)
+        )
+        key = (OPTIMIZERS.index(opt), STRATEGIES.index(strat), time_factor, est.total_bytes)
+        candidates.append((key, ckpt, accum, opt, strat, est))
+    candidates.sort(key=lambda c: c[0])
+    return candidates
 
 
 def fit_method(
