@@ -169,24 +169,8 @@ def choose_settings(
     candidates = _candidates(shape, method, per_device, grid, cpu_offload, common)
 
     def choice(c, fits: bool, suggestion: str | None = None) -> FitChoice:
-        _, ckpt, accum, opt, strat, est = c
-        return FitChoice(
-            method=method,
-            precision=precision,
-            batch=batch,
-            seq=seq,
-            gradient_checkpointing=ckpt,
-            accumulation=accum,
-            optimizer=opt,
-            estimate_gb=est.total_gb,
-            budget_gb=budget_gb,
-            fits=fits,
-            auto=auto,
-            suggestion=suggestion,
-            devices=devices,
-            strategy=strat,
-            cpu_offload=est.setup.cpu_offload,
-        )
+        given = {"method": method, "precision": precision, "batch": batch, "seq": seq}
+        return _fit_choice(c, given, budget_gb, fits, auto, suggestion, devices)
 
     if budget_gb is None:
         return choice(candidates[0], True)
@@ -207,6 +191,25 @@ def choose_settings(
         **common,
     )
     return choice(leanest, False, hints[0].change if hints else None)
+
+
+def _fit_choice(c, given: dict, budget_gb, fits: bool, auto, suggestion, devices) -> FitChoice:
+    """A candidate (_candidates) as the FitChoice the run and the plan read."""
+    _, ckpt, accum, opt, strat, est = c
+    return FitChoice(
+        **given,
+        gradient_checkpointing=ckpt,
+        accumulation=accum,
+        optimizer=opt,
+        estimate_gb=est.total_gb,
+        budget_gb=budget_gb,
+        fits=fits,
+        auto=auto,
+        suggestion=suggestion,
+        devices=devices,
+        strategy=strat,
+        cpu_offload=est.setup.cpu_offload,
+    )
 
 
 def _setting_grid(
