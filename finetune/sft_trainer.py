@@ -41,11 +41,9 @@ def make_trainer(
     `layout` "padded-rows" trains on the same steps with every row padded to max_length (the
     benchmark's baseline; see finetune/batches.py)."""
     import datasets
-    import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback
     from transformers.utils import logging as hf_logging
-    from trl import SFTConfig
 
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
@@ -53,9 +51,31 @@ def make_trainer(
     warnings.filterwarnings(
         "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
     )
-    steps_per_epoch = _estimate_steps(train_examples, tokenizer, config)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     has_val = bool(val_examples)
+    steps_per_epoch = _estimate_steps(train_examples, tokenizer, config)
+    args = _sft_config(model, config, ckpt_dir, steps_per_epoch, has_val, precision)
+    if has_val:
+        callbacks = [EarlyStoppingCallback(early_stopping_patience=config.patience), *callbacks]
+    trainer = completion_loss_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_examples),
+        eval_dataset=Dataset.from_list(val_examples) if has_val else None,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints dicts; LogCallback says it in a line
+    trainer.data_collator = _collator(model, tokenizer, config, layout, trainer.data_collator)
+    return trainer
+
+
+def _sft_config(model, config, ckpt_dir, steps_per_epoch: int, has_val: bool, precision: str):
+    """TRL's SFTConfig for `config`: the step's batch split over processes and accumulation,
+    validation and checkpoints a few times per epoch, the best model kept."""
+    import torch
+    from trl import SFTConfig
+
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     accumulation = config.gradient_accumulation_steps or 1
     # batch_size is the step's batch over every process: each takes its share of it.
     micro_batch = max(1, config.batch_size // world_size() // accumulation)
@@ -108,32 +128,26 @@ def make_trainer(
         # not resume it (finetune/trainer.py starts it afresh).
         save_only_model=is_sharded(model),
     )
-    if has_val:
-        callbacks = [EarlyStoppingCallback(early_stopping_patience=config.patience), *callbacks]
-    trainer = completion_loss_trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(train_examples),
-        eval_dataset=Dataset.from_list(val_examples) if has_val else None,
-        processing_class=tokenizer,
-        callbacks=list(callbacks),
-    )
-    trainer.remove_callback(PrinterCallback)  # it prints dicts; LogCallback says it in a line
+    return args
+
+
+def _collator(model, tokenizer, config, layout: str, default):
+    """How a step's rows become the model's input (`default`: TRL's own collator)."""
     if layout == "padded-rows":
         if not config.packing:
             raise ValueError("layout 'padded-rows' unpacks packed sequences; it needs packing on")
-        trainer.data_collator = PaddedRowsCollator(tokenizer.pad_token_id, config.max_length)
+        return PaddedRowsCollator(tokenizer.pad_token_id, config.max_length)
     elif config.packing and supports_row_attention(model, config.max_length):
         # One flattened sequence per step, no padding, attention within each row.
         use_row_attention(model)
-        trainer.data_collator = FlatBatchCollator(share_prefix=config.share_prefix)
+        return FlatBatchCollator(share_prefix=config.share_prefix)
     elif config.packing and not _varlen_attention(model):
         # TRL's padding-free collator flattens the batch into one sequence: right for varlen
         # kernels, but SDPA/eager attention then spans the whole step (measured on 2 CPU cores,
         # LoRA forward and backward, 4 x 256 tokens: 5.7 s flattened, 5.5 s one forward per
         # packed sequence, 3.9 s one batched forward with a block mask per sequence).
-        trainer.data_collator = PackedBatchCollator(tokenizer.pad_token_id)
-    return trainer
+        return PackedBatchCollator(tokenizer.pad_token_id)
+    return default
 
 
 def optimizer_class(optimizer) -> str | None:
