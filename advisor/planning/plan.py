@@ -135,7 +135,6 @@ def build_plan(
     ruled_out: list[dict] | None = None,
 ) -> Plan:
     """The plan for `methods` in ladder order; times are None until `rates` are measured."""
-    from advisor.fit_suggestions import suggest_fit
     from advisor.memory import GB
 
     settings = settings or RunSettings()
@@ -148,40 +147,15 @@ def build_plan(
         tuned = next((p for p in parts if p in FINETUNING), "lora" if base == "raft" else None)
         uses_embedder = any(p in EMBEDDING_SELECTORS or p.startswith("rag") for p in parts)
         extra_gb = EMBEDDER_GB if uses_embedder and machine.device == "cpu" else 0.0
-        notes, change, memory_settings = [], None, None
         if tuned:
             memory = _fit(tuned, shape, settings, machine, extra_gb, shared_gb)
-            choice, release = memory.choice, memory.release_shared
+            peak, fits, change, notes = _training_memory(memory, tuned, settings, extra_gb)
             memory_settings = memory.to_dict()  # the record the run writes into results.json
-            on_base = shares_base(tuned) and choice.strategy != "fsdp"
-            kept = 0.0 if on_base or release else shared_gb
-            peak = choice.estimate_gb + kept + extra_gb
-            fits = choice.fits
-            change = None if fits else choice.suggestion
-            notes.append(f"trains with {choice.describe()}")
-            if choice.devices > 1:
-                notes.append(f"peak memory per device, of {choice.devices}")
-            batch = settings.finetune_config(tuned).batch_size
-            if batch % choice.devices:
-                notes.append(
-                    f"finetune batch_size {batch} is the batch of all "
-                    f"{choice.devices} devices together: make it a multiple of {choice.devices}"
-                )
-            if on_base:
-                notes.append("trains its adapter on the run's shared model (one copy)")
-            elif release:
-                notes.append(f"frees the run's shared {shared_gb:.2f} GB copy while it trains")
-            else:
-                notes.append(f"includes the run's shared {shared_gb:.2f} GB inference copy")
         else:
-            est, memo = peak_memory(method, shape, stats, settings, machine.device)
-            peak = est.total_gb + extra_gb
-            fits = peak <= machine.memory_gb
-            if not fits:
-                hints = suggest_fit(
-                    shape, "inference", max(machine.memory_gb - extra_gb, 0.1), **memo
-                )
-                change = hints[0].change if hints else None
+            peak, fits, change = _inference_memory(
+                method, shape, stats, settings, machine, extra_gb
+            )
+            notes, memory_settings = [], None
         if machine.device == "cpu" and base == "qlora":
             notes.append("4-bit kernels need CUDA or bitsandbytes' CPU backend")
         step = Step(
@@ -210,6 +184,42 @@ def build_plan(
         budget_s=budget_s,
         rates=rates,
     )
+
+
+def _training_memory(memory, tuned: str, settings: RunSettings, extra_gb: float):
+    """(peak, fits, the change that would fit, notes) of a fine-tuning rung from its fit."""
+    choice, release, shared_gb = memory.choice, memory.release_shared, memory.shared_gb
+    on_base = shares_base(tuned) and choice.strategy != "fsdp"
+    kept = 0.0 if on_base or release else shared_gb
+    notes = [f"trains with {choice.describe()}"]
+    if choice.devices > 1:
+        notes.append(f"peak memory per device, of {choice.devices}")
+    batch = settings.finetune_config(tuned).batch_size
+    if batch % choice.devices:
+        notes.append(
+            f"finetune batch_size {batch} is the batch of all "
+            f"{choice.devices} devices together: make it a multiple of {choice.devices}"
+        )
+    if on_base:
+        notes.append("trains its adapter on the run's shared model (one copy)")
+    elif release:
+        notes.append(f"frees the run's shared {shared_gb:.2f} GB copy while it trains")
+    else:
+        notes.append(f"includes the run's shared {shared_gb:.2f} GB inference copy")
+    change = None if choice.fits else choice.suggestion
+    return choice.estimate_gb + kept + extra_gb, choice.fits, change, notes
+
+
+def _inference_memory(method: str, shape, stats, settings, machine: Machine, extra_gb: float):
+    """(peak, fits, the change that would fit) of a prompting or RAG rung."""
+    from advisor.fit_suggestions import suggest_fit
+
+    est, memo = peak_memory(method, shape, stats, settings, machine.device)
+    peak = est.total_gb + extra_gb
+    if peak <= machine.memory_gb:
+        return peak, True, None
+    hints = suggest_fit(shape, "inference", max(machine.memory_gb - extra_gb, 0.1), **memo)
+    return peak, False, hints[0].change if hints else None
 
 
 def _fit(tuned: str, shape, settings: RunSettings, machine: Machine, extra_gb: float, shared_gb):
