@@ -22,7 +22,13 @@ def register(sub, add_run_options) -> None:
         "convert other dataset formats into a task, or build a task from a repository.",
     )
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    _add_check(data_sub)
+    _add_fix(data_sub)
+    _add_convert(data_sub)
+    _add_repo(data_sub)
 
+
+def _add_check(data_sub) -> None:
     check = data_sub.add_parser(
         "check",
         help="report format errors, duplicates, leakage, imbalance and more",
@@ -42,6 +48,8 @@ def register(sub, add_run_options) -> None:
     check.add_argument("--no-tokens", action="store_true", help="skip token lengths")
     check.set_defaults(handler=cmd_check)
 
+
+def _add_fix(data_sub) -> None:
     fix = data_sub.add_parser(
         "fix",
         help="write a cleaned copy of a task (dedupe, standardise, drop leaked rows)",
@@ -63,6 +71,8 @@ def register(sub, add_run_options) -> None:
     fix.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     fix.set_defaults(handler=cmd_fix)
 
+
+def _add_convert(data_sub) -> None:
     convert = data_sub.add_parser(
         "convert",
         help="turn Alpaca, ShareGPT, OpenAI chat, CSV or a saved HF dataset into a task",
@@ -91,6 +101,8 @@ def register(sub, add_run_options) -> None:
     convert.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     convert.set_defaults(handler=cmd_convert)
 
+
+def _add_repo(data_sub) -> None:
     repo = data_sub.add_parser(
         "from-repo",
         help="build a task (raw text, template questions, corpus, held-out eval) from a repo",
