@@ -30,6 +30,13 @@ def register(sub, add_run_options) -> None:
         choices=("inference", "full-ft", "lora", "qlora"),
         help="default: %(default)s",
     )
+    _add_training_options(p)
+    _add_device_options(p)
+    p.set_defaults(handler=cmd_estimate)
+
+
+def _add_training_options(p) -> None:
+    """What is trained and how: batch, length, optimizer, precision, checkpointing, LoRA."""
     p.add_argument("--batch", type=int, default=1, help="sequences per step (default: 1)")
     p.add_argument("--seq", type=int, default=512, help="tokens per sequence (default: 512)")
     p.add_argument(
@@ -64,6 +71,10 @@ def register(sub, add_run_options) -> None:
         default=0.05,
         help="LoRA dropout; above 0 it keeps a dropped copy of each input (default: 0.05)",
     )
+
+
+def _add_device_options(p) -> None:
+    """Where it trains: the device, how many and how the work spreads, the output format."""
     p.add_argument("--device", default="gpu", choices=("gpu", "cpu"), help="default: gpu")
     p.add_argument(
         "--devices",
@@ -98,7 +109,6 @@ def register(sub, add_run_options) -> None:
         help="also say whether it fits a GPU of this many GB, and what would make it fit",
     )
     p.add_argument("--json", action="store_true", help="print a machine-readable breakdown")
-    p.set_defaults(handler=cmd_estimate)
 
 
 def cmd_estimate(args) -> int:

@@ -54,6 +54,31 @@ def register(sub, add_run_options) -> None:
     add_devices_option(run)
     add_api_options(run)
     run.set_defaults(handler=cmd_run)
+    _add_climb_options(run)
+
+    setup = sub.add_parser(
+        "setup",
+        help="prepare the embedded models (run once by install.sh)",
+        description="Convert the embedded SmolLM2 GGUF into a trainable checkpoint in the cache "
+        "and check that the embedded embedding model loads.",
+    )
+    setup.add_argument("--model", help="prepare this model instead (folder, .gguf or hub id)")
+    setup.set_defaults(handler=cmd_setup)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the comparison on the two shipped demo tasks",
+        description="Run zero-shot and the four few-shot selectors on the demo tasks "
+        f"shipped in {DEMO_DIR}.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="default: %(default)s")
+    demo.add_argument("--methods", default=DEFAULT_METHODS, help="default: %(default)s")
+    add_run_options(demo, limit=DEMO_LIMIT)
+    demo.set_defaults(handler=cmd_demo)
+
+
+def _add_climb_options(run) -> None:
+    """--ladder, --target, --budget, --sweep and --data-fractions."""
     climb = run.add_argument_group("ladder, sweeps and learning curves (docs/ladder.md)")
     climb.add_argument(
         "--finetune",
@@ -86,26 +111,6 @@ def register(sub, add_run_options) -> None:
         help="grid over fine-tuning settings, e.g. --sweep lora.rank=8,16 "
         "lora.learning_rate=1e-4,2e-4; ranked on validation loss, the winner scored on eval",
     )
-
-    setup = sub.add_parser(
-        "setup",
-        help="prepare the embedded models (run once by install.sh)",
-        description="Convert the embedded SmolLM2 GGUF into a trainable checkpoint in the cache "
-        "and check that the embedded embedding model loads.",
-    )
-    setup.add_argument("--model", help="prepare this model instead (folder, .gguf or hub id)")
-    setup.set_defaults(handler=cmd_setup)
-
-    demo = sub.add_parser(
-        "demo",
-        help="run the comparison on the two shipped demo tasks",
-        description="Run zero-shot and the four few-shot selectors on the demo tasks "
-        f"shipped in {DEMO_DIR}.",
-    )
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="default: %(default)s")
-    demo.add_argument("--methods", default=DEFAULT_METHODS, help="default: %(default)s")
-    add_run_options(demo, limit=DEMO_LIMIT)
-    demo.set_defaults(handler=cmd_demo)
 
 
 def cmd_run(args) -> int:
