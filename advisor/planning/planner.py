@@ -98,7 +98,6 @@ def make_plan(
     """The plan for `task` on this machine (see advisor/planning/plan.py and timing_probe.py), with
     `devices` of its GPU (None: the answers' GPU count) for each training."""
     from advisor.architectures import resolve_shape
-    from advisor.planning.timing_probe import cached_rates, measure_rates, store_rates, task_stats
     from advisor.verdict import answers_from_task
     from experiments.context import RunContext
     from experiments.errors import AdaptwiseError
@@ -121,29 +120,7 @@ def make_plan(
     ctx = RunContext(task, RunOptions(model=model, limit=limit), log=log)
     n_eval = len(task.scored_rows(limit))
 
-    rates = None if refresh else cached_rates(checkpoint, machine)
-    cached = rates is not None
-    if rates is None:
-        import torch  # noqa: F401 - imported before timing the load, as a run has it already
-        import transformers  # noqa: F401
-
-        started = time.perf_counter()
-        lm = ctx.lm
-        load_s = time.perf_counter() - started
-        tokenizer, fmt = lm.tokenizer, ctx.prompt_format
-    else:  # the token counts need only the tokenizer
-        from transformers import AutoTokenizer
-
-        from experiments.prompts import PromptFormat, system_text
-
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        fmt = PromptFormat(tokenizer, system_text(task))
-    stats = task_stats(task, tokenizer, fmt, n_eval, ctx.max_new_tokens)
-    if rates is None:
-        log(f"Timing {name} on this machine (once; cached)...")
-        rates = measure_rates(lm, task, fmt, machine)
-        rates = replace(rates, load_s=round(load_s, 2), model=name)
-        store_rates(checkpoint, machine, rates)
+    stats, rates, cached = _stats_and_rates(ctx, checkpoint, name, machine, n_eval, refresh, log)
     plan = build_plan(
         methods or rec.methods,
         stats,
@@ -167,3 +144,35 @@ def make_plan(
             step.notes.append(not_runnable_reason(step.method, ctx) or "not runnable")
     plan.probe_cached = cached
     return plan
+
+
+def _stats_and_rates(ctx, checkpoint: str, name: str, machine: Machine, n_eval: int, refresh, log):
+    """The task's token counts and the model's speed on this machine: (stats, rates, whether the
+    rates came from the cache). Only a probe loads the model; cached rates need the tokenizer."""
+    from advisor.planning.timing_probe import cached_rates, measure_rates, store_rates, task_stats
+
+    task = ctx.task
+    rates = None if refresh else cached_rates(checkpoint, machine)
+    cached = rates is not None
+    if rates is None:
+        import torch  # noqa: F401 - imported before timing the load, as a run has it already
+        import transformers  # noqa: F401
+
+        started = time.perf_counter()
+        lm = ctx.lm
+        load_s = time.perf_counter() - started
+        tokenizer, fmt = lm.tokenizer, ctx.prompt_format
+    else:  # the token counts need only the tokenizer
+        from transformers import AutoTokenizer
+
+        from experiments.prompts import PromptFormat, system_text
+
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        fmt = PromptFormat(tokenizer, system_text(task))
+    stats = task_stats(task, tokenizer, fmt, n_eval, ctx.max_new_tokens)
+    if rates is None:
+        log(f"Timing {name} on this machine (once; cached)...")
+        rates = measure_rates(lm, task, fmt, machine)
+        rates = replace(rates, load_s=round(load_s, 2), model=name)
+        store_rates(checkpoint, machine, rates)
+    return stats, rates, cached
