@@ -265,26 +265,9 @@ def estimate_setup(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         weights = shape.total_params * width
     adapters = lora_params(shape, setup.lora_r, setup.lora_targets) if setup.uses_lora else 0
 
-    # Gradients and optimizer state.
-    if not setup.trains:
-        trainable, grad_width, state_per_param = 0, 0, 0.0
-    elif setup.uses_lora:
-        trainable, grad_width = adapters, LORA_PARAM_BYTES
-        state_per_param = {"adamw": 8, "adamw-8bit": 2, "paged-adamw-8bit": 2}[setup.optimizer]
-    else:
-        trainable, grad_width = shape.total_params, width
-        table = _ADAM if setup.optimizer == "adamw" else _ADAM_8BIT
-        state_per_param = table[setup.precision]
-    gradients = trainable * grad_width
-    if setup.optimizer_in_backward and setup.trains:
-        gradients = _largest_trainable(shape, setup) * grad_width
-        notes.append("optimizer step fused into backward: one parameter's gradient at a time")
-    optimizer_state = trainable * state_per_param
-    offloaded = 0
-    if setup.optimizer.startswith("paged") and setup.device == "gpu" and setup.trains:
-        offloaded, optimizer_state = optimizer_state, 0
-        notes.append("paged optimizer state spills to host memory; reported as offloaded")
-
+    trainable, grad_width, gradients, optimizer_state, offloaded = _training_state(
+        shape, setup, width, adapters, notes
+    )
     gathered_layers = 0.0
     if setup.sharded:
         weights, gradients, optimizer_state, host, gathered_layers = _sharded(
@@ -305,26 +288,9 @@ def estimate_setup(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     weights += adapters * LORA_PARAM_BYTES
 
     activations = _activations(shape, setup)
-    tokens = setup.batch * setup.seq
-    # Inference: the logits plus their float32 copy (none needed when they are float32 already).
-    logit_bytes = LOGIT_BYTES if setup.trains else width + (4 if width < 4 else 0)
-    if setup.trains and setup.chunked_loss:
-        logit_bytes = width + 4 + 2 * 4 / LOSS_CHUNKS
-    logits = tokens * shape.vocab_size * logit_bytes
-    if gathered_layers:
-        # The logits live until the loss's backward; the layers are gathered again only after
-        # it, from the last layer's backward on: the larger of the two counts.
-        logits = max(logits - gathered_layers, 0)
-
-    # Overhead.
-    if setup.device == "gpu":
-        dequant = 0
-        if setup.method == "qlora":
-            dequant = 2 * max(a * b for a, b in shape.linear_shapes().values()) * 2
-        subtotal = weights + gradients + optimizer_state + activations + logits
-        overhead = CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal + dequant
-    else:
-        overhead = CPU_PROCESS_BYTES + CPU_ALLOCATOR_RETENTION * activations
+    logits = _logits(shape, setup, width, gathered_layers)
+    overhead = _overhead(shape, setup, weights + gradients + optimizer_state, activations, logits)
+    if setup.device == "cpu":
         notes.append("CPU: process RSS, with python, torch and transformers themselves")
     return MemoryEstimate(
         model=shape.name,
@@ -340,6 +306,59 @@ def estimate_setup(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         offloaded=int(offloaded),
         notes=tuple(notes),
     )
+
+
+def _training_state(shape: ModelShape, setup: TrainSetup, width: int, adapters: int, notes):
+    """(trainable parameters, gradient width, gradient bytes, optimizer-state bytes, bytes
+    offloaded to the host) before any sharding."""
+    if not setup.trains:
+        trainable, grad_width, state_per_param = 0, 0, 0.0
+    elif setup.uses_lora:
+        trainable, grad_width = adapters, LORA_PARAM_BYTES
+        state_per_param = {"adamw": 8, "adamw-8bit": 2, "paged-adamw-8bit": 2}[setup.optimizer]
+    else:
+        trainable, grad_width = shape.total_params, width
+        table = _ADAM if setup.optimizer == "adamw" else _ADAM_8BIT
+        state_per_param = table[setup.precision]
+    gradients = trainable * grad_width
+    if setup.optimizer_in_backward and setup.trains:
+        gradients = _largest_trainable(shape, setup) * grad_width
+        notes.append("optimizer step fused into backward: one parameter's gradient at a time")
+    optimizer_state = trainable * state_per_param
+    offloaded = 0
+    if setup.optimizer.startswith("paged") and setup.device == "gpu" and setup.trains:
+        offloaded, optimizer_state = optimizer_state, 0
+        notes.append("paged optimizer state spills to host memory; reported as offloaded")
+
+    return trainable, grad_width, gradients, optimizer_state, offloaded
+
+
+def _logits(shape: ModelShape, setup: TrainSetup, width: int, gathered_layers: float) -> float:
+    """The logits' bytes at the loss (training) or the last step (inference)."""
+    tokens = setup.batch * setup.seq
+    # Inference: the logits plus their float32 copy (none needed when they are float32 already).
+    logit_bytes = LOGIT_BYTES if setup.trains else width + (4 if width < 4 else 0)
+    if setup.trains and setup.chunked_loss:
+        logit_bytes = width + 4 + 2 * 4 / LOSS_CHUNKS
+    logits = tokens * shape.vocab_size * logit_bytes
+    if gathered_layers:
+        # The logits live until the loss's backward; the layers are gathered again only after
+        # it, from the last layer's backward on: the larger of the two counts.
+        logits = max(logits - gathered_layers, 0)
+    return logits
+
+
+def _overhead(shape: ModelShape, setup: TrainSetup, state: float, activations, logits) -> float:
+    """What the device holds beyond tensors: the CUDA context, the allocator's slack and
+    QLoRA's dequantised projection on a GPU; the process itself and malloc's retained
+    transients on a CPU. `state`: weights, gradients and optimizer state."""
+    if setup.device == "gpu":
+        dequant = 0
+        if setup.method == "qlora":
+            dequant = 2 * max(a * b for a, b in shape.linear_shapes().values()) * 2
+        subtotal = state + activations + logits
+        return CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal + dequant
+    return CPU_PROCESS_BYTES + CPU_ALLOCATOR_RETENTION * activations
 
 
 def _sharded(
