@@ -74,6 +74,29 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
         )
     )
 
+    _rag(a, rec)
+    _peft(a, rec, fit)
+    _full_ft(a, rec, fit)
+    rec.ruled_out.append(
+        Advice(
+            "continued pre-training",
+            [
+                "needs billions of domain tokens and GPU weeks "
+                "(FinPythia: 24B tokens, 18 days): not viable for a small "
+                "team"
+            ],
+        )
+    )
+    rec.ruled_out.append(Advice("pre-training", ["10^5-10^7 GPU hours: not viable"]))
+    _warnings(a, rec)
+    if a.queries_per_day is not None:
+        rec.hosting = advice_line(a.queries_per_day, gpu=a.gpu_memory_gb is not None)
+    rec.ladder.sort(key=lambda r: ORDER.index(r.method) if r.method in ORDER else len(ORDER))
+    return rec
+
+
+def _rag(a: Answers, rec: Recommendation) -> None:
+    """RAG on the ladder when the answers call for it and the task has a corpus."""
     rag_reasons = _rag_reasons(a)
     if rag_reasons and a.has_corpus is False:
         rec.ruled_out.append(
@@ -100,52 +123,39 @@ def recommend(answers: Answers, fit: FitCheck | None = None) -> Recommendation:
             )
         )
 
-    peft = _peft_decision(a, rec)
-    if peft:
-        method, reasons = peft
-        problem = fit(method, a.gpu_memory_gb, a.model)
-        if problem and method == "lora":
-            q_problem = fit("qlora", a.gpu_memory_gb, a.model)
-            if q_problem is None:
-                rec.ruled_out.append(Advice("lora", [problem]))
-                method, reasons = (
-                    "qlora",
-                    reasons + [f"LoRA does not fit ({problem}); QLoRA's 4-bit base does"],
-                )
-                problem = None
-        if problem:
-            rec.ruled_out.append(Advice(method, [problem]))
-        else:
-            rec.ladder.append(Advice(method, reasons))
-            if "rag" in rec.methods:
-                rec.ladder.append(
-                    Advice(
-                        f"rag+{method}",
-                        [
-                            "RAG and fine-tuning are complementary: fine-tune for behaviour, "
-                            "retrieve for facts (Balaguer et al. 2024: +6 points from fine-tuning, "
-                            "+5 more from RAG on top)"
-                        ],
-                    )
-                )
 
-    _full_ft(a, rec, fit)
-    rec.ruled_out.append(
-        Advice(
-            "continued pre-training",
-            [
-                "needs billions of domain tokens and GPU weeks "
-                "(FinPythia: 24B tokens, 18 days): not viable for a small "
-                "team"
-            ],
-        )
-    )
-    rec.ruled_out.append(Advice("pre-training", ["10^5-10^7 GPU hours: not viable"]))
-    _warnings(a, rec)
-    if a.queries_per_day is not None:
-        rec.hosting = advice_line(a.queries_per_day, gpu=a.gpu_memory_gb is not None)
-    rec.ladder.sort(key=lambda r: ORDER.index(r.method) if r.method in ORDER else len(ORDER))
-    return rec
+def _peft(a: Answers, rec: Recommendation, fit: FitCheck) -> None:
+    """The PEFT rung (LoRA, or QLoRA where only its 4-bit base fits) and, beside RAG, the
+    hybrid of both; ruled out with the reason when it does not fit."""
+    peft = _peft_decision(a, rec)
+    if not peft:
+        return
+    method, reasons = peft
+    problem = fit(method, a.gpu_memory_gb, a.model)
+    if problem and method == "lora":
+        q_problem = fit("qlora", a.gpu_memory_gb, a.model)
+        if q_problem is None:
+            rec.ruled_out.append(Advice("lora", [problem]))
+            method, reasons = (
+                "qlora",
+                reasons + [f"LoRA does not fit ({problem}); QLoRA's 4-bit base does"],
+            )
+            problem = None
+    if problem:
+        rec.ruled_out.append(Advice(method, [problem]))
+    else:
+        rec.ladder.append(Advice(method, reasons))
+        if "rag" in rec.methods:
+            rec.ladder.append(
+                Advice(
+                    f"rag+{method}",
+                    [
+                        "RAG and fine-tuning are complementary: fine-tune for behaviour, "
+                        "retrieve for facts (Balaguer et al. 2024: +6 points from fine-tuning, "
+                        "+5 more from RAG on top)"
+                    ],
+                )
+            )
 
 
 def _rag_reasons(a: Answers) -> list[str]:
