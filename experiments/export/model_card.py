@@ -50,6 +50,18 @@ def method_figures(results: dict, records: list[dict], name: str) -> dict:
 
 
 def render(export: dict, figures: dict, settings: dict) -> str:
+    """The model card: the model, the data, the eval metrics, the measured cost, the files, the
+    prompt and how to serve it."""
+    lines = _model_lines(export, settings)
+    lines += _data_lines(export, figures)
+    lines += _cost_lines(figures)
+    lines += _files_and_prompt_lines(export)
+    lines += _serving_lines(export)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _model_lines(export: dict, settings: dict) -> list[str]:
+    """The title and the model section."""
     run, method, base = export["run"], export["method"], export["base_model"]
     lines = [
         f"# {method['name']} for {run['task']}",
@@ -69,6 +81,13 @@ def render(export: dict, figures: dict, settings: dict) -> str:
             lines.append(f"- {key}: " + ", ".join(f"{k} `{v}`" for k, v in value.items()))
         else:
             lines.append(f"- {key}: {value}")
+    return lines
+
+
+def _data_lines(export: dict, figures: dict) -> list[str]:
+    """The data and the eval metrics with their intervals."""
+    run, method = export["run"], export["method"]
+    lines: list[str] = []
     data = export["data"]
     lines += [
         "",
@@ -91,6 +110,12 @@ def render(export: dict, figures: dict, settings: dict) -> str:
     best = figures.get("best")
     if best and best != method["name"]:
         lines += ["", f"The run's best method on {figures['metric']} was `{best}`."]
+    return lines
+
+
+def _cost_lines(figures: dict) -> list[str]:
+    """What the method measured: time, latency, tokens, memory, money."""
+    lines: list[str] = []
     cost = figures["costs"]
     currency = figures["currency"]
     lines += [
@@ -111,6 +136,12 @@ def render(export: dict, figures: dict, settings: dict) -> str:
         "## Files",
         "",
     ]
+    return lines
+
+
+def _files_and_prompt_lines(export: dict) -> list[str]:
+    """The files and the prompt the export serves with."""
+    lines: list[str] = []
     for role, path in export["files"].items():
         lines.append(f"- `{path}`: {ROLES.get(role, role)}")
     lines += ["", "## Prompt", ""]
@@ -129,6 +160,12 @@ def render(export: dict, figures: dict, settings: dict) -> str:
             f"Greedy decoding, at most {gen['max_new_tokens']} new tokens"
             + (", stopping at the first newline" if gen["stop_at_newline"] else "")
         )
+    return lines
+
+
+def _serving_lines(export: dict) -> list[str]:
+    """A command for each serving engine, or why there is none."""
+    lines: list[str] = []
     lines += ["", "## Serving", "", "Run these in this folder.", ""]
     for name, title in (
         ("llama_server", "llama-server"),
@@ -143,4 +180,4 @@ def render(export: dict, figures: dict, settings: dict) -> str:
             lines += [f"```{lang}", command, "```", ""]
         else:
             lines += [export["serve_missing"].get(name, "not available for this export"), ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
