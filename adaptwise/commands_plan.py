@@ -158,13 +158,20 @@ def _stderr(message: str) -> None:
 
 
 def _print(plan) -> None:
-    from rich import box
     from rich.console import Console
+
+    console = Console()
+    console.print(_table(plan))
+    _print_notes(console, plan)
+
+
+def _table(plan):
+    """The plan as a rich Table: one row per rung."""
+    from rich import box
     from rich.table import Table
 
     from experiments.report.formatting import format_short
 
-    console = Console()
     devices = (
         max((s.memory_settings or {}).get("devices", 1) for s in plan.steps) if plan.steps else 1
     )
@@ -204,7 +211,11 @@ def _print(plan) -> None:
         if plan.budget_s is not None:
             cells.append("within" if step.in_budget else "over")
         table.add_row(*cells, style=None if step.fits else "red")
-    console.print(table)
+    return table
+
+
+def _print_notes(console, plan) -> None:
+    """Below the table: the memory settings, what does not fit and why, the probe, the climb."""
     for step in plan.steps:
         if step.memory_settings:
             m = step.memory_settings
