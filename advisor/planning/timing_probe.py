@@ -114,9 +114,27 @@ def _corpus_tokens(task, tokenizer) -> int:
 
 def measure_rates(lm, task, fmt, machine: Machine) -> Rates:
     """Time the forward pass, generation steps and a training step of `lm` (see module doc)."""
+    started = time.perf_counter()
+    forward_per_token, decode_step, decode_batch = _inference_rates(lm, task, fmt)
+    train = _training_rates(lm.model, lm.tokenizer, task, fmt, started)
+    return Rates(
+        model=lm.name,
+        machine=machine.key(),
+        device=machine.device,
+        forward_s_per_token=forward_per_token,
+        decode_s_per_step=decode_step,
+        decode_batch=decode_batch,
+        train_s_per_token=train,
+        load_s=0.0,
+        probe_s=round(time.perf_counter() - started, 2),
+        measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _inference_rates(lm, task, fmt) -> tuple[float, float, int]:
+    """(seconds per prompt token, seconds per decode step of the batch, the batch's rows)."""
     import torch
 
-    started = time.perf_counter()
     model, tokenizer = lm.model, lm.tokenizer
     device = model.device
     rows = (task.eval or task.train)[:PROBE_ROWS]
@@ -150,24 +168,23 @@ def measure_rates(lm, task, fmt, machine: Machine) -> Rates:
     decode_step = max(
         (generate_s - one_step_s) / (DECODE_STEPS - 1), forward_per_token * len(prompts)
     )
+    return forward_per_token, decode_step, len(prompts)
 
-    from peft import LoraConfig, get_peft_model
 
+def _training_rates(model, tokenizer, task, fmt, started: float) -> dict[str, float]:
+    """Seconds per training token of LoRA (the run's default LoRA) and, within the probe's
+    deadline, of full fine-tuning."""
+    from peft import get_peft_model
+
+    from finetune.base_model import lora_config
     from finetune.config import FinetuneConfig
     from finetune.row_attention import restore_sdpa, supports_row_attention, use_row_attention
 
-    defaults = FinetuneConfig()  # the run's LoRA, so the probe times the step the run takes
-    config = LoraConfig(
-        r=defaults.rank,
-        lora_alpha=defaults.alpha,
-        lora_dropout=defaults.dropout,
-        target_modules=defaults.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    lora_model = get_peft_model(model, config)
+    # The run's LoRA (finetune/base_model.py), so the probe times the step the run takes.
+    lora_model = get_peft_model(model, lora_config(FinetuneConfig()))
     flat = supports_row_attention(lora_model, TRAIN_TOKENS)
     batch, tokens = (_flat_step if flat else _packed_step)(task, tokenizer, fmt)
-    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+    batch = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in batch.items()}
     if flat:
         use_row_attention(lora_model)
     try:
@@ -181,18 +198,7 @@ def measure_rates(lm, task, fmt, machine: Machine) -> Rates:
             train["full-ft"] = train["lora"]
     finally:
         restore_sdpa(lora_model)
-    return Rates(
-        model=lm.name,
-        machine=machine.key(),
-        device=machine.device,
-        forward_s_per_token=forward_per_token,
-        decode_s_per_step=decode_step,
-        decode_batch=len(prompts),
-        train_s_per_token=train,
-        load_s=0.0,
-        probe_s=round(time.perf_counter() - started, 2),
-        measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+    return train
 
 
 def _flat_step(task, tokenizer, fmt) -> tuple[dict, int]:
