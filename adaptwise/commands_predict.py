@@ -50,7 +50,8 @@ def cmd_predict(args) -> int:
     from adaptwise.progress import RichProgress
     from experiments.errors import AdaptwiseError
     from experiments.plain_text import plain
-    from experiments.predict import load_predictor, open_output, predict_file, read_input
+    from experiments.predict import load_predictor
+    from experiments.predict_files import open_output, predict_file, read_input
 
     if args.batch_size < 1:
         raise AdaptwiseError(f"--batch-size {args.batch_size}: give 1 or more")
