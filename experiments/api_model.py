@@ -10,6 +10,11 @@ scored or cached (experiments/api_cache.py), and requests run `--concurrency` at
 comes from OPENAI_API_KEY only, is refused unless it is printable ASCII, and is never written
 down or shown in any form: not in options, results, predictions, reports, cache entries or
 error lines; nor is a password in the base URL, which is shown and recorded masked.
+
+One file, past 450 lines, because it holds the served model's whole identity and life: the
+options it was reached with, the checks before any request (key, URL, template, label paths)
+and what results.json records of it; the request paths themselves are api_transport.py,
+api_reply.py, api_scoring.py, api_template.py and api_cache.py.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ The folder is built in a temporary folder next to `--out` and renamed into place
 manifest that marks it as `adaptwise export`'s (experiments/owned_files.py), so an interruption
 leaves the old folder or the new one, never a mix, and nothing outside `--out` is written
 (beyond adaptwise's cache of a converted GGUF base, which `run` made already).
+
+One file, past 450 lines, because it is the one transaction of an export: every format's
+writer puts its files into the same temporary build folder and adds them to the same record,
+which is checked and renamed into place once; the formats' own rules live in gguf_file.py,
+recipe.py, serve.py and model_card.py.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ The tokenizer is not rebuilt from transformers' files: llama.cpp needs its pre-t
 which its converter finds from a table of hashes. It is copied from a GGUF of the same
 tokenizer (the base's own GGUF, as for the embedded SmolLM2, or one the user names), after
 checking that its tokens are the tokenizer's, token for token.
+
+One file, past 450 lines, because the model writer and the adapter writer apply the same rules
+(tensor names, the q/k permutation, tensor types and their fallback, the streaming writer): split
+in two, each would import the other's private rules.
 """
 
 from __future__ import annotations
