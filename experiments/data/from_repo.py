@@ -113,33 +113,13 @@ def build_from_repo(
     questions = {"train": [], "eval": []}
     for doc in docs:
         questions["eval" if doc.id in held else "train"] += _questions(doc, name, date)
-    raw = [
-        {"id": f"{d.id}#{n}", "text": _raw_text(d, text)}
-        for d in docs
-        if d.id not in held
-        for n, (_, _, text) in enumerate(d.chunks, 1)
-    ]
-    for pr in pr_docs:
-        kept = _without_files(pr.text, held_paths)
-        raw += [
-            {"id": f"{pr.id}#{n}", "text": text}
-            for n, (_, _, text) in enumerate(chunk_lines(kept, tokenizer, max_tokens), 1)
-        ]
+    raw = _raw_rows(docs, pr_docs, held, held_paths, tokenizer, max_tokens)
     corpus = [
         {"id": f"{d.id}#{n}", "text": _raw_text(d, text)}
         for d in docs + pr_docs
         for n, (_, _, text) in enumerate(d.chunks, 1)
     ]
-    spec = {
-        "name": name,
-        "kind": "generation",
-        "instruction": f"Answer questions about the {name} repository.",
-        "train": "train.jsonl",
-        "eval": "eval.jsonl",
-        "corpus": "corpus.jsonl",
-        # The seed's best setting: raw text mixed with the question rows in one training run.
-        "finetune": {"max_length": max_tokens + QUESTION_OVERHEAD, "raw_text": "raw.jsonl"},
-    }
+    spec = _task_spec(name, max_tokens)
     files = {
         "train.jsonl": jsonl(questions["train"]),
         "eval.jsonl": jsonl(questions["eval"]),
@@ -158,6 +138,38 @@ def build_from_repo(
     }
     redacted = found.redacted + sum(pr.redacted for pr in pr_docs)
     return FromRepoResult(path, counts, dict(found.skipped), sorted(held), redacted)
+
+
+def _raw_rows(docs, pr_docs, held: set, held_paths: set, tokenizer, max_tokens: int) -> list:
+    """The raw-text rows trained on: every chunk of the documents not held out, and of the
+    pull requests with the held-out files' parts taken out."""
+    raw = [
+        {"id": f"{d.id}#{n}", "text": _raw_text(d, text)}
+        for d in docs
+        if d.id not in held
+        for n, (_, _, text) in enumerate(d.chunks, 1)
+    ]
+    for pr in pr_docs:
+        kept = _without_files(pr.text, held_paths)
+        raw += [
+            {"id": f"{pr.id}#{n}", "text": text}
+            for n, (_, _, text) in enumerate(chunk_lines(kept, tokenizer, max_tokens), 1)
+        ]
+    return raw
+
+
+def _task_spec(name: str, max_tokens: int) -> dict:
+    """task.yaml of the built task."""
+    return {
+        "name": name,
+        "kind": "generation",
+        "instruction": f"Answer questions about the {name} repository.",
+        "train": "train.jsonl",
+        "eval": "eval.jsonl",
+        "corpus": "corpus.jsonl",
+        # The seed's best setting: raw text mixed with the question rows in one training run.
+        "finetune": {"max_length": max_tokens + QUESTION_OVERHEAD, "raw_text": "raw.jsonl"},
+    }
 
 
 def chunk_lines(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[tuple[int, int, str]]:
