@@ -209,21 +209,34 @@ def score_labels(
                 prior[part] = cf_probs
             progress(len(part))
     if singles:
-        # Rows with a prefix of their own (few-shot) still open with the same system turn:
-        # that shared opening runs once, each row's examples and query on top of it.
-        encoded = {i: encode(prompts[i].text) for i in singles}
-        shared = _common_prefix([encoded[i] for i in singles])
-        state = scorer.prefix_state(shared)
-        singles.sort(key=lambda i: len(encoded[i]))
-        batch = max(1, chunk // 2)
-        for start in range(0, len(singles), batch):
-            part = singles[start : start + batch]
-            for i in part:
-                n_tokens[i] = len(encoded[i])
-            middles = [encoded[i][len(shared) :] for i in part]
-            raw[part] = scorer.score(shared, middles, continuations, state)
-            progress(len(part))
+        _score_singles(ctx, prompts, singles, continuations, chunk, (raw, n_tokens), progress)
+    return _label_predictions(ctx, rows, prompts, raw, prior, n_tokens)
 
+
+def _score_singles(ctx, prompts, singles: list[int], continuations, chunk: int, out, progress):
+    """Score the rows whose prompts have a prefix of their own (few-shot, uncalibrated) into
+    `out` (raw scores, prompt token counts), a few at a time."""
+    raw, n_tokens = out
+    encode, scorer = ctx.encode, ctx.scorer
+    # Rows with a prefix of their own (few-shot) still open with the same system turn:
+    # that shared opening runs once, each row's examples and query on top of it.
+    encoded = {i: encode(prompts[i].text) for i in singles}
+    shared = _common_prefix([encoded[i] for i in singles])
+    state = scorer.prefix_state(shared)
+    singles.sort(key=lambda i: len(encoded[i]))
+    batch = max(1, chunk // 2)
+    for start in range(0, len(singles), batch):
+        part = singles[start : start + batch]
+        for i in part:
+            n_tokens[i] = len(encoded[i])
+        middles = [encoded[i][len(shared) :] for i in part]
+        raw[part] = scorer.score(shared, middles, continuations, state)
+        progress(len(part))
+
+
+def _label_predictions(ctx, rows, prompts, raw, prior, n_tokens) -> list[Prediction]:
+    """Each row's label: the raw scores' best, and with calibration the calibrated best."""
+    labels, calibrate = ctx.task.labels, ctx.calibrate
     calibrated = np.log(_softmax(raw)) - np.log(prior)
     predictions = []
     for i, (row, prompt) in enumerate(zip(rows, prompts)):
