@@ -154,18 +154,14 @@ def choose_settings(
         if value is None
     )
     per_device = max(1, batch // devices)
-    grid, cpu_offload = _setting_grid(
-        method,
-        device,
-        devices,
-        per_device,
-        budget_gb,
-        cpu_offload,
-        gradient_checkpointing,
-        accumulation,
-        optimizer,
-        strategy,
-    )
+    given = {
+        "gradient_checkpointing": gradient_checkpointing,
+        "accumulation": accumulation,
+        "optimizer": optimizer,
+        "strategy": strategy,
+        "cpu_offload": cpu_offload,
+    }
+    grid, cpu_offload = _setting_grid(method, device, devices, per_device, budget_gb, given)
     candidates = _candidates(shape, method, per_device, grid, cpu_offload, common)
 
     def choice(c, fits: bool, suggestion: str | None = None) -> FitChoice:
@@ -213,19 +209,12 @@ def _fit_choice(c, given: dict, budget_gb, fits: bool, auto, suggestion, devices
 
 
 def _setting_grid(
-    method,
-    device,
-    devices,
-    per_device,
-    budget_gb,
-    cpu_offload,
-    gradient_checkpointing,
-    accumulation,
-    optimizer,
-    strategy,
+    method, device, devices, per_device, budget_gb, given: dict
 ) -> tuple[tuple[list, list, list, list], bool]:
-    """The values to try of checkpointing, accumulation, optimizer and strategy (a given
-    setting is its one value), and whether CPU offload can apply."""
+    """The values to try of checkpointing, accumulation, optimizer and strategy (a setting
+    `given` is its one value; None: choose), and whether CPU offload can apply."""
+    gradient_checkpointing, accumulation = given["gradient_checkpointing"], given["accumulation"]
+    optimizer, strategy, cpu_offload = given["optimizer"], given["strategy"], given["cpu_offload"]
     checkpointing = [False, True] if gradient_checkpointing is None else [gradient_checkpointing]
     accumulations = _divisors(per_device) if accumulation is None else [accumulation]
     optimizers = list(OPTIMIZERS) if optimizer is None else [optimizer]

@@ -67,6 +67,15 @@ LLAMA_8B = {
     "rope_theta": 500000.0,
     "tie_word_embeddings": False,
 }
+# --smoke: toy sizes, so that the script itself can be checked on a CPU.
+SMOKE_SHAPE = {
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 1024,
+}
 SMOLLM2_135M = {
     "vocab_size": 49152,
     "hidden_size": 576,
@@ -189,14 +198,7 @@ def part2(out: Path, smoke: bool) -> dict:
     config = dict(LLAMA_8B)
     batch, seq, steps = 4, 512, 10
     if smoke:
-        config.update(
-            hidden_size=256,
-            intermediate_size=512,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=1024,
-        )
+        config.update(SMOKE_SHAPE)
         batch, seq, steps = 2, 64, 2
     folder = random_llama(config, out / "llama-8b-random")
     shape = read_config(folder / "config.json", "llama-8b-random")
@@ -289,14 +291,7 @@ def part3(out: Path, smoke: bool) -> dict:
     config.update(num_attention_heads=32, num_key_value_heads=8)
     batch, seq, steps = 4, 512, 10
     if smoke:
-        config.update(
-            hidden_size=256,
-            intermediate_size=512,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=1024,
-        )
+        config.update(SMOKE_SHAPE)
         batch, seq, steps = 2, 64, 3
     cuda = torch.cuda.is_available()
     precision = "bf16" if cuda else "fp32"

@@ -57,6 +57,18 @@ class TrainResult:
     folder: Path | None = None
 
 
+@dataclass(frozen=True)
+class _How:
+    """How one training runs and speaks: its name in log lines, the log, extra Trainer
+    callbacks, the batch layout and the precision."""
+
+    label: str
+    log: object
+    callbacks: tuple
+    layout: str
+    precision: str
+
+
 @dataclass
 class _Session:
     """What `_build` prepared for one training: the Trainer on its examples, and its counts."""
@@ -109,20 +121,8 @@ def train_model(
     `layout` "padded-rows" is the benchmark's padded baseline (see `make_trainer`).
     """
     rows = (train_rows, val_rows, list(raw_texts))
-    session = _build(
-        checkpoint,
-        tokenizer,
-        prompt_format,
-        rows,
-        config,
-        folder,
-        log,
-        model,
-        callbacks,
-        label or config.method,
-        layout,
-        precision,
-    )
+    how = _How(label or config.method, log, tuple(callbacks), layout, precision)
+    session = _build(checkpoint, tokenizer, prompt_format, rows, config, folder, model, how)
     fitted = _fit(session, config, log)
     trainer = session.trainer
     main = trainer.accelerator.is_main_process
@@ -139,25 +139,13 @@ def train_model(
     return TrainResult(model=model, stats=stats, folder=folder)
 
 
-def _build(
-    checkpoint,
-    tokenizer,
-    prompt_format,
-    rows,
-    config,
-    folder,
-    log,
-    model,
-    callbacks,
-    label,
-    layout,
-    precision,
-) -> _Session:
+def _build(checkpoint, tokenizer, prompt_format, rows, config, folder, model, how) -> _Session:
     """The examples (truncation counted), the resume point, the model (loaded when not given,
     with its adapter) and the Trainer over them; the checkpoint folder claimed for this run."""
     from transformers.trainer_utils import get_last_checkpoint
 
     train_rows, val_rows, raw_texts = rows
+    label, log, precision = how.label, how.log, how.precision
     folder.mkdir(parents=True, exist_ok=True)
     train_examples = to_examples(train_rows, prompt_format) + raw_examples(raw_texts)
     val_examples = to_examples(val_rows, prompt_format)
@@ -190,8 +178,8 @@ def _build(
         val_examples,
         config,
         ckpt_dir,
-        [log_callback(label, log), *callbacks],
-        layout=layout,
+        [log_callback(label, log), *how.callbacks],
+        layout=how.layout,
         precision=precision,
     )
     # Under `accelerate launch` every process runs this; only the main one writes.
