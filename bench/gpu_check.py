@@ -109,6 +109,25 @@ def random_llama(config: dict, folder: Path, tokenizer=None, dtype=None) -> Path
     return folder
 
 
+def train_steps(model, optimizer, ids, steps: int) -> tuple[list[float], list[float]]:
+    """`steps` optimizer steps on the same batch (labels = inputs): each step's loss and
+    seconds (CUDA synchronised, so that a step's time is its own)."""
+    import torch
+
+    losses, times = [], []
+    for _ in range(steps):
+        started = time.perf_counter()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+        losses.append(float(loss))
+    return losses, times
+
+
 def part1(out: Path, model: str | None, smoke: bool) -> dict:
     """The demo task through the runner, bf16 (fp32 on a CPU smoke run)."""
     from experiments.context import RunOptions
@@ -232,16 +251,7 @@ def part2(out: Path, smoke: bool) -> dict:
         optimizer = torch.optim.AdamW(params, lr=1e-4)
     device = "cuda" if cuda else "cpu"
     ids = torch.randint(0, config["vocab_size"], (batch, seq), device=device)
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
+    losses, times = train_steps(model, optimizer, ids, steps)
     peak = (torch.cuda.max_memory_allocated() + CUDA_CONTEXT_BYTES) / GB if cuda else None
     est = estimate(
         shape,
@@ -265,7 +275,7 @@ def part2(out: Path, smoke: bool) -> dict:
         "ratio": None if peak is None else round(peak / est.total_gb, 2),
         "s_per_step_median": round(sorted(times)[len(times) // 2], 3),
         "first_step_s": round(times[0], 2),
-        "final_loss": round(float(loss), 3),
+        "final_loss": round(losses[-1], 3),
     }
     log(f"part 2: {json.dumps(row)}")
     return row
@@ -318,17 +328,7 @@ def part3(out: Path, smoke: bool) -> dict:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         device = "cuda" if cuda else "cpu"
         ids = torch.randint(0, config["vocab_size"], (batch, seq), device=device)
-        losses, times = [], []
-        for _ in range(steps):
-            started = time.perf_counter()
-            loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - started)
-            losses.append(float(loss))
+        losses, times = train_steps(model, optimizer, ids, steps)
         peak = (torch.cuda.max_memory_allocated() + CUDA_CONTEXT_BYTES) / GB if cuda else None
     finally:
         dist.destroy_process_group()
