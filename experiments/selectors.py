@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from langchain_core.example_selectors import BaseExampleSelector
 from pydantic import BaseModel, ConfigDict
 
+from experiments.context import RunOptions
 from experiments.embeddings import Embedder
 from experiments.errors import AdaptwiseError, TaskError
 
@@ -88,7 +89,7 @@ class ExampleSelector(abc.ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, pool: list[dict], k: int = 4, seed: int = 0) -> None:
+    def __init__(self, pool: list[dict], k: int = RunOptions.k, seed: int = 0) -> None:
         """Keep a copy of the pool list (the example dicts themselves are shared)."""
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
@@ -141,7 +142,7 @@ class JaccardSelector(ExampleSelector):
 
     name = "jaccard"
 
-    def __init__(self, pool: list[dict], k: int = 4, seed: int = 0) -> None:
+    def __init__(self, pool: list[dict], k: int = RunOptions.k, seed: int = 0) -> None:
         """Index the pool's word sets (the vocabulary is the pool's words)."""
         super().__init__(pool, k, seed)
         self._vocabulary: dict[str, int] = {}
@@ -218,7 +219,11 @@ class EmbeddingSelector(ExampleSelector):
     name = "embedding"
 
     def __init__(
-        self, pool: list[dict], k: int = 4, seed: int = 0, embedder: Embedder | None = None
+        self,
+        pool: list[dict],
+        k: int = RunOptions.k,
+        seed: int = 0,
+        embedder: Embedder | None = None,
     ) -> None:
         """Keep the pool; it is embedded on first use, once."""
         super().__init__(pool, k, seed)
@@ -271,7 +276,7 @@ class MMRSelector(EmbeddingSelector):
     def __init__(
         self,
         pool: list[dict],
-        k: int = 4,
+        k: int = RunOptions.k,
         seed: int = 0,
         embedder: Embedder | None = None,
         lambda_mult: float = 0.5,
@@ -324,7 +329,7 @@ SELECTORS: dict[str, type[ExampleSelector]] = {
 def make_selector(
     name: str,
     pool: list[dict],
-    k: int = 4,
+    k: int = RunOptions.k,
     seed: int = 0,
     embedder: Embedder | None = None,
 ) -> ExampleSelector:
