@@ -37,6 +37,8 @@ def register(sub, add_run_options) -> None:
 
 def _add_training_options(p) -> None:
     """What is trained and how: batch, length, optimizer, precision, checkpointing, LoRA."""
+    from advisor.architectures import LORA_TARGETS  # light: no torch
+
     p.add_argument("--batch", type=int, default=1, help="sequences per step (default: 1)")
     p.add_argument("--seq", type=int, default=512, help="tokens per sequence (default: 512)")
     p.add_argument(
@@ -62,7 +64,7 @@ def _add_training_options(p) -> None:
     p.add_argument(
         "--lora-targets",
         default="all-linear",
-        choices=("all-linear", "qv", "qkv"),
+        choices=tuple(LORA_TARGETS),
         help="projections LoRA adapts (default: %(default)s)",
     )
     p.add_argument(
