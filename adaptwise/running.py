@@ -60,6 +60,19 @@ def add_run_options(p: argparse.ArgumentParser, limit: int = 0) -> None:
     )
 
 
+def add_seeds_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--seeds", type=int, metavar="N", help=help_text)
+
+
+def seeds_setting(args) -> int | None:
+    """--seeds N: how many times each fine-tuning method trains (None: not given)."""
+    if args.seeds is not None and args.seeds < 1:
+        from experiments.errors import AdaptwiseError
+
+        raise AdaptwiseError("--seeds must be at least 1")
+    return args.seeds
+
+
 def run_options(args):
     from experiments.context import RunOptions
 

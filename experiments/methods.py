@@ -46,6 +46,15 @@ class Method(ABC):
         statistics, ...); report.md shows the ones it knows."""
         return {}
 
+    def seed_list(self, ctx: RunContext) -> list[int]:
+        """The seeds it trains with, the primary one first; none for a method that trains
+        nothing (prompting and retrieval are deterministic here and run once)."""
+        return []
+
+    def reseeded(self, seed: int) -> Method:
+        """The same method trained with another seed, into a folder of its own."""
+        raise AdaptwiseError(f"{self.name} trains nothing; it has no seeds")
+
 
 class PromptingMethod(Method):
     """Zero-shot or few-shot prompting with a per-query example selector."""
