@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from experiments.plain_text import plain
+from experiments.report import seed_spread
 from experiments.report.formatting import (
     CURVE_HEADER,
     METRIC_TITLES,
@@ -96,7 +97,7 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
         else "No method has finished yet."
     )
     if methods:
-        lines += _stats_notes(analysis)
+        lines += _seeds_section(analysis) + _stats_notes(analysis)
         lines += _significance_section(analysis)
         lines += _cost_section(analysis)
         lines += _verdict_section(analysis)
@@ -124,6 +125,16 @@ def _ci_cell(value, ci: dict | None) -> str:
     if not ci:
         return f"{value:.3f}"
     return f"{value:.3f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
+def _seeds_section(analysis: dict) -> list[str]:
+    rows = seed_spread.seed_rows(analysis)
+    if not rows:
+        return []
+    lines = ["", "## Seeds", "", "| " + " | ".join(seed_spread.SEEDS_HEADER) + " |"]
+    lines.append("|---|" + "---:|" * 5)
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + ["", seed_spread.seeds_note(analysis)]
 
 
 def _p_cell(test: dict | None) -> str:
