@@ -14,7 +14,6 @@ from advisor.machine import Machine
 from advisor.planning.estimates import (
     EMBEDDER_GB,
     EMBEDDING_SELECTORS,
-    FINETUNING,
     Rates,
     RunSettings,
     TaskStats,
@@ -23,6 +22,7 @@ from advisor.planning.estimates import (
     prompt_tokens,
     score_seconds,
     split_k,
+    trained_method,
 )
 from advisor.planning.targets import Target
 from experiments.report.formatting import format_duration
@@ -145,7 +145,7 @@ def build_plan(
     for order, method in enumerate(methods, 1):
         base, _ = split_k(method, settings.k)
         parts = base.split("+")
-        tuned = next((p for p in parts if p in FINETUNING), "lora" if base == "raft" else None)
+        tuned = trained_method(base)
         uses_embedder = any(p in EMBEDDING_SELECTORS or p.startswith("rag") for p in parts)
         extra_gb = EMBEDDER_GB if uses_embedder and machine.device == "cpu" else 0.0
         notes, change, memory_settings = [], None, None
@@ -158,21 +158,8 @@ def build_plan(
             peak = choice.estimate_gb + kept + extra_gb
             fits = choice.fits
             change = None if fits else choice.suggestion
-            notes.append(f"trains with {choice.describe()}")
-            if choice.devices > 1:
-                notes.append(f"peak memory per device, of {choice.devices}")
-            batch = settings.finetune_config(tuned).batch_size
-            if batch % choice.devices:
-                notes.append(
-                    f"finetune batch_size {batch} is the batch of all "
-                    f"{choice.devices} devices together: make it a multiple of {choice.devices}"
-                )
-            if on_base:
-                notes.append("trains its adapter on the run's shared model (one copy)")
-            elif release:
-                notes.append(f"frees the run's shared {shared_gb:.2f} GB copy while it trains")
-            else:
-                notes.append(f"includes the run's shared {shared_gb:.2f} GB inference copy")
+            config = settings.finetune_config(tuned)
+            notes += _training_notes(config, choice, on_base, release, shared_gb)
         else:
             est, memo = peak_memory(method, shape, stats, settings, machine.device)
             peak = est.total_gb + extra_gb
@@ -210,6 +197,27 @@ def build_plan(
         budget_s=budget_s,
         rates=rates,
     )
+
+
+def _training_notes(config, choice, on_base: bool, release: bool, shared_gb: float) -> list[str]:
+    """What a fine-tuning step's row says of its training."""
+    notes = [f"trains with {choice.describe()}"]
+    if config.seeds > 1:
+        notes.append(f"trains and scores {config.seeds} seeds: {config.seeds}x the time of one")
+    if choice.devices > 1:
+        notes.append(f"peak memory per device, of {choice.devices}")
+    if config.batch_size % choice.devices:
+        notes.append(
+            f"finetune batch_size {config.batch_size} is the batch of all "
+            f"{choice.devices} devices together: make it a multiple of {choice.devices}"
+        )
+    if on_base:
+        notes.append("trains its adapter on the run's shared model (one copy)")
+    elif release:
+        notes.append(f"frees the run's shared {shared_gb:.2f} GB copy while it trains")
+    else:
+        notes.append(f"includes the run's shared {shared_gb:.2f} GB inference copy")
+    return notes
 
 
 def _fit(tuned: str, shape, settings: RunSettings, machine: Machine, extra_gb: float, shared_gb):
