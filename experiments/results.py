@@ -264,7 +264,10 @@ def doubts_about(
     reference: tuple[str, set[str]] | None = None
     for name, entry in methods.items():
         doubt = _doubt(task, entry, rows.get(name, []), golds, user) or seeds_doubt(
-            name, entry, lambda item, own: _doubt(task, item, rows.get(own, []), golds, user)
+            name,
+            entry,
+            lambda item, own: _doubt(task, item, rows.get(own, []), golds, user),
+            _stated,
         )
         if doubt is None and golds is None:  # without the eval rows: the first method's ids
             ids = {str(r["id"]) for r in rows[name]}

@@ -21,6 +21,8 @@ method's."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 SEPARATOR = "@seed"
 # What a seed item keeps of the entry its run made (experiments/runner.py run_method).
@@ -73,31 +75,28 @@ def drop_seeds(predictions: dict, name: str) -> None:
         del predictions[key]
 
 
-def seeds_doubt(name: str, entry, check: Callable[[dict, str], object]):
+def seeds_doubt(name: str, entry, check: Callable[[dict, str], Any], stated: Callable[[str], Any]):
     """Why a method's seeds cannot be trusted, or None: `seeds` must be a list of items, each
     with its own seed, whose rows are the method's (the primary, first) or `seed_name`'s; and
     `check(item, records name)` (experiments/results.py) must find each item's metrics to be
-    what those rows give. The doubt says which seed."""
-    from experiments.results import Doubt
-
+    what those rows give. `stated(text)` makes the doubt about results.json; the doubt says
+    which seed."""
     if "seeds" not in entry:
         return None
     items = entry["seeds"]
     if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
-        return Doubt("results.json", "results.json has seeds for it that are not a list of seeds")
+        return stated("has seeds for it that are not a list of seeds")
     seen: set = set()
     for index, item in enumerate(items):
         seed = item.get("seed")
         own = name if index == 0 else seed_name(name, seed)
         if not isinstance(seed, int) or isinstance(seed, bool) or seed in seen:
             shown = seed if isinstance(seed, int) else repr(seed)
-            return Doubt(
-                "results.json", f"results.json has seed {shown} for it twice, or not a number"
-            )
+            return stated(f"has seed {shown} for it twice, or not a number")
         if item.get("predictions", name) != own:
-            return Doubt("results.json", f"results.json names other rows for its seed {seed}")
+            return stated(f"names other rows for its seed {seed}")
         seen.add(seed)
         doubt = check(item, own)
         if doubt is not None:
-            return Doubt(doubt.file, f"{doubt.text} (seed {seed})")
+            return replace(doubt, text=f"{doubt.text} (seed {seed})")
     return None
