@@ -124,9 +124,10 @@ def seeds_note(analysis: dict) -> str:
     return (
         "Each fine-tuning method above was trained once per seed and scored on the same eval "
         "rows; its row in the first table, its interval and its matrix column are its first "
-        "seed's, and sd is over seeds (n - 1). A lead of such a method counts only when the "
-        "paired test agrees for every seed (an intersection-union test: the largest of the "
-        "seeds' p-values)."
+        "seed's, and sd is over seeds (n - 1). Its p-values (the table's, the significance "
+        "section's, the verdict's) are over seeds: a lead counts only when the paired test is "
+        "significant in the same direction for every seed (an intersection-union test: the "
+        "largest of the seeds' p-values)."
     )
 
 
