@@ -235,6 +235,12 @@ def show_report(out: Path, outcome: dict | None = None) -> None:
         )
     console = Console()
     console.print(table)
+    from experiments.report.seed_spread import spread
+
+    for name, s in spread(methods, task["metric"]).items():  # trained over seeds
+        each = ", ".join(f"{v:.3f}" for v in s["scores"])
+        line = f"{name}: {len(s['scores'])} seeds ({each}), mean {s['mean']:.3f}, sd {s['sd']:.3f}"
+        console.print(plain(f"{line}; the table shows the first (report.md: Seeds)"), markup=False)
     for name, failure in (results.get("failed") or {}).items():
         estimate = failure.get("estimate_gb")
         about = f" (estimate {estimate:.1f} GB)" if estimate is not None else ""

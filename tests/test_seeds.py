@@ -95,7 +95,7 @@ def run_args(model: Path, out: Path, *more) -> list[str]:
     return [str(a) for a in args]
 
 
-def test_seeds_run_records_each_seed_and_resumes_per_seed(tiny_model, tmp_path):
+def test_seeds_run_records_each_seed_and_resumes_per_seed(tiny_model, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(run_args(tiny_model, out, "--seeds", "2")) == 0
     results = json.loads((out / "results.json").read_text())
@@ -109,7 +109,9 @@ def test_seeds_run_records_each_seed_and_resumes_per_seed(tiny_model, tmp_path):
     assert "## Seeds" in (out / "report.md").read_text()
     # a third seed: zero-shot and the two seeds recorded are kept, only seed 2 trains
     shutil.rmtree(out / "lora@seed1")  # a kept seed is not trained again
+    capsys.readouterr()
     assert main(run_args(tiny_model, out, "--seeds", "3")) == 0
+    assert "lora: 3 seeds (" in capsys.readouterr().out
     lora = json.loads((out / "results.json").read_text())["methods"]["lora"]
     assert [s["seed"] for s in lora["seeds"]] == [0, 1, 2]
     assert not (out / "lora@seed1").exists() and (out / "lora@seed2" / "adapter").is_dir()
@@ -144,3 +146,25 @@ def test_bad_seed_counts_are_one_line(tmp_path, capsys):
     args = ["run", str(INTENTS), "--methods", "lora", "--seeds", "0", "--out", str(tmp_path)]
     assert main(args) == 2
     assert capsys.readouterr().err.strip().endswith("--seeds must be at least 1")
+
+
+def test_which_methods_train_over_seeds_and_where():
+    from experiments.context import RunContext, RunOptions
+    from experiments.methods import make_method
+    from experiments.task import load_task
+
+    ctx = RunContext(load_task(INTENTS), RunOptions(seed=5, seeds=3))
+    assert make_method("zero-shot", {"k": 4}).seed_list(ctx) == []  # deterministic: once
+    assert make_method("rag", {"k": 4}).seed_list(ctx) == []
+    for name, folder in (("lora", "lora"), ("rag+lora", "rag_plus_lora"), ("raft", "raft")):
+        method = make_method(name, {"k": 4})
+        assert method.seed_list(ctx) == [5, 6, 7]
+        other = method.reseeded(6)
+        tuned = getattr(other, "finetune", other)
+        assert tuned.folder_name == f"{folder}@seed6" and tuned._config(ctx).seed == 6
+        if name == "raft":  # the clone trains on its own retrieval's rows
+            assert tuned.training_rows.__self__ is other
+    task_file = {"finetune": {"seeds": 2, "lora": {"seed": 10}}}
+    ctx.task.settings.update(task_file)
+    ctx.options.seeds = None  # the task file's seeds, from its own seed
+    assert make_method("lora", {"k": 4}).seed_list(ctx) == [10, 11]
