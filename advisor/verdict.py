@@ -73,7 +73,7 @@ def verdict(
     winner contradicts the advice only when it is significantly ahead of the ladder's best.
     For a method trained over several seeds the p-values are the report's rule over its seeds
     (experiments/report/seed_spread.py); `unsteady` (method -> the pair of seeds that breaks
-    it) names the methods whose first seed leads significantly and whose other seeds do not."""
+    it) names the methods that lead significantly on some seeds and not on every one."""
     metric = results["task"]["metric"]
     scores = {m: e["metrics"][metric] for m, e in results["methods"].items() if "metrics" in e}
     if not scores:
