@@ -183,3 +183,15 @@ def test_a_lead_on_some_seeds_only_is_named_as_seed_dependent():
     assert named == {"lora": "lora seed 0 vs zero-shot: +0.150, p = 0.074"}
     no_seed_leads = [pair(0, 0.15, 0.074), pair(1, 0.1, 0.2)]
     assert unsteady({"lora": {"zero-shot": {**test, "seeds": no_seed_leads}}}, "zero-shot") == {}
+
+
+def test_the_learning_curve_draws_the_seeds_band(tmp_path):
+    from advisor.planning.learning_curve import plot_curve, seed_band
+
+    run = with_seeds(tmp_path / "run", {1: [i % 4 != 0 for i in range(40)]})
+    band = seed_band(run, "lora", "accuracy")
+    assert band["scores"] == [0.8, 0.75] and seed_band(run, "zero-shot", "accuracy") is None
+    point = {"method": "lora", "interval": {"estimate": 0.8, "low": 0.7, "high": 0.9}}
+    points = [{**point, "n_train": n, "seeds": band} for n in (90, 180)]
+    record = {"methods": ["lora"], "points": points, "metric": "accuracy"}
+    assert plot_curve(record, tmp_path / "curve.png").stat().st_size > 0

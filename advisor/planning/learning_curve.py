@@ -226,7 +226,7 @@ def plot_curve(record: dict, path: Path) -> Path | None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("train rows (log scale)")
     ax.set_ylabel(record["metric"])
-    ax.set_title("Learning curve (95% bootstrap intervals; shaded: the seeds' range)")
+    ax.set_title("Learning curve (95% bootstrap CIs; shaded: seeds' range)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
