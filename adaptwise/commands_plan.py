@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from adaptwise.api_options import add_api_options
+from adaptwise.running import add_seeds_option, seeds_setting
 from experiments.precision import PRECISIONS
 
 
@@ -58,6 +59,7 @@ def register(sub, add_run_options) -> None:
         metavar="KEY=VALUE",
         help="a fine-tuning setting, as `run --finetune` (e.g. batch_size=8)",
     )
+    add_seeds_option(plan, "as `run --seeds`: each fine-tuning method trains and scores N times")
     plan.add_argument(
         "--devices",
         type=int,
@@ -107,6 +109,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from finetune.config import build_config
 
     settings = parse_settings(args.finetune, flag="--finetune")
+    if seeds_setting(args) is not None:
+        settings["seeds"] = args.seeds  # as the run's --seeds, over the task file's
     build_config("lora", task.settings.get("finetune", {}), settings, 0)  # a bad value: one line
     methods = None
     if args.methods:

@@ -9,11 +9,13 @@ from adaptwise.api_options import add_api_options
 from adaptwise.launch import add_devices_option, launch, needs_launch
 from adaptwise.running import (
     DEFAULT_METHODS,
+    add_seeds_option,
     check_run,
     headline,
     method_list,
     run_one,
     run_options,
+    seeds_setting,
     show_report,
     show_run,
 )
@@ -51,6 +53,12 @@ def register(sub, add_run_options) -> None:
         "rows and options (kept otherwise); alone: all of them, or a comma-separated list",
     )
     add_run_options(run)
+    add_seeds_option(
+        run,
+        "train each fine-tuning method N times, with seeds --seed, --seed+1, ... (default: the "
+        "task file's finetune seeds, else 1); the report shows their spread and the verdict "
+        "calls a lead only when every seed holds it (docs/finetuning.md, Seeds)",
+    )
     add_devices_option(run)
     add_api_options(run)
     run.set_defaults(handler=cmd_run)
@@ -120,6 +128,7 @@ def cmd_run(args) -> int:
     options = run_options(args)
     from experiments.errors import AdaptwiseError
 
+    options.seeds = seeds_setting(args)
     settings = parse_settings(args.finetune, flag="--finetune")
     if settings:
         options.extra["finetune"] = settings
@@ -209,7 +218,10 @@ def _cmd_climb(args, options) -> int:
                 budget_s=budget_s,
                 model=options.model,
                 log=ui.log,
-                finetune_settings=options.extra.get("finetune"),
+                finetune_settings={
+                    **(options.extra.get("finetune") or {}),
+                    **({"seeds": options.seeds} if options.seeds else {}),  # time x seeds
+                },
                 precision=options.precision,
             )
             record = run_ladder(task, plan, out, options, target, budget_s, progress=ui)

@@ -60,6 +60,19 @@ def add_run_options(p: argparse.ArgumentParser, limit: int = 0) -> None:
     )
 
 
+def add_seeds_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--seeds", type=int, metavar="N", help=help_text)
+
+
+def seeds_setting(args) -> int | None:
+    """--seeds N: how many times each fine-tuning method trains (None: not given)."""
+    if args.seeds is not None and args.seeds < 1:
+        from experiments.errors import AdaptwiseError
+
+        raise AdaptwiseError("--seeds must be at least 1")
+    return args.seeds
+
+
 def run_options(args):
     from experiments.context import RunOptions
 
@@ -222,6 +235,12 @@ def show_report(out: Path, outcome: dict | None = None) -> None:
         )
     console = Console()
     console.print(table)
+    from experiments.report.seed_spread import spread
+
+    for name, s in spread(methods, task["metric"]).items():  # trained over seeds
+        each = ", ".join(f"{v:.3f}" for v in s["scores"])
+        line = f"{name}: {len(s['scores'])} seeds ({each}), mean {s['mean']:.3f}, sd {s['sd']:.3f}"
+        console.print(plain(f"{line}; the table shows the first (report.md: Seeds)"), markup=False)
     for name, failure in (results.get("failed") or {}).items():
         estimate = failure.get("estimate_gb")
         about = f" (estimate {estimate:.1f} GB)" if estimate is not None else ""

@@ -61,6 +61,7 @@ def verdict(
     results: dict,
     p_vs_zero: dict[str, float] | None = None,
     p_vs_best: dict[str, float] | None = None,
+    unsteady: dict[str, str] | None = None,
 ) -> Verdict | None:
     """Whether the best measured method is one the advisor put on the ladder (beyond the
     zero-shot baseline), and what that means for the next step.
@@ -69,7 +70,10 @@ def verdict(
     says what is missing. With `p_vs_zero` (method -> p-value of its paired test against
     zero-shot, from the report) a method is said to have won only when its lead over zero-shot
     is significant; with `p_vs_best` (method -> p-value against the best method) an off-ladder
-    winner contradicts the advice only when it is significantly ahead of the ladder's best."""
+    winner contradicts the advice only when it is significantly ahead of the ladder's best.
+    For a method trained over several seeds the p-values are the report's rule over its seeds
+    (experiments/report/seed_spread.py); `unsteady` (method -> the pair of seeds that breaks
+    it) names the methods that lead significantly on some seeds and not on every one."""
     metric = results["task"]["metric"]
     scores = {m: e["metrics"][metric] for m, e in results["methods"].items() if "metrics" in e}
     if not scores:
@@ -90,6 +94,16 @@ def verdict(
             "eval set before climbing.",
         )
     p = (p_vs_zero or {}).get(best)
+    if p is not None and p >= ALPHA and best in (unsteady or {}):
+        return Verdict(
+            None,
+            best,
+            top,
+            f"No verdict yet: {best} scored best ({top:.3f} {metric}, zero-shot {zero:.3f}), "
+            f"but its lead over zero-shot does not hold across its seeds ({unsteady[best]}): "
+            "it may rest on a lucky seed; check the training settings and train more seeds "
+            "before relying on it.",
+        )
     if p is not None and p >= ALPHA:
         return Verdict(
             None,

@@ -15,6 +15,9 @@ class RunOptions:
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
     embedder: str | None = None  # None: the embedded all-MiniLM-L6-v2
     seed: int = 0
+    # Trainings of each fine-tuning method, seeds seed, seed+1, ... (None: the task file's
+    # `finetune: seeds:`, else 1); not matched between runs: more seeds add to those recorded.
+    seeds: int | None = None
     k: int = 4  # few-shot examples per query
     calibrate: bool = False  # contextual calibration; off: it lost on 2 of 3 methods measured
     batch_size: int = 16  # generation batch

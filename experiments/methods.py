@@ -14,6 +14,7 @@ import numpy as np
 
 from experiments.api_model import is_api_model
 from experiments.context import RunContext
+from experiments.errors import AdaptwiseError
 from experiments.prediction import Prediction
 from experiments.prompts import Prompt
 from experiments.task import Row
@@ -43,6 +44,15 @@ class Method(ABC):
         """Fields added to this method's entry in results.json (retrieval metrics, training
         statistics, ...); report.md shows the ones it knows."""
         return {}
+
+    def seed_list(self, ctx: RunContext) -> list[int]:
+        """The seeds it trains with, the primary one first; none for a method that trains
+        nothing (prompting and retrieval are deterministic here and run once)."""
+        return []
+
+    def reseeded(self, seed: int) -> Method:
+        """The same method trained with another seed, into a folder of its own."""
+        raise AdaptwiseError(f"{self.name} trains nothing; it has no seeds")
 
 
 class PromptingMethod(Method):

@@ -20,6 +20,7 @@ from experiments.context import RunOptions
 from experiments.errors import AdaptwiseError
 from experiments.numbers import expected, number_problem
 from experiments.prediction import Prediction
+from experiments.seeds import prediction_names, seeds_doubt
 from experiments.task import Row, Task
 from experiments.user_metric import rescore, user_digests, user_metric_names
 
@@ -170,7 +171,8 @@ def previous_results(
 
     doubts = doubts_about(fresh, stored, records, golds, live if task.user_metrics else None)
     results["methods"] = {m: v for m, v in stored.items() if m not in doubts}
-    predictions.update(predictions_of(records, results["methods"]))
+    kept = {*results["methods"], *prediction_names(results["methods"])}  # and their seeds'
+    predictions.update(predictions_of(records, kept))
     if isinstance(old.get("failed"), dict):
         results["failed"] = old["failed"]
     return results, predictions, doubts
@@ -247,7 +249,8 @@ def doubts_about(
     """Method -> why its entry in results.json is not what its rows in predictions.jsonl give,
     for each method that cannot be trusted. Every metric must be a finite number, equal to the
     runner's metric functions on the method's rows, and every row's `scores` and `correct` to
-    the per-row ones; each method needs one row per eval row. `task` is results.json's task
+    the per-row ones; each method needs one row per eval row. So must each of its seeds'
+    (experiments/seeds.py). `task` is results.json's task
     entry (kind, metric, labels, n_eval); `golds` (row id -> gold answer) are the eval rows the
     run scores, else every method must have n_eval rows, the same ones. The task's own metrics
     (`metric_files`) are checked as the built-in ones where `user` gives a record's values of
@@ -260,7 +263,12 @@ def doubts_about(
     doubts: dict[str, Doubt] = {}
     reference: tuple[str, set[str]] | None = None
     for name, entry in methods.items():
-        doubt = _doubt(task, entry, rows.get(name, []), golds, user)
+        doubt = _doubt(task, entry, rows.get(name, []), golds, user) or seeds_doubt(
+            name,
+            entry,
+            lambda item, own: _doubt(task, item, rows.get(own, []), golds, user),
+            _stated,
+        )
         if doubt is None and golds is None:  # without the eval rows: the first method's ids
             ids = {str(r["id"]) for r in rows[name]}
             if reference is None:

@@ -32,6 +32,7 @@ from experiments.registry import make_method
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
 from experiments.results import options_record, previous_results, results_text
+from experiments.seeds import drop_seeds, seed_name, seed_record
 from experiments.task import Row, Task
 
 RUN_COMMAND = "run"
@@ -141,6 +142,8 @@ def _run_methods(
                 f"(--rerun {method.name} runs it again)"
             )
             outcome["kept"].append(method.name)
+            if run_seeds(ctx, method, results, predictions, rows, progress):
+                outcome["scored"].append(method.name)  # seeds it lacked
             continue
         failure = None
         try:
@@ -165,8 +168,11 @@ def _run_methods(
         results.get("failed", {}).pop(method.name, None)
         results["methods"][method.name] = entry
         predictions[method.name] = preds
+        drop_seeds(predictions, method.name)  # an earlier run's other seeds: trained again
         write_outputs(out_dir, results, predictions)
         outcome["scored"].append(method.name)
+        if not isinstance(given, Method):  # a sweep's winner is a trained model, not a recipe
+            run_seeds(ctx, method, results, predictions, rows, progress)
     changed = bool(doubts or results.pop("_rescored", False))  # left out, or scored again
     if changed and not (outcome["scored"] or outcome["failed"]):
         write_outputs(out_dir, results, predictions)  # without the methods left out
@@ -177,8 +183,43 @@ def _run_methods(
 def _record_failure(out_dir, results, predictions, name: str, failure: dict) -> None:
     results["methods"].pop(name, None)
     predictions.pop(name, None)
+    drop_seeds(predictions, name)
     results.setdefault("failed", {})[name] = failure
     write_outputs(out_dir, results, predictions)
+
+
+def run_seeds(ctx, method: Method, results: dict, predictions: dict, rows, progress) -> bool:
+    """Train and score the seeds after the first (experiments/seeds.py) that the method's entry
+    lacks; the files are written after each, so a stopped run keeps the seeds it finished and
+    the next one trains only the others. A seed out of memory ends the method's seeds, with
+    one line. True when a seed was scored."""
+    wanted = method.seed_list(ctx)
+    entry = results["methods"].get(method.name)
+    if len(wanted) < 2 or entry is None:
+        return False
+    items = entry.setdefault("seeds", [seed_record(wanted[0], entry)])
+    missing = [s for s in wanted if s not in {item.get("seed") for item in items}]
+    scored = False
+    for seed in missing:
+        progress.log(f"{method.name}: seed {seed} ({wanted.index(seed) + 1} of {len(wanted)})")
+        other, failure = method.reseeded(seed), None
+        try:
+            seed_entry, preds = run_method(ctx, other, rows, progress)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            failure = out_of_memory_record(ctx, other, exc)["message"]
+            forget_failure(exc)
+        if failure is not None:
+            release_method(ctx, other)
+            progress.log(f"{method.name}: seed {seed} out of memory; {failure} (its seeds end)")
+            break
+        name = seed_name(method.name, seed)
+        items.append(seed_record(seed, seed_entry, name))
+        predictions[name] = preds
+        write_outputs(ctx.out_dir, results, predictions)
+        scored = True
+    return scored
 
 
 def out_of_memory_record(ctx: RunContext, method: Method, exc: BaseException) -> dict:

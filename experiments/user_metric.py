@@ -211,8 +211,9 @@ def rescore(task, old: dict, methods: dict, records: list[dict], golds: dict) ->
     changes += [f"{name} dropped" for name in before if name not in now]
     primary = is_user_metric(old.get("metric")) or is_user_metric(task.metric)
     values: dict[str, list[dict]] = {}
+    entries = metric_entries(methods)
     for rec in records:
-        entry = methods.get(rec["method"])
+        entry = (entries.get(rec["method"]) or [None])[0]
         scores = rec.get("scores")
         if (
             not isinstance(entry, dict)
@@ -230,6 +231,22 @@ def rescore(task, old: dict, methods: dict, records: list[dict], golds: dict) ->
             )[1]
         values.setdefault(rec["method"], []).append(user)
     for name, rows in values.items():
-        stated = {k: v for k, v in methods[name]["metrics"].items() if not is_user_metric(k)}
-        methods[name]["metrics"] = {**stated, **metric_fns.means(rows)}
+        for entry in entries[name]:
+            stated = {k: v for k, v in entry["metrics"].items() if not is_user_metric(k)}
+            entry["metrics"] = {**stated, **metric_fns.means(rows)}
     return "; ".join(changes)
+
+
+def metric_entries(methods: dict) -> dict[str, list[dict]]:
+    """Prediction records' method name -> the entries whose `metrics` are of those rows: a
+    method's entry and its first seed's item, and each other seed's item (experiments/seeds.py)."""
+    from experiments.seeds import seed_items
+
+    out: dict[str, list[dict]] = {}
+    for name, entry in methods.items():
+        for item in seed_items(entry):
+            if isinstance(item.get("metrics"), dict):
+                out.setdefault(item.get("predictions", name), []).append(item)
+        if isinstance(entry, dict):
+            out.setdefault(name, []).insert(0, entry)
+    return out

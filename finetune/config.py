@@ -58,6 +58,9 @@ class FinetuneConfig:
     warmup: float = 0.1  # fraction of the steps spent warming up the learning rate
     weight_decay: float = 0.0
     seed: int | None = None  # None: the run's --seed
+    # Trainings per method (`run --seeds N` wins): seeds seed, seed+1, ...; each trains into its
+    # own folder and is scored on the same eval rows (docs/finetuning.md, Seeds).
+    seeds: int = 1
     # Validation and early stopping.
     val_fraction: float = 0.1  # of train, seeded; 0 trains on every row without early stopping
     # Each evaluation also saves a checkpoint (1.6 GB for full-ft with its optimizer state);
@@ -123,6 +126,7 @@ class FinetuneConfig:
         """The settings that change what training produces (used to match checkpoints)."""
         skip = {
             "merge",
+            "seeds",  # how many trainings, not what one of them produces
             "resume",
             "keep_checkpoints",
             "allow_leakage",
@@ -233,6 +237,7 @@ def _validate(c: FinetuneConfig) -> None:
     checks = [
         (c.epochs > 0 or c.max_steps > 0, "epochs must be above 0"),
         (c.max_steps >= 0, "max_steps must be 0 (no cap) or more"),
+        (c.seeds >= 1, "seeds must be at least 1"),
         (c.batch_size >= 1, "batch_size must be at least 1"),
         (c.max_length >= 16, "max_length must be at least 16 tokens"),
         (0.0 <= c.val_fraction < 0.5, "val_fraction must be in [0, 0.5)"),

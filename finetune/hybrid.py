@@ -34,6 +34,7 @@ class RagFinetuneMethod(Method):
     def __init__(self, name: str, ft_method: str, raft: bool, options: dict):
         self.name = name
         self.raft = raft
+        self.options = options
         self.rag = RagMethod(name, options.get("rag_k"), None)
         self.finetune = FinetuneMethod(ft_method, options, folder_name=_folder(name), label=name)
         if raft:
@@ -52,6 +53,18 @@ class RagFinetuneMethod(Method):
     def check(self, ctx: RunContext) -> None:
         self.rag.check(ctx)
         self.finetune.check(ctx)
+
+    def seed_list(self, ctx: RunContext) -> list[int]:
+        return self.finetune.seed_list(ctx)
+
+    def reseeded(self, seed: int) -> RagFinetuneMethod:
+        """The same retrieval over a model trained with `seed` (its own folder)."""
+        other = RagFinetuneMethod(self.name, self.finetune.name, self.raft, self.options)
+        finetune = self.finetune.reseeded(seed)
+        if self.raft:
+            finetune.training_rows = other._raft_rows
+        other.finetune = finetune
+        return other
 
     def prepare_retrieval(self, ctx: RunContext) -> None:
         """The retrieval half of prepare (also before loading a saved model: predict)."""

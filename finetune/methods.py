@@ -52,6 +52,8 @@ class FinetuneMethod(Method):
         self._shared_state: dict | None = None
         self._adapter_model = None  # the PEFT model wrapping the shared base, while it has one
         self.needs_base = shares_base(name)
+        self.options = options
+        self.seed_override: int | None = None  # set by reseeded(): another seed's training
 
     def check(self, ctx: RunContext) -> None:
         """Validate the settings before any model loads (one line, exit 2, in seconds)."""
@@ -61,13 +63,31 @@ class FinetuneMethod(Method):
         check_strategy(self._config(ctx), precision, ctx.options.devices)
 
     def _config(self, ctx: RunContext) -> FinetuneConfig:
-        return build_config(
+        config = build_config(
             self.name,
             ctx.task.settings.get("finetune", {}),
             self.cli_settings,
             ctx.seed,
             flag=self.flag,
         )
+        if self.seed_override is not None:
+            config.seed = self.seed_override
+        return config
+
+    def seed_list(self, ctx: RunContext) -> list[int]:
+        """seed, seed+1, ...: `run --seeds N`, else the task file's `finetune: seeds:`."""
+        config = self._config(ctx)
+        return [config.seed + i for i in range(ctx.options.seeds or config.seeds)]
+
+    def reseeded(self, seed: int) -> FinetuneMethod:
+        """This method trained with `seed`, into `<run out>/<folder>@seed<seed>/`."""
+        from experiments.seeds import seed_name
+
+        other = FinetuneMethod(
+            self.name, self.options, seed_name(self.folder_name, seed), f"{self.label} seed {seed}"
+        )
+        other.seed_override = seed
+        return other
 
     def prepare(self, ctx: RunContext) -> None:
         """Train (prepare: rows, memory settings, model) and load what scoring uses."""

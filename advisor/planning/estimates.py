@@ -118,14 +118,27 @@ def score_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSett
     """Scoring the eval rows: prompt forward passes, plus label continuations (classification)
     or generation steps shared by a batch (qa, generation)."""
     tokens = prompt_tokens(method, stats, settings)
+    seeds = seed_count(method, settings)  # each seed's model scores every eval row
     if stats.kind == "classification":
         per_row = (tokens + stats.n_labels * stats.label_tokens) * rates.forward_s_per_token
-        return stats.n_eval * per_row
+        return stats.n_eval * per_row * seeds
     batch = max(1, min(settings.batch_size, stats.n_eval))
     batches = math.ceil(stats.n_eval / batch)
     steps = stats.max_new_tokens
     decode = rates.decode_s_per_step * max(1.0, batch / max(rates.decode_batch, 1)) ** 0.5
-    return stats.n_eval * tokens * rates.forward_s_per_token + batches * steps * decode
+    return (stats.n_eval * tokens * rates.forward_s_per_token + batches * steps * decode) * seeds
+
+
+def seed_count(method: str, settings: RunSettings) -> int:
+    """How many times the method trains and scores: its config's seeds (`run --seeds`, the
+    task file's `finetune: seeds:`) for a fine-tuning method or hybrid, else once."""
+    tuned = trained_method(split_k(method, settings.k)[0])
+    return settings.finetune_config(tuned).seeds if tuned else 1
+
+
+def trained_method(base: str) -> str | None:
+    """The fine-tuning a method (without -kN) trains: lora for `rag+lora` and `raft`."""
+    return next((p for p in base.split("+") if p in FINETUNING), "lora" if base == "raft" else None)
 
 
 def prepare_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSettings) -> float:
@@ -141,7 +154,7 @@ def prepare_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSe
         total += EMBEDDER_LOAD_S + (chunks + stats.n_train) / EMBED_TEXTS_PER_S
     tuned = next((p for p in parts if p in FINETUNING), None)
     if tuned:
-        total += training_seconds(tuned, stats, rates, settings)
+        total += training_seconds(tuned, stats, rates, settings) * seed_count(method, settings)
     return total
 
 

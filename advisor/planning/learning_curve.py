@@ -115,6 +115,7 @@ def run_learning_curve(
                     "folder": str(folder.relative_to(out_dir)) if folder != out_dir else ".",
                     "kept": m in done,
                     "interval": metric_interval(folder, m, metric, options.seed),
+                    "seeds": seed_band(folder, m, metric),  # None: trained once
                 }
             )
     record = {
@@ -205,7 +206,19 @@ def plot_curve(record: dict, path: Path) -> Path | None:
         lows = [y - _or(p["interval"]["low"], y) for y, p in zip(ys, pts, strict=True)]
         highs = [_or(p["interval"]["high"], y) - y for y, p in zip(ys, pts, strict=True)]
         verdict = record.get("verdicts", {}).get(m, {}).get("verdict", "")
-        ax.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3, label=f"{m} ({verdict})")
+        bars = ax.errorbar(
+            xs, ys, yerr=[lows, highs], marker="o", capsize=3, label=f"{m} ({verdict})"
+        )
+        band = [p for p in pts if p.get("seeds")]
+        if band:  # the seeds' range at each point
+            ax.fill_between(
+                [p["n_train"] for p in band],
+                [p["seeds"]["min"] for p in band],
+                [p["seeds"]["max"] for p in band],
+                color=bars[0].get_color(),
+                alpha=0.2,
+                label=f"{m}: seeds' range",
+            )
         plotted = True
     if not plotted:
         plt.close(fig)
@@ -213,13 +226,21 @@ def plot_curve(record: dict, path: Path) -> Path | None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("train rows (log scale)")
     ax.set_ylabel(record["metric"])
-    ax.set_title("Learning curve (95% bootstrap intervals)")
+    ax.set_title("Learning curve (95% bootstrap CIs; shaded: seeds' range)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def seed_band(folder: Path, method: str, metric: str) -> dict | None:
+    """The method's seeds at one point (experiments/report/seed_spread.py spread), or None."""
+    from experiments.report.seed_spread import spread
+    from experiments.results import read_results
+
+    return spread((read_results(folder) or {}).get("methods") or {}, metric).get(method)
 
 
 def _or(value, default):

@@ -14,7 +14,6 @@ from advisor.machine import Machine
 from advisor.planning.estimates import (
     EMBEDDER_GB,
     EMBEDDING_SELECTORS,
-    FINETUNING,
     Rates,
     RunSettings,
     TaskStats,
@@ -22,6 +21,7 @@ from advisor.planning.estimates import (
     prepare_seconds,
     prompt_tokens,
     score_seconds,
+    trained_method,
 )
 from advisor.planning.targets import Target
 from experiments.registry import split_k
@@ -144,7 +144,7 @@ def build_plan(
     for order, method in enumerate(methods, 1):
         base, _ = split_k(method, settings.k)
         parts = base.split("+")
-        tuned = next((p for p in parts if p in FINETUNING), "lora" if base == "raft" else None)
+        tuned = trained_method(base)
         uses_embedder = any(p in EMBEDDING_SELECTORS or p.startswith("rag") for p in parts)
         extra_gb = EMBEDDER_GB if uses_embedder and machine.device == "cpu" else 0.0
         if tuned:
@@ -192,6 +192,9 @@ def _training_memory(memory, tuned: str, settings: RunSettings, extra_gb: float)
     on_base = shares_base(tuned) and choice.strategy != "fsdp"
     kept = 0.0 if on_base or release else shared_gb
     notes = [f"trains with {choice.describe()}"]
+    seeds = settings.finetune_config(tuned).seeds
+    if seeds > 1:
+        notes.append(f"trains and scores {seeds} seeds: {seeds}x the time of one")
     if choice.devices > 1:
         notes.append(f"peak memory per device, of {choice.devices}")
     batch = settings.finetune_config(tuned).batch_size

@@ -10,7 +10,7 @@ collapse in collapse.py.
 from __future__ import annotations
 
 from experiments.report import costs as cost_fns
-from experiments.report import stats
+from experiments.report import seed_spread, stats
 from experiments.report.collapse import collapses
 from experiments.report.comparisons import by_method, compare_methods, row_scores, statistic_for
 
@@ -55,23 +55,7 @@ def analyse(
     scored = {n: s for n, s in scores.items() if s is not None}
     best = max(scored, key=scored.get) if scored else None
 
-    tests: dict[str, dict[str, dict | None]] = {}
-    for name in names:
-        tests[name] = {}
-        for label, other in (("zero-shot", baseline), ("best", best)):
-            if other is None or other == name or other not in methods:
-                tests[name][label] = None
-                continue
-            a, b = preds.get(name, {}), preds.get(other, {})
-            shared = [i for i in a if i in b]
-            if not shared:
-                tests[name][label] = None
-                continue
-            test = compare_methods(
-                task, metric, [a[i] for i in shared], [b[i] for i in shared], seed, resamples
-            )
-            tests[name][label] = {**test.to_dict(), "against": other}
-
+    tests = paired_tests(task, methods, preds, (baseline, best), seed, resamples)
     cost = {n: cost_fns.method_costs(methods[n], each_prices[n]) for n in names}
     points = {
         n: (scored[n], cost[n]["per_1k_queries"])
@@ -101,9 +85,52 @@ def analyse(
         "matrix": per_example_matrix(task, names, preds, metric),
         "winners": winners(names, scored, tests, cost, best),
         "verdict": advisor_verdict(results, tests),
+        "seeds": seed_spread.spread(methods, metric),
         "collapse": collapses(task, names, preds),
         "calibrated": bool((results.get("options") or {}).get("calibrate")),
     }
+
+
+def paired_tests(
+    task: dict, methods: dict, preds: dict, against: tuple, seed: int, resamples: int
+) -> dict[str, dict[str, dict | None]]:
+    """Method -> "zero-shot" and "best" -> its paired test against the baseline and the best
+    method (None: itself, or no shared rows); over seeds for a method trained with several
+    (seed_spread.across_seeds: every pair of seeds must agree)."""
+    metric = task["metric"]
+    baseline, best = against
+    names = list(methods)
+    tests: dict[str, dict[str, dict | None]] = {}
+    for name in names:
+        tests[name] = {}
+        for label, other in (("zero-shot", baseline), ("best", best)):
+            if other is None or other == name or other not in methods:
+                tests[name][label] = None
+                continue
+            pairs = [
+                (a, b)
+                for a in seed_spread.members(name, methods[name])
+                for b in seed_spread.members(other, methods[other])
+            ]
+            each = []
+            for (seed_a, a), (seed_b, b) in pairs:
+                test = _paired(task, metric, preds.get(a, {}), preds.get(b, {}), seed, resamples)
+                each.append((seed_a, seed_b, test))
+            if any(t is None for _, _, t in each):
+                tests[name][label] = None
+                continue
+            test = each[0][2] if len(each) == 1 else seed_spread.across_seeds(each[0][2], each)
+            tests[name][label] = {**test, "against": other}
+    return tests
+
+
+def _paired(task: dict, metric: str, a: dict, b: dict, seed: int, resamples: int) -> dict | None:
+    """The paired test of two methods' records (row id -> record) on their shared rows."""
+    shared = [i for i in a if i in b]
+    if not shared:
+        return None
+    recs_a, recs_b = [a[i] for i in shared], [b[i] for i in shared]
+    return compare_methods(task, metric, recs_a, recs_b, seed, resamples).to_dict()
 
 
 def _monthly(prices: dict, each_prices: dict, cost: dict) -> str | None:
@@ -198,7 +225,13 @@ def advisor_verdict(results: dict, tests: dict | None = None) -> dict | None:
         against: {n: t[against]["p"] for n, t in (tests or {}).items() if t.get(against)}
         for against in ("zero-shot", "best")
     }
-    judged = verdict(rec, results, p_vs_zero=p_vs["zero-shot"], p_vs_best=p_vs["best"])
+    judged = verdict(
+        rec,
+        results,
+        p_vs_zero=p_vs["zero-shot"],
+        p_vs_best=p_vs["best"],
+        unsteady=seed_spread.unsteady(tests or {}, "zero-shot"),
+    )
     return {
         "ladder": rec.methods,
         "reasons": {r.method: r.reasons for r in rec.ladder},

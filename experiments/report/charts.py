@@ -10,6 +10,7 @@ import io
 from html import escape
 from pathlib import Path
 
+from experiments.report import seed_spread
 from experiments.report.formatting import METRIC_TITLES
 
 
@@ -31,15 +32,25 @@ def ci_plot(analysis: dict) -> list[str]:
             err = [[max(est - ci["low"], 0)], [max(ci["high"] - est, 0)]]
             color = "#2e7d32" if name == analysis["best"] else "#1565c0"
             ax.errorbar(est, y, xerr=err, fmt="o", color=color, capsize=4)
+            seeds = (
+                (analysis.get("seeds") or {}).get(name) if metric == analysis["metric"] else None
+            )
+            if seeds:  # the seeds' band (min to max) and each seed's score
+                ax.fill_betweenx(
+                    [y - 0.3, y + 0.3], seeds["min"], seeds["max"], color=color, alpha=0.15
+                )
+                ax.plot(seeds["scores"], [y + 0.2] * len(seeds["scores"]), "|", color=color, ms=9)
         ax.set_yticks(ys, names)
         ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel(METRIC_TITLES.get(metric, metric))
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Metric with 95% bootstrap CI", fontsize=10)
+    band = " (shaded: the seeds' range, ticks: each seed)" if analysis.get("seeds") else ""
+    fig.suptitle(f"Metric with 95% bootstrap CI{band}", fontsize=10)
     fig.tight_layout()
     return [
         '<section id="ci"><h2>Confidence intervals</h2>',
         figure(fig, "Each metric per method with its 95% bootstrap confidence interval"),
+        *seed_spread.html_section(analysis),
         "</section>",
     ]
 

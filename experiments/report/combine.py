@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiments.errors import AdaptwiseError
+from experiments.seeds import seed_items, seed_name
 
 EMBEDDED = " (embedded)"
 SAME_TASK = ("name", "kind", "metric", "labels", "metric_files")  # files: your own metrics
@@ -90,6 +91,17 @@ def method_names(runs: list[tuple[Path, dict, list[dict]]]) -> list[dict[str, st
     return names
 
 
+def _seed_names(methods: dict, mapping: dict) -> dict[str, str]:
+    """Old -> new record names of the methods' other seeds (experiments/seeds.py): `lora@seed1`
+    of a run whose lora is `lora @ MODEL` here is `lora @ MODEL@seed1`."""
+    return {
+        item["predictions"]: seed_name(mapping[old], item["seed"])
+        for old, entry in methods.items()
+        for item in seed_items(entry)
+        if "predictions" in item
+    }
+
+
 def combine(runs: list[tuple[Path, dict, list[dict]]]) -> tuple[dict, list[dict]]:
     """The combined results (as results.json holds them) and prediction records of `runs`
     (folder, results, records), in the order given."""
@@ -109,6 +121,7 @@ def combine(runs: list[tuple[Path, dict, list[dict]]]) -> tuple[dict, list[dict]
     sources = []
     for (folder, results, run_records), mapping in zip(runs, names):
         model = model_of(results)
+        renamed = {**mapping, **_seed_names(results["methods"], mapping)}
         for old, entry in results["methods"].items():
             costs = {**(results.get("costs") or {}), **(entry.get("costs") or {})}
             methods[mapping[old]] = {
@@ -118,9 +131,14 @@ def combine(runs: list[tuple[Path, dict, list[dict]]]) -> tuple[dict, list[dict]
                 "run": str(folder),
                 "costs": costs,
             }
+            if "seeds" in entry:  # each seed's rows under the method's new name
+                methods[mapping[old]]["seeds"] = [
+                    {**i, "predictions": renamed[i["predictions"]]} if "predictions" in i else i
+                    for i in seed_items(entry)
+                ]
         for old, reason in (results.get("failed") or {}).items():
             failed[f"{old} @ {model}" if several else old] = reason
-        records += [{**r, "method": mapping.get(r["method"], r["method"])} for r in run_records]
+        records += [{**r, "method": renamed.get(r["method"], r["method"])} for r in run_records]
         sources.append({"folder": str(folder), "model": model, "methods": mapping})
     first = runs[0][1]
     options = dict(first.get("options") or {})

@@ -49,6 +49,14 @@ def significance_sentence(name: str, test: dict, metric: str) -> str:
     if test.get("discordant"):
         b, c = test["discordant"]
         text += f" ({b} rows only {name} got right, {c} only {other})"
+    if test.get("seeds"):  # over seeds: the first seed's test, then the rule's
+        from experiments.report.seed_spread import seeds_sentence
+        from experiments.report.stats import ALPHA
+
+        first = "significant" if test["p_primary"] < ALPHA else "not significant"
+        return f"{text}, {p_is(test['p_primary'])} on the first seed: {first}." + seeds_sentence(
+            name, test
+        )
     text += f", {p_is(test['p'])}: "
     if test["significant"]:
         return text + "significant."

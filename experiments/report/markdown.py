@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from experiments.plain_text import plain
+from experiments.report import seed_spread
 from experiments.report.formatting import (
     CURVE_HEADER,
     METRIC_TITLES,
@@ -36,8 +37,6 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
     opts = results.get("options", {})
     metric_names = list(next(iter(methods.values()))["metrics"]) if methods else []
     calibrated = any("metrics_calibrated" in m for m in methods.values())
-    costs, tests, intervals = analysis["costs"], analysis["tests"], analysis["intervals"]
-    cur = analysis["prices"].get("currency", "USD")
     lines = [
         f"# {task['name']} ({task['kind']})",
         "",
@@ -50,6 +49,42 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
     ]
     if combined_text(results):
         lines += [combined_text(results), ""]
+    lines += _methods_table(results, analysis, metric_names, calibrated)
+    if calibrated:
+        mode = "calibrated" if opts.get("calibrate", True) else "raw"
+        lines.append(
+            f"Labels are ranked by log-likelihood; the metric columns use the {mode} scores "
+            "(contextual calibration: Zhao et al. 2021)."
+        )
+    lines.append(
+        "Peak memory is " + next(iter(methods.values())).get("peak_memory_kind", "n/a") + "."
+        if methods
+        else "No method has finished yet."
+    )
+    if methods:
+        lines += _seeds_section(analysis) + _stats_notes(analysis)
+        lines += _significance_section(analysis)
+        lines += _cost_section(analysis)
+        lines += _verdict_section(analysis)
+    lines += _retrieval_section(methods)
+    lines += _training_section(methods)
+    lines += _memory_section(results)
+    lines += ladder_section(results)
+    lines += sweep_section(results)
+    lines += curve_section(results)
+    lines += _verify_section(results)
+    return no_raw_html(plain("\n".join(lines) + "\n"))  # no terminal escapes, no raw HTML
+
+
+def _methods_table(
+    results: dict, analysis: dict, metric_names: list, calibrated: bool
+) -> list[str]:
+    """The table of every method: its metrics with intervals, p-values, time, tokens, memory
+    and cost."""
+    task, methods = results["task"], results["methods"]
+    costs, tests, intervals = analysis["costs"], analysis["tests"], analysis["intervals"]
+    cur = analysis["prices"].get("currency", "USD")
+    lines = []
     header = ["method"] + [f"{METRIC_TITLES.get(m, m)} [95% CI]" for m in metric_names]
     raw_key = task["metric"]
     if calibrated:  # your own metric scores the chosen labels alone: then the kind's first
@@ -83,31 +118,7 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
             money_text(c["per_preparation"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    if calibrated:
-        mode = "calibrated" if opts.get("calibrate", True) else "raw"
-        lines.append(
-            f"Labels are ranked by log-likelihood; the metric columns use the {mode} scores "
-            "(contextual calibration: Zhao et al. 2021)."
-        )
-    lines.append(
-        "Peak memory is " + next(iter(methods.values())).get("peak_memory_kind", "n/a") + "."
-        if methods
-        else "No method has finished yet."
-    )
-    if methods:
-        lines += _stats_notes(analysis)
-        lines += _significance_section(analysis)
-        lines += _cost_section(analysis)
-        lines += _verdict_section(analysis)
-    lines += _retrieval_section(methods)
-    lines += _training_section(methods)
-    lines += _memory_section(results)
-    lines += ladder_section(results)
-    lines += sweep_section(results)
-    lines += curve_section(results)
-    lines += _verify_section(results)
-    return no_raw_html(plain("\n".join(lines) + "\n"))  # no terminal escapes, no raw HTML
+    return lines + [""]
 
 
 def no_raw_html(markdown: str) -> str:
@@ -124,6 +135,16 @@ def _ci_cell(value, ci: dict | None) -> str:
     if not ci:
         return f"{value:.3f}"
     return f"{value:.3f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
+def _seeds_section(analysis: dict) -> list[str]:
+    rows = seed_spread.seed_rows(analysis)
+    if not rows:
+        return []
+    lines = ["", "## Seeds", "", "| " + " | ".join(seed_spread.SEEDS_HEADER) + " |"]
+    lines.append("|---|" + "---:|" * 5)
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + ["", seed_spread.seeds_note(analysis)]
 
 
 def _p_cell(test: dict | None) -> str:
