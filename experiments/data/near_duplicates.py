@@ -26,6 +26,7 @@ questions that only shared a schema.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 
@@ -47,6 +48,7 @@ ANSWER_THRESHOLD = 0.8
 Row = tuple[str, str]  # (input, output)
 
 
+@functools.lru_cache(maxsize=4096)  # same_answer cleans each answer once per pair it is in
 def clean(text: str) -> str:
     """Case-folded text, punctuation replaced by spaces, whitespace collapsed."""
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text.casefold())).strip()
@@ -215,9 +217,9 @@ def _set_pairs(
     pairs: dict[tuple[int, int], float] = {}
     for i, minhash in enumerate(hashes):
         for j in lsh.query(minhash):
-            if j < i and (j, i) not in pairs and (accept is None or accept(j, i)):
-                sim = jaccard(sets[i], sets[j])
-                if sim >= threshold:
+            if j < i and (j, i) not in pairs:
+                sim = jaccard(sets[i], sets[j])  # before `accept`, which costs more
+                if sim >= threshold and (accept is None or accept(j, i)):
                     pairs[(j, i)] = sim
         lsh.insert(i, minhash)
     return sorted(((i, j, s) for (i, j), s in pairs.items()), key=lambda p: (-p[2], p[0], p[1]))
@@ -241,10 +243,11 @@ def _set_matches(
         [[s.encode("utf-8") for s in group] for group in query_sets], num_perm=NUM_PERM
     )
     for i, minhash in enumerate(query_hashes):
+        similar = ((jaccard(query_sets[i], ref_sets[j]), j) for j in lsh.query(minhash))
         scored = [
-            (jaccard(query_sets[i], ref_sets[j]), j)
-            for j in lsh.query(minhash)
-            if accept is None or accept(i, j)
+            (sim, j)  # `accept`, which costs more, only for pairs similar enough
+            for sim, j in similar
+            if sim >= threshold and (accept is None or accept(i, j))
         ]
         best = max(scored, default=(0.0, -1), key=lambda p: (p[0], -p[1]))
         if best[0] >= threshold:
