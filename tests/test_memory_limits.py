@@ -154,6 +154,8 @@ def _run_under_ulimit_v(
             "10",
             "--finetune",
             "max_steps=2",
+            "--finetune",  # what is tested is the training's memory: CI time
+            "forgetting_probe=false",
             *extra,
             "--out",
             str(out),
