@@ -4,6 +4,7 @@ band in the reports, the verdict's rule over seeds, and a real `--seeds` run."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -88,39 +89,90 @@ def test_a_seed_whose_metrics_are_not_its_rows_is_not_reported(tmp_path):
         load_run(run)
 
 
-def run_args(model: Path, out: Path, *more) -> list[str]:
-    quick = ["max_steps=2", "batch_size=2", "max_length=64", "rank=4", "forgetting_probe=false"]
-    args = ["run", INTENTS, "--methods", "zero-shot,lora", "--limit", 3, "--model", model]
+def learnable_task(folder: Path) -> Path:
+    """A task the tiny random model learns in about 90 steps of full fine-tuning: two words of
+    a class and two fillers, warm or cold (40 train rows, 30 eval rows). Halfway through
+    learning, whether a seed's model has learned it yet depends on the seed."""
+    rng = random.Random(0)
+    words = {
+        "warm": "red orange yellow fire sun summer desert lava flame heat".split(),
+        "cold": "blue ice snow winter frost glacier arctic polar sleet chill".split(),
+    }
+    fill = "cat table river book lamp road cloud stone bread chair garden train".split()
+    seen: set[str] = set()
+    folder.mkdir(parents=True)
+    for split, n in (("train", 40), ("eval", 30)):
+        rows: list[dict] = []
+        while len(rows) < n:
+            label = ("warm", "cold")[len(rows) % 2]
+            picked = rng.sample(words[label], 2) + rng.sample(fill, 2)
+            rng.shuffle(picked)
+            text = " ".join(picked)
+            if text not in seen:
+                seen.add(text)
+                rows.append({"id": f"{split}-{len(rows)}", "input": text, "output": label})
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "task.yaml").write_text(
+        "name: temperature\nkind: classification\ninstruction: Warm or cold?\n"
+        "labels: [warm, cold]\ntrain: train.jsonl\neval: eval.jsonl\nmetric: accuracy\n"
+    )
+    return folder / "task.yaml"
+
+
+def run_args(model: Path, task: Path, out: Path, *more) -> list[str]:
+    steps = ["max_steps=90", "batch_size=4", "max_length=48", "learning_rate=0.005"]
+    quick = [*steps, "val_fraction=0", "forgetting_probe=false"]
+    args = ["run", task, "--methods", "zero-shot,full-ft", "--model", model, "--seed", 2]
     args += ["--out", out, *[a for s in quick for a in ("--finetune", s)], *more]
     return [str(a) for a in args]
 
 
-def test_seeds_run_records_each_seed_and_resumes_per_seed(tiny_model, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(run_args(tiny_model, out, "--seeds", "2")) == 0
+def test_a_real_seed_that_did_not_learn_changes_the_verdict(tiny_model, tmp_path, capsys):
+    """Real training over seeds, resumed per seed. Seeds 2 and 3 of the tiny model learn the
+    task (0.967 and 0.933 against zero-shot's 0.500, measured) and the report calls full-ft's
+    lead significant; seed 4 has not learned it by step 90 (0.500), and adding it withdraws the
+    call, naming seed 4. (The advisor's verdict needs a rung of its ladder, few-shot here.)"""
+    task, out = learnable_task(tmp_path / "task"), tmp_path / "run"
+    assert main(run_args(tiny_model, task, out, "--seeds", "2")) == 0
     results = json.loads((out / "results.json").read_text())
-    lora = results["methods"]["lora"]
-    assert [s["seed"] for s in lora["seeds"]] == [0, 1]
-    assert lora["seeds"][0]["metrics"] == lora["metrics"]
-    assert lora["seeds"][1]["predictions"] == "lora@seed1"
-    assert (out / "lora" / "adapter").is_dir() and (out / "lora@seed1" / "adapter").is_dir()
+    full = results["methods"]["full-ft"]
+    assert [s["seed"] for s in full["seeds"]] == [2, 3]
+    assert full["seeds"][0]["metrics"] == full["metrics"]
+    assert full["seeds"][1]["predictions"] == "full-ft@seed3"
+    assert (out / "full-ft").is_dir() and (out / "full-ft@seed3").is_dir()
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert sum(r["method"] == "lora@seed1" for r in records) == 3
+    assert sum(r["method"] == "full-ft@seed3" for r in records) == 30
     assert "## Seeds" in (out / "report.md").read_text()
-    # a third seed: zero-shot and the two seeds recorded are kept, only seed 2 trains
-    shutil.rmtree(out / "lora@seed1")  # a kept seed is not trained again
-    capsys.readouterr()
-    assert main(run_args(tiny_model, out, "--seeds", "3")) == 0
-    assert "lora: 3 seeds (" in capsys.readouterr().out
-    lora = json.loads((out / "results.json").read_text())["methods"]["lora"]
-    assert [s["seed"] for s in lora["seeds"]] == [0, 1, 2]
-    assert not (out / "lora@seed1").exists() and (out / "lora@seed2" / "adapter").is_dir()
-    assert "| lora | 3 |" in (out / "report.md").read_text()
-    # the report's test of lora against zero-shot is the rule over the three real seeds
     results, records = load_run(out)
-    test = analyse(results, records, resamples=200)["tests"]["lora"]["zero-shot"]
-    assert [s["seed"] for s in test["seeds"]] == [0, 1, 2]
+    analysis = analyse(results, records, resamples=200)
+    scores = analysis["seeds"]["full-ft"]["scores"]
+    baseline = results["methods"]["zero-shot"]["metrics"]["accuracy"]
+    assert min(scores) > baseline + 0.3, (scores, baseline)  # both seeds learned the task
+    assert analysis["tests"]["full-ft"]["zero-shot"]["significant"]
+    winners = analysis["winners"]
+    assert winners["quality"] == "full-ft" and winners["lead_significant"]
+
+    # A third seed: zero-shot and the two seeds recorded are kept, only seed 4 trains.
+    shutil.rmtree(out / "full-ft@seed3")  # a kept seed is not trained again
+    capsys.readouterr()
+    assert main(run_args(tiny_model, task, out, "--seeds", "3")) == 0
+    assert "full-ft: 3 seeds (" in capsys.readouterr().out
+    full = json.loads((out / "results.json").read_text())["methods"]["full-ft"]
+    assert [s["seed"] for s in full["seeds"]] == [2, 3, 4]
+    assert not (out / "full-ft@seed3").exists() and (out / "full-ft@seed4").is_dir()
+    assert "| full-ft | 3 |" in (out / "report.md").read_text()
+    results, records = load_run(out)
+    analysis = analyse(results, records, resamples=200)
+    seed4 = analysis["seeds"]["full-ft"]["scores"][2]
+    assert seed4 <= baseline + 0.1, (seed4, baseline)  # seed 4 had not learned it (see above)
+    test = analysis["tests"]["full-ft"]["zero-shot"]
+    assert [s["seed"] for s in test["seeds"]] == [2, 3, 4]
     assert test["p"] == max(s["p_rule"] for s in test["seeds"]) >= test["p_primary"]
+    assert test["p_primary"] < 0.05 and not test["significant"]  # seed 2 alone would win
+    winners = analysis["winners"]
+    assert winners["quality"] == "full-ft" and not winners["lead_significant"]
+    report = (out / "report.md").read_text()
+    assert "it is not (zero-shot vs full-ft seed 4: +0.000" in report
 
 
 def test_the_plan_multiplies_training_and_scoring_by_the_seeds():
