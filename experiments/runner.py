@@ -171,8 +171,8 @@ def _run_methods(
         drop_seeds(predictions, method.name)  # an earlier run's other seeds: trained again
         write_outputs(out_dir, results, predictions)
         outcome["scored"].append(method.name)
-        if not isinstance(given, Method):  # a sweep's winner is a trained model, not a recipe
-            run_seeds(ctx, method, results, predictions, rows, progress)
+        run_seeds(ctx, method, results, predictions, rows, progress)  # a sweep's winner: its
+        # settings train again with each other seed
     changed = bool(doubts or results.pop("_rescored", False))  # left out, or scored again
     if changed and not (outcome["scored"] or outcome["failed"]):
         write_outputs(out_dir, results, predictions)  # without the methods left out

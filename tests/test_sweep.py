@@ -171,6 +171,7 @@ def test_real_sweep_trains_trials_and_scores_only_the_winner_on_eval(tiny_model,
                 "val_fraction": 0.2,
             }
         },
+        seeds=2,  # the winner's settings train again with seed 1
     )
     out = tmp_path / "out"
     record = run_sweep(task, "lora", {"learning_rate": ["1e-5", "5e-3"]}, out, options)
@@ -190,6 +191,11 @@ def test_real_sweep_trains_trials_and_scores_only_the_winner_on_eval(tiny_model,
     assert results["methods"]["lora"]["sweep_trial"] == record["winner"]
     assert results["methods"]["lora"]["n_eval"] == 4
     assert results["sweep"]["winner"] == record["winner"]
+    seeds = results["methods"]["lora"]["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1] and seeds[1]["predictions"] == "lora@seed1"
+    rate = trials[record["winner"]]["settings"]["learning_rate"]
+    seed1 = json.loads((out / "lora@seed1" / "training.json").read_text())["settings"]
+    assert seed1["learning_rate"] == float(rate) and seed1["seed"] == 1
     report = (out / "report.md").read_text()
     assert "## Sweep (lora)" in report and "never used to choose" in report
     assert 'id="sweep-table"' in (out / "report.html").read_text()

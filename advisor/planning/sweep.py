@@ -217,8 +217,8 @@ def _score_winner(task, best, winner: str, out_dir, options, record: dict, progr
         record["winner_scored"] = "kept: scored on eval by an earlier run"
         store_sections(out_dir, {"sweep": record})
         return
-    progress.log(f"sweep: scoring the winner {winner} on eval (once)")
-    record["winner_scored"] = "scored on eval once"
+    progress.log(f"sweep: scoring the winner {winner} on eval (once per seed)")
+    record["winner_scored"] = "scored on eval once per seed"
     run_task(task, [best], out_dir, options, progress, sections={"sweep": record})
 
 
