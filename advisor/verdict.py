@@ -71,7 +71,11 @@ def verdict(
     is significant; with `p_vs_best` (method -> p-value against the best method) an off-ladder
     winner contradicts the advice only when it is significantly ahead of the ladder's best."""
     metric = results["task"]["metric"]
-    scores = {m: e["metrics"][metric] for m, e in results["methods"].items() if "metrics" in e}
+    scores = {  # an LLM judge may have no verdict of a method (every reply unparseable)
+        m: e["metrics"][metric]
+        for m, e in results["methods"].items()
+        if metric in (e.get("metrics") or {})
+    }
     if not scores:
         return None
     best = max(scores, key=scores.get)

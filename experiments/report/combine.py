@@ -19,7 +19,7 @@ from pathlib import Path
 from experiments.errors import AdaptwiseError
 
 EMBEDDED = " (embedded)"
-SAME_TASK = ("name", "kind", "metric", "labels", "metric_files")  # files: your own metrics
+SAME_TASK = ("name", "kind", "metric", "labels", "metric_files", "judge")  # own metrics, judge
 
 
 def model_of(results: dict) -> str:
