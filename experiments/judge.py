@@ -120,12 +120,17 @@ class Judge:
         if jobs:
             texts = [t for job in jobs for t in job[3]]
             forms = [_examples_form(self.record, job[2]) for job in jobs for _ in job[3]]
-            self.log(f"judge: {len(texts)} questions to {self.spec.model} about {len(jobs)} rows")
-            answers = iter(self.ask(texts, forms))
+            replies = self.ask(texts, forms)
+            cached = sum(r["usage"]["cached"] for r in replies)
+            self.log(
+                f"judge: {len(texts)} questions to {self.spec.model} about {len(jobs)} rows "
+                f"({cached} answered from the cache)"
+            )
+            answers = iter(replies)
             for name, pred, check, asked, against in jobs:
-                replies = [next(answers) for _ in asked]
+                given = [next(answers) for _ in asked]
                 field = dict(pred.extra.get("judge") or {})
-                field[check] = _entry(self.record, check, replies, against)
+                field[check] = _entry(self.record, check, given, against)
                 pred.extra["judge"] = field
                 changed.add(name)
         for name in changed:

@@ -290,6 +290,7 @@ def test_pairwise_asks_both_orders(fake, rows_folder, tiny_model, tmp_path, cli)
             assert verdict == {"self": True, "value": 0.5}
         else:
             assert verdict["verdict"] == ["A", "A"] and verdict["against"] is not None
+            assert verdict["usage"]["requests"] == 2 and len(verdict["raw"]) == 2
 
 
 def test_rag_checks_beside_recall_and_a_changed_block_judges_again(
