@@ -216,15 +216,18 @@ def show_report(out: Path, outcome: dict | None = None) -> None:
     title = f"{plain(task['name'], True)} ({task['kind']}, {task['n_eval']} eval rows)"
     table = Table(title=Text(title))
     table.add_column("method", no_wrap=True)
-    metric_names = list(next(iter(methods.values()))["metrics"]) if methods else []
+    metric_names = list(dict.fromkeys(k for m in methods.values() for k in m["metrics"]))
     for name in metric_names:
         table.add_column(METRIC_TITLES.get(name, name), justify="right")
     for column in ("s / example", "prompt tok", "peak MB"):
         table.add_column(column, justify="right")
-    best = max((m["metrics"][task["metric"]] for m in methods.values()), default=None)
+    primary = [m["metrics"].get(task["metric"]) for m in methods.values()]
+    best = max((v for v in primary if v is not None), default=None)
     for name, m in methods.items():
-        cells = [f"{m['metrics'][k]:.3f}" for k in metric_names]
-        style = "bold green" if m["metrics"][task["metric"]] == best else None
+        cells = [f"{m['metrics'][k]:.3f}" if k in m["metrics"] else "n/a" for k in metric_names]
+        style = (
+            "bold green" if best is not None and m["metrics"].get(task["metric"]) == best else None
+        )
         table.add_row(
             Text(plain(name, True)),
             *cells,

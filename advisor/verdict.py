@@ -75,7 +75,11 @@ def verdict(
     (experiments/report/seed_spread.py); `unsteady` (method -> the pair of seeds that breaks
     it) names the methods that lead significantly on some seeds and not on every one."""
     metric = results["task"]["metric"]
-    scores = {m: e["metrics"][metric] for m, e in results["methods"].items() if "metrics" in e}
+    scores = {  # an LLM judge may have no verdict of a method (every reply unparseable)
+        m: e["metrics"][metric]
+        for m, e in results["methods"].items()
+        if metric in (e.get("metrics") or {})
+    }
     if not scores:
         return None
     best = max(scores, key=scores.get)

@@ -37,6 +37,7 @@ TIMEOUT_S = 120.0  # each try of a request: connecting, sending and the whole re
 MAX_RETRIES = 3  # the openai client's exponential backoff; 429 and 5xx are retried, 4xx not
 NO_KEY = "no-key"  # sent when OPENAI_API_KEY is unset: local servers accept any key
 RETRYABLE = (408, 409, 429)  # and every 5xx: the statuses the openai client tries again
+KEY_ENV = "OPENAI_API_KEY"  # a served method's key; a served judge names its own (judge_spec)
 
 
 class ApiRequestFailed(AdaptwiseError):
@@ -79,16 +80,17 @@ def masked_url(url: str) -> str:
 _CHARACTERS = {"\r": "a carriage return", "\n": "a line feed", " ": "a space", "\t": "a tab"}
 
 
-def api_key() -> str:
-    """OPENAI_API_KEY ("" when unset), refused in one line that never shows it when it holds
-    anything but printable ASCII: a space, a line end pasted with it, a control character."""
-    key = os.environ.get("OPENAI_API_KEY") or ""
+def api_key(env: str | None = KEY_ENV) -> str:
+    """The key in the variable `env` (OPENAI_API_KEY; "" when unset, or `env` None), refused in
+    one line that never shows it when it holds anything but printable ASCII: a space, a line
+    end pasted with it, a control character."""
+    key = (os.environ.get(env) or "") if env else ""
     for position, char in enumerate(key, 1):
         if not "!" <= char <= "~":
             other = "a non-ASCII character" if ord(char) > 127 else "a control character"
             found = _CHARACTERS.get(char, other)
             raise ApiUnusable(
-                f"OPENAI_API_KEY holds {found} at character {position} of {len(key)}; set it to "
+                f"{env} holds {found} at character {position} of {len(key)}; set it to "
                 "the key alone (printable ASCII, no spaces or line ends)"
             )
     return key
@@ -106,7 +108,14 @@ class ApiClient:
     time, every one through experiments/api_transport.py's client (no redirects, a deadline, a
     size cap) and experiments/api_reply.py's check."""
 
-    def __init__(self, base_url: str, model: str, concurrency: int, cache: ResponseCache):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        concurrency: int,
+        cache: ResponseCache,
+        key_env: str | None = KEY_ENV,
+    ):
         import openai
 
         from experiments.api_transport import http_client
@@ -119,7 +128,8 @@ class ApiClient:
         self.refused_paths: set[str] = set()  # the ways this server does not offer
         self.concurrency = concurrency
         self.cache = cache
-        self._key = api_key()
+        self.key_env = key_env  # the variable the key is read from (None: no key is sent)
+        self._key = api_key(key_env)
         self._client = openai.OpenAI(
             api_key=self._key or NO_KEY,
             base_url=self.base_url,
@@ -281,9 +291,10 @@ class ApiClient:
                 )
             if status in (401, 403):
                 hint = (
-                    "OPENAI_API_KEY is not set; set it to a key this server accepts"
+                    f"{self.key_env or 'no key variable'} is not set; set it to a key this "
+                    "server accepts"
                     if not self._key
-                    else "the key in OPENAI_API_KEY was refused; set a valid one"
+                    else f"the key in {self.key_env} was refused; set a valid one"
                 )
                 return ApiUnusable(f"{where}: HTTP {status}: {message}; {hint}")
             if status == 404:

@@ -181,8 +181,11 @@ def score(
 
 
 def means(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Each metric's mean over per-row values (the metrics of the first row; none for none)."""
-    return {name: _mean([row[name] for row in rows]) for name in rows[0]} if rows else {}
+    """Each metric's mean over the rows that have a value of it (the LLM judge has none on a
+    row whose verdict was unparseable: left out, never counted as 0); a metric no row has is
+    absent."""
+    names = dict.fromkeys(name for row in rows for name in row)
+    return {name: _mean([row[name] for row in rows if name in row]) for name in names}
 
 
 def per_example(kind: str, pred: str, gold: str) -> dict[str, float]:
@@ -197,11 +200,14 @@ def per_example(kind: str, pred: str, gold: str) -> dict[str, float]:
 
 def row_values(
     kind: str, metric: str, pred: str, gold: str, user: Mapping[str, float] | None = None
-) -> tuple[dict[str, float], bool]:
+) -> tuple[dict[str, float], bool | None]:
     """A row's `per_example` values, then its values of the task's own metrics (`user`), and
     whether it counts as right: the task metric's value (else the kind's first) at least 1.0
-    (exact match, accuracy, your own metric: full credit), or 0.5 for rouge_l."""
+    (exact match, accuracy, your own metric, the judge: full credit), or 0.5 for rouge_l; None
+    when the primary metric is the LLM judge and the row has no verdict of it."""
     values = {**per_example(kind, pred, gold), **(user or {})}
+    if metric == "judge" and metric not in values:
+        return values, None
     primary = values[metric] if metric in values else next(iter(values.values()))
     threshold = 0.5 if metric == "rouge_l" else 1.0
     return values, primary >= threshold

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from experiments import judge_records
 from experiments import metrics as metric_fns
 from experiments.context import RunOptions
 from experiments.errors import AdaptwiseError
@@ -66,6 +67,8 @@ def task_record(task: Task, rows: list[Row]) -> dict:
         "has_corpus": task.corpus is not None,
         # the task's own metrics and their files' sha256: a changed file rescores kept methods
         **({"metric_files": user_digests(task)} if task.user_metrics else {}),
+        # the LLM judge (experiments/judge_spec.py): another block judges kept methods again
+        **({"judge": task.judge.record()} if task.judge is not None else {}),
     }
 
 
@@ -165,6 +168,12 @@ def previous_results(
             "their stored predictions are scored again, no method is rerun for it"
         )
         results["_rescored"] = True  # the files are written again even when no method runs
+    if judge_records.forget_stale(old.get("task") or {}, fresh, stored, records):
+        log(
+            f"{out_dir}: the kept methods were not judged by this judge block; they are judged "
+            "now (an answer asked before comes from the cache)"
+        )
+        results["_rescored"] = True
 
     def live(rec: dict) -> dict[str, float]:  # the user's function now (MetricError: a line)
         return task.user_values(rec["id"], rec["output"], rec["gold"])
@@ -293,7 +302,10 @@ def _doubt(task: dict, entry, recs: list[dict], golds: dict[str, str] | None, us
     """Why one method's entry cannot be trusted (doubts_about), or None."""
     kind, metric = task["kind"], task["metric"]
     stated = {k: entry[k] for k in METRIC_ENTRIES if k in entry} if isinstance(entry, dict) else {}
-    if not isinstance(stated.get("metrics"), dict) or metric not in stated["metrics"]:
+    judge = task.get("judge") if isinstance(task.get("judge"), dict) else None
+    if not isinstance(stated.get("metrics"), dict) or (
+        metric not in stated["metrics"] and metric != "judge"  # a judge may not have spoken yet
+    ):
         return _stated(f"has no {metric} for it")
     for key, values in stated.items():
         if not isinstance(values, dict):
@@ -309,6 +321,10 @@ def _doubt(task: dict, entry, recs: list[dict], golds: dict[str, str] | None, us
     own, doubt = _user_values(task, recs, user)
     if doubt is not None:
         return doubt
+    text = judge_records.problem(judge, entry, recs)  # the verdicts, re-read from their text
+    if text is not None:
+        return Doubt(text.split(" ", 1)[0], text)
+    own = [{**values, **judge_records.row_scores(judge, r)} for values, r in zip(own, recs)]
     per_row = [
         metric_fns.row_values(kind, metric, r["output"], r["gold"], u) for r, u in zip(recs, own)
     ]

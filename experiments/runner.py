@@ -130,6 +130,9 @@ def _run_methods(
     outcome = {"kept": [], "scored": [], "failed": [], "written": False}
     results["_run"] = outcome  # what this run did, for the command's last lines and exit status
     names = {m.name for m in methods}
+    judge = _judge(ctx, names, results)
+    if judge is not None and judge.judge_pending(results, predictions):
+        results["_rescored"] = True  # kept methods judged now: the files are written again
     for name, doubt in doubts.items():
         then = "running it again" if name in names else "left out (a run that names it scores it)"
         progress.log(f"{name}: {doubt.text}; {then}")
@@ -169,8 +172,10 @@ def _run_methods(
         results["methods"][method.name] = entry
         predictions[method.name] = preds
         drop_seeds(predictions, method.name)  # an earlier run's other seeds: trained again
-        write_outputs(out_dir, results, predictions)
+        write_outputs(out_dir, results, predictions)  # kept, whatever the judge does next
         outcome["scored"].append(method.name)
+        if judge is not None and judge.judge_pending(results, predictions):
+            write_outputs(out_dir, results, predictions)
         run_seeds(ctx, method, results, predictions, rows, progress)  # a sweep's winner: its
         # settings train again with each other seed
     changed = bool(doubts or results.pop("_rescored", False))  # left out, or scored again
@@ -178,6 +183,24 @@ def _run_methods(
         write_outputs(out_dir, results, predictions)  # without the methods left out
     outcome["written"] = bool(changed or outcome["scored"] or outcome["failed"])
     return results
+
+
+def _judge(ctx: RunContext, names: set[str], results: dict):
+    """The task's LLM judge (experiments/judge.py), None without one (or in a process other
+    than the first); a pairwise judge whose baseline neither runs nor is kept is one line."""
+    spec = ctx.task.judge
+    if spec is None or not is_main():
+        return None
+    if spec.pairwise and spec.baseline not in names and spec.baseline not in results["methods"]:
+        from experiments.errors import TaskError
+
+        raise TaskError(
+            f"{ctx.task.path}: the pairwise judge compares each method with {spec.baseline!r}, "
+            f"which this run neither runs nor keeps; add {spec.baseline} to --methods"
+        )
+    from experiments.judge import Judge
+
+    return Judge(ctx.task, ctx.options, ctx.log)
 
 
 def _record_failure(out_dir, results, predictions, name: str, failure: dict) -> None:
@@ -351,7 +374,7 @@ def summarise(task: Task, preds: list[Prediction]) -> dict:
     """Metric values, the task's own metrics after the kind's; for label scoring also the raw
     and calibrated values of the kind's metrics side by side."""
     golds = [p.gold for p in preds]
-    user = [task.user_values(p.id, p.output, p.gold) for p in preds]  # MetricError: one line
+    user = [own_values(task, p) for p in preds]  # MetricError: one line
     outputs = [p.output for p in preds]
     out = {"metrics": metric_fns.score(task.kind, outputs, golds, task.labels, user=user)}
     for mode in ("raw", "calibrated"):
@@ -361,8 +384,19 @@ def summarise(task: Task, preds: list[Prediction]) -> dict:
     return out
 
 
+def own_values(task: Task, p: Prediction) -> dict[str, float]:
+    """A prediction's values of the task's own metrics (the user's function: remembered
+    values) and of the LLM judge (its stored verdict; none when unjudged or unparseable)."""
+    judged = {}
+    if task.judge is not None:
+        from experiments.judge_records import row_scores
+
+        judged = row_scores(task.judge.record(), {"judge": p.extra.get("judge")})
+    return {**task.user_values(p.id, p.output, p.gold), **judged}
+
+
 def prediction_record(task: Task, method: str, p: Prediction) -> dict:
-    user = task.user_values(p.id, p.output, p.gold)  # the user's function: remembered values
+    user = own_values(task, p)
     values, correct = metric_fns.row_values(task.kind, task.metric, p.output, p.gold, user)
     return {
         "method": method,

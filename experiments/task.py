@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from experiments.errors import TaskError
+from experiments.judge_spec import JudgeSpec, names_judge, read_judge
 from experiments.metrics import METRICS_BY_KIND
 from experiments.precision import PRECISIONS
 from experiments.user_metric import UserMetric, is_user_metric, load_user_metric
@@ -34,6 +35,7 @@ TASK_KEYS = {
     "metric",
     "metrics",
     "precision",
+    "judge",
     *SECTIONS,
 }
 
@@ -81,11 +83,14 @@ class Task:
     # The `python:FILE.py:FUNCTION` metrics of `metric:` or `metrics:`, in the file's order:
     # scored after the kind's built-in metrics (experiments/user_metric.py).
     user_metrics: dict[str, UserMetric] = field(default_factory=dict)
+    judge: JudgeSpec | None = None  # the `judge:` block (experiments/judge_spec.py)
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """Every metric a method is scored by: the kind's built-in ones, then the task's own."""
-        return (*METRICS[self.kind], *self.user_metrics)
+        """Every metric a method is scored by: the kind's built-in ones, the task's own, then
+        the LLM judge's."""
+        judged = ("judge",) if self.judge is not None and self.judge.metric else ()
+        return (*METRICS[self.kind], *self.user_metrics, *judged)
 
     def scored_rows(self, limit: int | None) -> list[Row]:
         """The eval rows a run scores: the first `limit` (`--limit`; None or 0: all of them)."""
@@ -165,6 +170,8 @@ def load_task(path: str | Path) -> Task:
 
     labels = _labels(spec, kind, train, eval_rows, path)
     metric, user_metrics = _metrics(spec, kind, path)
+    names = spec.get("metrics") if isinstance(spec.get("metrics"), list) else [metric]
+    judge = read_judge(spec, kind, path, names_judge(names))
     corpus = None
     if spec.get("corpus"):
         corpus = base / str(spec["corpus"])
@@ -198,6 +205,7 @@ def load_task(path: str | Path) -> Task:
         files=files,
         precision=precision,
         user_metrics=user_metrics,
+        judge=judge,
     )
 
 
@@ -232,10 +240,14 @@ def _metrics(spec: dict, kind: str, path: Path) -> tuple[str, dict[str, UserMetr
             if name in user:
                 raise TaskError(f"{path}: metric {name!r} is named twice")
             user[name] = load_user_metric(name, path, modules)
+        elif name == "judge":
+            if names.count(name) > 1:
+                raise TaskError(f"{path}: metric {name!r} is named twice")
         elif name not in METRICS[kind]:
             raise TaskError(
                 f"{path}: metric {name!r} does not fit kind {kind!r}; use one of "
-                f"{', '.join(METRICS[kind])}, or your own as python:FILE.py:FUNCTION"
+                f"{', '.join(METRICS[kind])}, judge (an LLM judge), or your own as "
+                "python:FILE.py:FUNCTION"
             )
     return names[0], user
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments import judge_records
 from experiments import metrics as metric_fns
 from experiments.errors import TaskError
 from experiments.numbers import expected, number_problem
@@ -226,8 +227,9 @@ def rescore(task, old: dict, methods: dict, records: list[dict], golds: dict) ->
         user = task.user_values(rec["id"], rec["output"], rec["gold"])
         rec["scores"] = {**{k: v for k, v in scores.items() if not is_user_metric(k)}, **user}
         if primary and "correct" in rec:
+            judged = judge_records.row_scores(task.judge and task.judge.record(), rec)
             rec["correct"] = metric_fns.row_values(
-                task.kind, task.metric, rec["output"], rec["gold"], user
+                task.kind, task.metric, rec["output"], rec["gold"], {**user, **judged}
             )[1]
         values.setdefault(rec["method"], []).append(user)
     for name, rows in values.items():

@@ -152,7 +152,12 @@ class RagMethod(Method):
             preds = generate_answers(ctx, rows, prompts, progress)
         for pred, row_hits in zip(preds, hits):
             pred.extra["retrieved"] = [
-                {"id": h.chunk.id, "doc": h.chunk.doc_id, "score": round(h.score, 4)}
+                {
+                    "id": h.chunk.id,
+                    "doc": h.chunk.doc_id,
+                    "score": round(h.score, 4),
+                    "text": h.chunk.text,  # what the prompt showed: the judge's RAG checks read it
+                }
                 for h in row_hits[: self.k]
             ]
         return preds

@@ -12,7 +12,14 @@ from __future__ import annotations
 from experiments.report import costs as cost_fns
 from experiments.report import seed_spread, stats
 from experiments.report.collapse import collapses
-from experiments.report.comparisons import by_method, compare_methods, row_scores, statistic_for
+from experiments.report.comparisons import (
+    by_method,
+    compare_methods,
+    has_value,
+    row_scores,
+    statistic_for,
+)
+from experiments.report.judge_report import judge_analysis
 
 BASELINE = "zero-shot"
 
@@ -36,18 +43,21 @@ def analyse(
     baseline = results.get("baseline") or BASELINE
     preds = by_method(records)
     names = list(methods)
-    metric_names = list(next(iter(methods.values())).get("metrics", {})) if methods else []
+    metric_names = list(  # every method's, in order: a judge may have no verdict of one
+        dict.fromkeys(k for e in methods.values() for k in (e.get("metrics") or {}))
+    )
 
     intervals: dict[str, dict[str, dict | None]] = {}
     for name in names:
         rows = list(preds.get(name, {}).values())
         intervals[name] = {}
         for m in metric_names:
-            if not rows:
+            valued = [r for r in rows if has_value(m, r)]
+            if not valued:
                 intervals[name][m] = None
                 continue
             ci = stats.bootstrap_ci(
-                statistic_for(task, m, rows), len(rows), seed=seed, resamples=resamples
+                statistic_for(task, m, valued), len(valued), seed=seed, resamples=resamples
             )
             intervals[name][m] = ci.to_dict()
 
@@ -88,6 +98,7 @@ def analyse(
         "seeds": seed_spread.spread(methods, metric),
         "collapse": collapses(task, names, preds),
         "calibrated": bool((results.get("options") or {}).get("calibrate")),
+        "judge": judge_analysis(results, records, intervals),
     }
 
 
@@ -126,7 +137,7 @@ def paired_tests(
 
 def _paired(task: dict, metric: str, a: dict, b: dict, seed: int, resamples: int) -> dict | None:
     """The paired test of two methods' records (row id -> record) on their shared rows."""
-    shared = [i for i in a if i in b]
+    shared = [i for i in a if i in b and has_value(metric, a[i]) and has_value(metric, b[i])]
     if not shared:
         return None
     recs_a, recs_b = [a[i] for i in shared], [b[i] for i in shared]

@@ -20,7 +20,7 @@ from experiments.errors import AdaptwiseError
 from experiments.seeds import seed_items, seed_name
 
 EMBEDDED = " (embedded)"
-SAME_TASK = ("name", "kind", "metric", "labels", "metric_files")  # files: your own metrics
+SAME_TASK = ("name", "kind", "metric", "labels", "metric_files", "judge")  # own metrics, judge
 
 
 def model_of(results: dict) -> str:

@@ -25,6 +25,13 @@ def row_scores(kind: str, rec: dict) -> dict[str, float]:
     return metric_fns.per_example(kind, str(rec.get("output", "")), str(rec.get("gold", "")))
 
 
+def has_value(metric: str, rec: dict) -> bool:
+    """Whether a record has a value of `metric`: every row has one of the built-in metrics and
+    of your own; the LLM judge's is missing where its verdict was unparseable, and such a row
+    is left out of the judge's intervals and paired tests (both sides must have parsed)."""
+    return metric != "judge" or metric in (rec.get("scores") or {})
+
+
 def statistic_for(task: dict, metric: str, recs: list[dict]) -> stats.Statistic:
     """The resampling statistic of one metric over aligned records."""
     if metric == "macro_f1":

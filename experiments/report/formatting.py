@@ -10,6 +10,7 @@ METRIC_TITLES = {
     "exact_match": "exact match",
     "token_f1": "token F1",
     "rouge_l": "ROUGE-L",
+    "judge": "LLM judge",
 }
 
 

@@ -27,6 +27,7 @@ from experiments.report.formatting import (
     significance_sentence,
     verdict_sentences,
 )
+from experiments.report.judge_report import judge_html
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 MAX_CELL = 300  # characters of an output shown in the matrix; the full text is in its title
@@ -95,6 +96,7 @@ def render_html(results: dict, analysis: dict, out_dir: Path | None = None) -> s
     parts += pareto(analysis)
     parts += _significance(analysis)
     parts += _retrieval(methods)
+    parts += judge_html(analysis)
     parts += _training(methods, out_dir)
     parts += _memory(results)
     parts += _climb_sections(results, out_dir)

@@ -25,6 +25,7 @@ from experiments.report.formatting import (
     sweep_rows,
     verdict_sentences,
 )
+from experiments.report.judge_report import judge_markdown
 
 
 def render_report(results: dict, analysis: dict | None = None) -> str:
@@ -35,7 +36,7 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
     task = results["task"]
     methods = results["methods"]
     opts = results.get("options", {})
-    metric_names = list(next(iter(methods.values()))["metrics"]) if methods else []
+    metric_names = analysis["metric_names"]
     calibrated = any("metrics_calibrated" in m for m in methods.values())
     lines = [
         f"# {task['name']} ({task['kind']})",
@@ -67,6 +68,7 @@ def render_report(results: dict, analysis: dict | None = None) -> str:
         lines += _cost_section(analysis)
         lines += _verdict_section(analysis)
     lines += _retrieval_section(methods)
+    lines += judge_markdown(analysis) if methods else []
     lines += _training_section(methods)
     lines += _memory_section(results)
     lines += ladder_section(results)
