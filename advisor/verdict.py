@@ -56,6 +56,14 @@ def answers_from_results(results: dict, answers: Answers | None = None) -> Answe
     return answers
 
 
+def _scores(methods: dict, metric: str) -> dict[str, float]:
+    """Method -> its score; an LLM judge may have no verdict of a method (every reply
+    unparseable), which then has none."""
+    return {
+        m: e["metrics"][metric] for m, e in methods.items() if metric in (e.get("metrics") or {})
+    }
+
+
 def verdict(
     rec: Recommendation,
     results: dict,
@@ -75,11 +83,7 @@ def verdict(
     (experiments/report/seed_spread.py); `unsteady` (method -> the pair of seeds that breaks
     it) names the methods that lead significantly on some seeds and not on every one."""
     metric = results["task"]["metric"]
-    scores = {  # an LLM judge may have no verdict of a method (every reply unparseable)
-        m: e["metrics"][metric]
-        for m, e in results["methods"].items()
-        if metric in (e.get("metrics") or {})
-    }
+    scores = _scores(results["methods"], metric)
     if not scores:
         return None
     best = max(scores, key=scores.get)

@@ -259,13 +259,12 @@ def doubts_about(
     for each method that cannot be trusted. Every metric must be a finite number, equal to the
     runner's metric functions on the method's rows, and every row's `scores` and `correct` to
     the per-row ones; each method needs one row per eval row. So must each of its seeds'
-    (experiments/seeds.py). `task` is results.json's task
-    entry (kind, metric, labels, n_eval); `golds` (row id -> gold answer) are the eval rows the
-    run scores, else every method must have n_eval rows, the same ones. The task's own metrics
-    (`metric_files`) are checked as the built-in ones where `user` gives a record's values of
-    them (the user's function, in a run); without it (a report of a run folder, which runs no
-    code named in a results.json) each row's stored values must be numbers from 0 to 1 whose
-    means are the method's."""
+    (experiments/seeds.py). `task` is results.json's task entry (kind, metric, labels, n_eval);
+    `golds` (row id -> gold answer) are the eval rows the run scores, else every method must
+    have n_eval rows, the same ones. The task's own metrics (`metric_files`) are checked as the
+    built-in ones where `user` gives a record's values of them (the user's function, in a run);
+    without it (a report of a run folder, which runs no code named in a results.json) each row's
+    stored values must be numbers from 0 to 1 whose means are the method's."""
     rows: dict[str, list[dict]] = {}
     for rec in records:
         rows.setdefault(rec["method"], []).append(rec)
