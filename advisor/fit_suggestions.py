@@ -146,3 +146,23 @@ def _combination(easy, smaller, switch, attempt) -> list[FitSuggestion]:
                 changes.append(options[-1][0])
                 update.update(options[-1][1])
     return found
+
+
+def after_out_of_memory(method: str, settings: dict) -> str:
+    """What to change after `method` really ran out of memory while training with `settings`
+    (a fit's record: gradient_checkpointing, micro_batch, seq), least disruptive first: the
+    one advice the trainer's error and the run's record of the failure give. The estimator's
+    `suggest_fit` is for a fit it can compute; this is for a run that proved it wrong."""
+    if not settings.get("gradient_checkpointing"):
+        return "turn on gradient checkpointing (finetune gradient_checkpointing: true)"
+    micro = settings.get("micro_batch") or 1
+    if micro > 1:
+        return (
+            f"lower the micro-batch (now {micro}; finetune gradient_accumulation_steps keeps "
+            "the batch)"
+        )
+    seq = settings.get("seq")
+    shorter = f"shorten sequences (finetune max_length{f', now {seq}' if seq else ''})"
+    if method == "full-ft":
+        return f"{shorter}, or use lora or qlora instead of full-ft"
+    return f"{shorter}, or use qlora" if method == "lora" else shorter

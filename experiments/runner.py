@@ -147,6 +147,8 @@ def _run_methods(
             outcome["kept"].append(method.name)
             if run_seeds(ctx, method, results, predictions, rows, progress):
                 outcome["scored"].append(method.name)  # seeds it lacked
+                if judge is not None and judge.judge_pending(results, predictions):
+                    write_outputs(out_dir, results, predictions)
             continue
         failure = None
         try:
@@ -174,10 +176,10 @@ def _run_methods(
         drop_seeds(predictions, method.name)  # an earlier run's other seeds: trained again
         write_outputs(out_dir, results, predictions)  # kept, whatever the judge does next
         outcome["scored"].append(method.name)
-        if judge is not None and judge.judge_pending(results, predictions):
-            write_outputs(out_dir, results, predictions)
         run_seeds(ctx, method, results, predictions, rows, progress)  # a sweep's winner: its
         # settings train again with each other seed
+        if judge is not None and judge.judge_pending(results, predictions):  # and its seeds
+            write_outputs(out_dir, results, predictions)
     changed = bool(doubts or results.pop("_rescored", False))  # left out, or scored again
     if changed and not (outcome["scored"] or outcome["failed"]):
         write_outputs(out_dir, results, predictions)  # without the methods left out
@@ -259,19 +261,18 @@ def out_of_memory_record(ctx: RunContext, method: Method, exc: BaseException) ->
         "precision": ctx.precision if "lm" in ctx.__dict__ else None,
         "estimate_gb": memory.get("estimate_gb"),
         "budget_gb": memory.get("budget_gb"),
-        "suggestion": memory.get("suggestion") or _first_suggestion(memory),
+        "suggestion": memory.get("suggestion") or _after_out_of_memory(method, memory),
         "memory": memory or None,
     }
 
 
-def _first_suggestion(memory: dict) -> str | None:
+def _after_out_of_memory(method: Method, memory: dict) -> str | None:
     if not memory:
         return None
-    if not memory.get("gradient_checkpointing"):
-        return "turn on gradient checkpointing (finetune gradient_checkpointing: true)"
-    if memory.get("micro_batch", 1) > 1:
-        return "lower the micro-batch (finetune gradient_accumulation_steps)"
-    return "shorten sequences (finetune max_length) or use qlora"
+    from advisor.fit_suggestions import after_out_of_memory
+
+    tuned = getattr(getattr(method, "finetune", method), "name", method.name)
+    return after_out_of_memory(tuned, memory)
 
 
 def release_method(ctx: RunContext, method: Method) -> None:

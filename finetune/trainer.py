@@ -224,10 +224,10 @@ def _fit(session: _Session, config: FinetuneConfig, log) -> _Fitted:
         try:
             trainer.train(resume_from_checkpoint=resume_from)
         except torch.OutOfMemoryError:
-            raise _oom(config) from None
+            raise _oom(config, trainer) from None
         except RuntimeError as exc:
             if is_out_of_memory(exc):
-                raise _oom(config) from None
+                raise _oom(config, trainer) from None
             if resume_from:
                 raise corrupt_checkpoint(resume_from, exc) from None
             raise
@@ -337,12 +337,16 @@ def _summary(
     }
 
 
-def _oom(config: FinetuneConfig) -> OutOfMemory:
-    return OutOfMemory(
-        f"out of memory while training {config.method}; lower finetune batch_size "
-        f"(now {config.batch_size}) or max_length (now {config.max_length})"
-        + (", or use lora/qlora instead of full-ft" if config.method == "full-ft" else "")
-    )
+def _oom(config: FinetuneConfig, trainer) -> OutOfMemory:
+    from advisor.fit_suggestions import after_out_of_memory
+
+    settings = {
+        "gradient_checkpointing": config.gradient_checkpointing == "true",
+        "micro_batch": trainer.args.per_device_train_batch_size,
+        "seq": config.max_length,
+    }
+    advice = after_out_of_memory(config.method, settings)
+    return OutOfMemory(f"out of memory while training {config.method}; {advice}")
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -416,3 +416,22 @@ def test_the_gpus_a_team_has_decide_whether_full_fine_tuning_fits():
     assert parse_answers({"gpus": 4}).gpus == "4"
     with pytest.raises(AdaptwiseError, match="gpus must be one of 1, 2, 4, 8, 16"):
         parse_answers({"gpus": 3})
+
+
+def test_one_advice_after_a_real_out_of_memory():
+    """advisor/fit_suggestions.py after_out_of_memory, the advice of the trainer's error and of
+    the run's record alike: the least disruptive change the run did not already make."""
+    from advisor.fit_suggestions import after_out_of_memory
+
+    off = {"gradient_checkpointing": False, "micro_batch": 4, "seq": 512}
+    assert after_out_of_memory("lora", off).startswith("turn on gradient checkpointing")
+    on = {**off, "gradient_checkpointing": True}
+    assert after_out_of_memory("lora", on).startswith("lower the micro-batch (now 4;")
+    one = {**on, "micro_batch": 1}
+    assert after_out_of_memory("lora", one) == (
+        "shorten sequences (finetune max_length, now 512), or use qlora"
+    )
+    assert after_out_of_memory("full-ft", one).endswith("or use lora or qlora instead of full-ft")
+    assert after_out_of_memory("qlora", {**one, "seq": None}) == (
+        "shorten sequences (finetune max_length)"
+    )
