@@ -23,6 +23,7 @@ import time
 from experiments import judge_prompts as prompts
 from experiments import judge_records as records
 from experiments import metrics as metric_fns
+from experiments.seeds import seed_items
 
 ENDPOINT = "chat.completions"
 
@@ -110,7 +111,8 @@ class Judge:
         entries. Whether anything changed."""
         jobs = []  # (method, prediction, check, prompt texts, baseline answer)
         changed: set[str] = set()
-        for name in results["methods"]:
+        entries = _judged_entries(results["methods"])
+        for name in entries:
             for pred in predictions.get(name, []):
                 for job in self._jobs(name, pred, predictions):
                     if job[3] is None:  # settled without asking (the baseline's own rows)
@@ -134,7 +136,10 @@ class Judge:
                 pred.extra["judge"] = field
                 changed.add(name)
         for name in changed:
-            self._refresh(results["methods"][name], predictions[name])
+            self._refresh(entries[name], predictions[name])
+            for item in seed_items(entries[name]):
+                if "predictions" not in item:  # the first seed's item: the method's own rows
+                    self._refresh(item, predictions[name])
         return bool(changed)
 
     def _jobs(self, name: str, pred, predictions: dict):
@@ -192,6 +197,17 @@ class Judge:
             entry["judge"] = figures
         else:
             entry.pop("judge", None)
+
+
+def _judged_entries(methods: dict) -> dict[str, dict]:
+    """Prediction records' method name -> the entry its verdicts sum up into: each method's own,
+    and each of its other seeds' item (experiments/seeds.py), whose rows are judged alike."""
+    out = dict(methods)
+    for entry in methods.values():
+        for item in seed_items(entry):
+            if isinstance(item.get("predictions"), str) and isinstance(item.get("metrics"), dict):
+                out[item["predictions"]] = item
+    return out
 
 
 def _examples_form(spec: dict, check: str) -> str:

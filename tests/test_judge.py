@@ -343,3 +343,33 @@ def test_a_local_judge_is_cached_too(rows_folder, tiny_model, tmp_path, cli, mon
     run(cli, tiny_model, task, tmp_path / "two")
     usage = results(tmp_path / "two")["methods"]["zero-shot"]["judge"]["usage"]
     assert usage["cached"] == usage["requests"] == 3
+
+
+def test_a_method_trained_over_seeds_is_judged_on_every_seed(
+    fake, rows_folder, tiny_model, tmp_path, cli
+):
+    """With `--seeds 2` the judge judges each seed's rows, so the seeds' band and the rule over
+    seeds are on the judge's scores too, and the stored seeds hold to their verdicts."""
+    fake.reply = lambda p: "VERDICT: no" if FIRST_QUESTION in p else "VERDICT: yes"
+    task = write_task(rows_folder, f"model: openai:judge\nbase_url: {fake.url}", "metric: judge")
+    out = tmp_path / "run"
+    quick = ["max_steps=1", "batch_size=2", "max_length=64", "rank=4", "forgetting_probe=false"]
+    before = fake.answered("/v1/chat/completions")
+    args = ["run", task, "--methods", "zero-shot,lora", "--limit", 3, "--model", tiny_model]
+    outcome = cli(*args, "--seeds", 2, "--out", out, *[a for s in quick for a in ("--finetune", s)])
+    assert outcome.code == 0, outcome.stdout + outcome.stderr
+    assert fake.answered("/v1/chat/completions") - before == 9  # 3 rows x zero-shot, 2 seeds
+    lora = results(out)["methods"]["lora"]
+    assert [item["metrics"]["judge"] for item in lora["seeds"]] == [2 / 3, 2 / 3]
+    assert lora["seeds"][1]["judge"]["checks"]["judge"]["judged"] == 3
+    seed1 = [r for r in records(out) if r["method"] == "lora@seed1"]
+    assert len(seed1) == 3 and all(r["judge"]["judge"]["verdict"] for r in seed1)
+
+    from experiments.report.analysis import analyse
+    from experiments.report.run_folder import load_run
+
+    stored, recs = load_run(out)  # every seed holds to its verdicts
+    analysis = analyse(stored, recs, resamples=100)
+    assert analysis["seeds"]["lora"]["scores"] == [2 / 3, 2 / 3]
+    test = analysis["tests"]["lora"]["zero-shot"]
+    assert [s["seed"] for s in test["seeds"]] == [0, 1]
