@@ -278,7 +278,9 @@ def test_running_out_while_training_is_a_result_and_the_base_is_restored(
     monkeypatch.setattr(SFTTrainer, "train", boom)
     results = run_task(task, ["lora", "zero-shot"], tmp_path / "out", options)
     assert results["failed"]["lora"]["status"] == "out of memory"
-    assert "batch_size" in results["failed"]["lora"]["message"]
+    failed = results["failed"]["lora"]
+    # one advice (advisor/fit_suggestions.py after_out_of_memory): the trainer's and the record's
+    assert failed["message"] == f"out of memory while training lora; {failed['suggestion']}"
     records = [
         json.loads(line)
         for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
