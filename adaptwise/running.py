@@ -161,7 +161,9 @@ def run_one(
     ui.log(headline(task, f"{sizes}{subset}"))
     ui.log(f"  results -> {out}")
     results = run_task(task, methods, out, options, progress=ui, rerun=rerun)
-    return out, results["_run"]
+    outcome = results["_run"]  # and what it wrote, for the table: no re-read of results.json
+    outcome["results"] = {k: v for k, v in results.items() if not k.startswith("_")}
+    return out, outcome
 
 
 def headline(task, rest: str):
@@ -197,7 +199,6 @@ def show_report(out: Path, outcome: dict | None = None) -> None:
     """A compact table of results.json for the terminal; report.md has every column. With the
     run's `outcome`, also what it wrote (nothing, when every method was kept). Only the first
     of several processes prints it."""
-    import json
 
     from experiments.distributed import is_main
 
@@ -211,7 +212,13 @@ def show_report(out: Path, outcome: dict | None = None) -> None:
     from experiments.plain_text import plain
     from experiments.report.formatting import METRIC_TITLES
 
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    results = (outcome or {}).get("results")
+    if results is None:  # a climb's folder, which its climb wrote
+        from experiments.run_files import read_results
+
+        results = read_results(out)
+        if results is None:
+            return
     task, methods = results["task"], results["methods"]
     title = f"{plain(task['name'], True)} ({task['kind']}, {task['n_eval']} eval rows)"
     table = Table(title=Text(title))

@@ -12,7 +12,6 @@ process logs and writes the files.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +19,6 @@ from typing import Protocol
 from experiments import metrics as metric_fns
 from experiments.api_model import ApiRequestFailed, check_methods, is_api_model
 from experiments.api_scoring import api_summary
-from experiments.atomic import write_text_atomic
 from experiments.context import RunContext, RunOptions
 from experiments.distributed import gather, is_main, shard, world_size
 from experiments.errors import OutOfMemory, is_out_of_memory
@@ -31,7 +29,8 @@ from experiments.peak_memory import PeakMemory
 from experiments.registry import make_method
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
-from experiments.results import options_record, previous_results, results_text
+from experiments.results import options_record, previous_results
+from experiments.run_files import write_run_files
 from experiments.seeds import drop_seeds, seed_name, seed_record
 from experiments.task import Row, Task
 
@@ -137,6 +136,26 @@ def _run_methods(
         then = "running it again" if name in names else "left out (a run that names it scores it)"
         progress.log(f"{name}: {doubt.text}; {then}")
 
+    results["_defer_reports"] = True  # one analysis per run: the reports once, at its end
+    try:
+        each = (methods, method_names, rows, out_dir, progress)
+        _score_methods(ctx, each, results, predictions, judge, rerun)
+        changed = bool(doubts or results.pop("_rescored", False))  # left out, or scored again
+        if changed and not (outcome["scored"] or outcome["failed"]):
+            write_outputs(out_dir, results, predictions)  # without the methods left out
+    except BaseException:
+        _write_due_reports(out_dir, results, predictions, quiet=True)  # what was written
+        raise
+    _write_due_reports(out_dir, results, predictions)
+    outcome["written"] = bool(changed or outcome["scored"] or outcome["failed"])
+    return results
+
+
+def _score_methods(ctx, each, results, predictions, judge, rerun) -> None:
+    """Run each method, or keep it from the earlier run (and train the seeds it lacks); the
+    files are written after each, the reports once the run ends (_write_due_reports)."""
+    methods, method_names, rows, out_dir, progress = each
+    task, outcome = ctx.task, results["_run"]
     for method, given in zip(methods, method_names):
         again = rerun is True or (rerun and method.name in rerun) or isinstance(given, Method)
         if method.name in results["methods"] and not again:
@@ -180,11 +199,6 @@ def _run_methods(
         # settings train again with each other seed
         if judge is not None and judge.judge_pending(results, predictions):  # and its seeds
             write_outputs(out_dir, results, predictions)
-    changed = bool(doubts or results.pop("_rescored", False))  # left out, or scored again
-    if changed and not (outcome["scored"] or outcome["failed"]):
-        write_outputs(out_dir, results, predictions)  # without the methods left out
-    outcome["written"] = bool(changed or outcome["scored"] or outcome["failed"])
-    return results
 
 
 def _judge(ctx: RunContext, names: set[str], results: dict):
@@ -412,17 +426,36 @@ def prediction_record(task: Task, method: str, p: Prediction) -> dict:
 
 
 def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Prediction]]) -> None:
+    """predictions.jsonl and results.json, then the reports; while a run scores its methods
+    (`_defer_reports`) the reports wait for its end: one analysis per run, not per method."""
     if not is_main():
         return  # the first process writes for all
-    task = results["_task"]
-    records = [
-        prediction_record(task, name, p) for name, preds in predictions.items() for p in preds
-    ]
-    lines = [json.dumps(rec, ensure_ascii=False) for rec in records]
+    records = _records(results, predictions)
     public = {k: v for k, v in results.items() if not k.startswith("_")}
-    write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
-    write_text_atomic(out_dir / "results.json", results_text(public))
-    write_reports(out_dir, public, records)
+    write_run_files(out_dir, public, records)
+    if results.get("_defer_reports"):
+        results["_reports_due"] = True
+    else:
+        write_reports(out_dir, public, records)
+
+
+def _records(results: dict, predictions: dict[str, list[Prediction]]) -> list[dict]:
+    task = results["_task"]
+    return [prediction_record(task, name, p) for name, preds in predictions.items() for p in preds]
+
+
+def _write_due_reports(out_dir: Path, results: dict, predictions: dict, quiet=False) -> None:
+    """The reports of what the run wrote, once; `quiet` (the run is failing or interrupted):
+    a report that cannot be written does not hide why the run stopped."""
+    results.pop("_defer_reports", None)
+    if not results.pop("_reports_due", False) or not is_main():
+        return
+    public = {k: v for k, v in results.items() if not k.startswith("_")}
+    try:
+        write_reports(out_dir, public, _records(results, predictions))
+    except Exception:
+        if not quiet:
+            raise
 
 
 def _mean(values) -> float:

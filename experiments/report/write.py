@@ -1,11 +1,11 @@
-"""write_reports: analyse a run once, then write its report.md and report.html (each atomically,
-never over a report adaptwise did not write). The runner calls it after every method, and
-`adaptwise report DIR` to re-render a run. write_combined writes a combined report's folder
-(`adaptwise report DIR1 DIR2 --out FOLDER`): its results.json, predictions.jsonl and reports."""
+"""write_reports: analyse a run once, then write its report.md and report.html (each
+atomically, never over a report adaptwise did not write). The runner calls it once a run's
+methods are done (experiments/runner.py _write_due_reports), and `adaptwise report DIR` to
+re-render a run. write_combined writes a combined report's folder (`adaptwise report DIR1 DIR2
+--out FOLDER`): its results.json, predictions.jsonl and reports."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from experiments.atomic import write_text_atomic
@@ -49,12 +49,10 @@ def write_combined(
     """The combined results.json and predictions.jsonl (atomically), then its reports; the
     folder is claimed for `adaptwise report` (check_replaceable comes first, in the command)."""
     from experiments.owned_files import claim
-    from experiments.results import results_text
+    from experiments.run_files import write_run_files
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     claim(out_dir, "report", COMBINED_FILES)
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    write_text_atomic(out_dir / "predictions.jsonl", lines)
-    write_text_atomic(out_dir / "results.json", results_text(results))
+    write_run_files(out_dir, results, records)
     write_reports(out_dir, results, records, None, seed, resamples, overrides, "report")
