@@ -235,7 +235,7 @@ def _cmd_climb(args, options) -> int:
 
             methods = method_list(args.methods)
             record = run_learning_curve(task, methods, fractions, out, options, progress=ui)
-    from experiments.results import read_results
+    from experiments.run_files import read_results
 
     if (read_results(out) or {}).get("methods"):
         show_report(out)

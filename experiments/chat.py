@@ -4,7 +4,6 @@ chat screen (through a child process). torch, transformers and peft load inside 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,11 +72,11 @@ def load_for_method(run_dir: Path, method: str, progress=print) -> ChatModel:
 
 
 def _run_model(run_dir: Path) -> str | None:
-    try:
-        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-        model = results.get("options", {}).get("model")
-    except (OSError, ValueError):
-        return None
+    from experiments.run_files import read_results
+
+    results = read_results(run_dir)
+    options = results.get("options") if isinstance(results, dict) else None
+    model = options.get("model") if isinstance(options, dict) else None
     if not model or str(model).endswith(EMBEDDED_SUFFIX):
         return None
     return model

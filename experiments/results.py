@@ -21,6 +21,7 @@ from experiments.context import RunOptions
 from experiments.errors import AdaptwiseError
 from experiments.numbers import expected, number_problem
 from experiments.prediction import Prediction
+from experiments.run_files import read_records
 from experiments.seeds import prediction_names, seeds_doubt
 from experiments.task import Row, Task
 from experiments.user_metric import rescore, user_digests, user_metric_names
@@ -96,32 +97,6 @@ def options_differ(stored: dict, record: dict) -> list[str]:
     return [k for k in (*MATCHED_OPTIONS, "extra") if stored.get(k) != record.get(k)]
 
 
-def read_results(out_dir: Path) -> dict | None:
-    path = Path(out_dir) / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-        return None
-
-
-def results_text(results: dict) -> str:
-    """The text of results.json: strict JSON (RFC 8259), so a number that is not finite (a
-    diverged training loss) is written as null, never as NaN or Infinity."""
-    return json.dumps(_finite(results), indent=2, allow_nan=False) + "\n"
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def previous_results(
     out_dir: Path, task: Task, rows: list[Row], record: dict, log=print
 ) -> tuple[dict, dict, dict[str, Doubt]]:
@@ -185,35 +160,6 @@ def previous_results(
     if isinstance(old.get("failed"), dict):
         results["failed"] = old["failed"]
     return results, predictions, doubts
-
-
-def read_records(path: Path) -> list[dict]:
-    """The rows of a predictions.jsonl in order (none when there is no such file); one
-    AdaptwiseError naming the line for a row that is not a prediction record."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise AdaptwiseError(f"{path}: not UTF-8 text, not a predictions.jsonl") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            rec = None
-        if (
-            not isinstance(rec, dict)
-            or not isinstance(rec.get("method"), str)
-            or not isinstance(rec.get("id"), str | int)
-            or isinstance(rec.get("id"), bool)
-        ):
-            raise AdaptwiseError(f"{path}:{number}: not a prediction record")
-        records.append(rec)
-    return records
 
 
 def predictions_of(records: list[dict], methods) -> dict[str, list[Prediction]]:

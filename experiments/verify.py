@@ -333,7 +333,7 @@ def write_verification(run_dir: Path, verification: Verification) -> None:
     from experiments.owned_files import claim
     from experiments.report.run_folder import load_run
     from experiments.report.write import write_reports
-    from experiments.results import results_text
+    from experiments.run_files import write_results
 
     run_dir = Path(run_dir)
     claim(run_dir, "run", [VERIFY_FILE])
@@ -353,5 +353,5 @@ def write_verification(run_dir: Path, verification: Verification) -> None:
     }
     summary["differing_rows"] = len(verification.differing)
     results.setdefault("verify", {})[verification.method] = summary
-    write_text_atomic(run_dir / "results.json", results_text(results))
+    write_results(run_dir, results)
     write_reports(run_dir, results, records)

@@ -400,7 +400,7 @@ def test_of_several_processes_only_the_first_says_every_method_failed(
 
 def test_results_json_is_strict_json(tmp_path):
     """A number that is not finite (a diverged loss) is written as null, never as NaN."""
-    from experiments.results import results_text
+    from experiments.run_files import results_text
 
     text = results_text({"methods": {"lora": {"training": {"final_train_loss": float("nan")}}}})
     loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} written"))

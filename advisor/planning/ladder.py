@@ -197,7 +197,8 @@ def run_ladder(
         metric_interval,
         store_sections,
     )
-    from experiments.results import options_record, read_results
+    from experiments.results import options_record
+    from experiments.run_files import read_results
     from experiments.runner import SilentProgress, run_task
 
     progress = progress or SilentProgress()

@@ -238,7 +238,7 @@ def plot_curve(record: dict, path: Path) -> Path | None:
 def seed_band(folder: Path, method: str, metric: str) -> dict | None:
     """The method's seeds at one point (experiments/report/seed_spread.py spread), or None."""
     from experiments.report.seed_spread import spread
-    from experiments.results import read_results
+    from experiments.run_files import read_results
 
     return spread((read_results(folder) or {}).get("methods") or {}, metric).get(method)
 

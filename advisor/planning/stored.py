@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.atomic import write_text_atomic
 from experiments.results import (
     RESULTS_VERSION,
     eval_fingerprint,
     previous_results,
-    read_results,
-    results_text,
     task_record,
 )
+from experiments.run_files import read_results, write_results, write_run_files
 from experiments.runner import claim_run_folder, write_outputs
 
 
@@ -73,7 +71,7 @@ def store_sections(out_dir: Path, sections: dict) -> None:
     out_dir = Path(out_dir)
     results, records = load_run(out_dir)
     results.update(sections)
-    write_text_atomic(out_dir / "results.json", results_text(results))
+    write_results(out_dir, results)
     write_reports(out_dir, results, records)
 
 
@@ -93,5 +91,4 @@ def ensure_results(out_dir: Path, task, rows, options_record: dict) -> None:
         "methods": {},
         "options": options_record,
     }
-    write_text_atomic(out_dir / "results.json", results_text(results))
-    write_text_atomic(out_dir / "predictions.jsonl", "")
+    write_run_files(out_dir, results, [])

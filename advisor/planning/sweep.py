@@ -205,7 +205,8 @@ def _score_winner(task, best, winner: str, out_dir, options, record: dict, progr
     """Score the winning trial on the eval rows, once: kept when an earlier sweep into this
     folder scored the same winner on the same rows and options."""
     from advisor.planning.stored import ensure_results, finished_methods, store_sections
-    from experiments.results import options_record, read_results
+    from experiments.results import options_record
+    from experiments.run_files import read_results
     from experiments.runner import run_task
 
     record_opts = options_record(options)

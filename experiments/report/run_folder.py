@@ -10,7 +10,8 @@ from pathlib import Path
 
 from experiments.errors import AdaptwiseError
 from experiments.metrics import METRICS_BY_KIND
-from experiments.results import doubts_about, read_records
+from experiments.results import doubts_about
+from experiments.run_files import read_records
 
 
 def load_run(folder: Path) -> tuple[dict, list[dict]]:
