@@ -424,6 +424,8 @@ def prediction_record(task: Task, method: str, p: Prediction) -> dict:
 
 
 def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Prediction]]) -> None:
+    """results.json, predictions.jsonl and both reports; `results["_analysis"]` keeps the
+    reports' analysis (the TUI's results screen shows its p-values rather than redo it)."""
     if not is_main():
         return  # the first process writes for all
     task = results["_task"]
@@ -434,7 +436,7 @@ def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Pred
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
     write_text_atomic(out_dir / "results.json", results_text(public))
-    write_reports(out_dir, public, records)
+    results["_analysis"] = write_reports(out_dir, public, records)  # the reports' statistics
 
 
 def _mean(values) -> float:

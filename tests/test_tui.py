@@ -60,6 +60,9 @@ def test_whole_flow_by_keyboard(tmp_path):
             app.screen.runnable = ["zero-shot", "few-shot-jaccard"]  # keep the test quick
             await pilot.press("r")
             await wait_for_screen(pilot, ResultsScreen)
+            made = app.session.analysis  # the run's own analysis, from its job's done event
+            assert made is not None and app.screen.winner == made["best"]
+            assert made["best"] == winner_of(tmp_path / "support-intents")
             verdict = text_of(app, "#verdict")
             assert any(w in verdict for w in ("The advice", "Contradicts", "No verdict yet"))
             rows_before = app.screen.query_one("#examples").row_count

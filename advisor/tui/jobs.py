@@ -7,7 +7,8 @@ writes JSON-lines events on stdout.
   and the typed ones of experiments/progress_events.py (method_started, training_step,
   method_finished, method_failed, with their fields), then done; SIGINT stops it between two
   Python steps ({"event": "cancelled"}), keeping the methods that finished (the runner writes
-  its files after each one).
+  its files after each one). done carries the best method and the p-values of the run's own
+  analysis (experiments/report/analysis.py significance), for the results screen.
 - {"job": "ship", "run_dir", "method"} -> log events, start / advance of the verified rows,
   then {"event": "shipped", "shipped": {...}}: experiments/ship.py's export, serve and verify.
 - {"job": "chat"}, then one request per line: {"load": {"run_dir", "method"}} -> ready;
@@ -85,14 +86,23 @@ def run_job(request: dict, events: Events) -> None:
     from experiments.task import load_task
 
     task = load_task(Path(request["task"]))
-    run_task(
+    results = run_task(
         task,
         list(request["methods"]),
         Path(request["out"]),
         RunOptions(limit=request.get("limit")),
         progress=EventProgress(events),
     )
-    events.emit("done")
+    events.emit("done", analysis=_significance(results))
+
+
+def _significance(results: dict) -> dict | None:
+    """The best method and the p-values of the analysis the run's reports were made from (None
+    when this run wrote nothing: the results screen analyses the files itself)."""
+    from experiments.report.analysis import significance
+
+    analysis = results.get("_analysis")
+    return significance(analysis) if analysis is not None else None
 
 
 def ship_job(request: dict, events: Events) -> None:

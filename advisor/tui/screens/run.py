@@ -74,6 +74,7 @@ class RunScreen(Screen):
             self.show_status(method)
         session = self.app.session
         session.out_dir = session.out_root / session.task.folder_name
+        session.analysis = None  # until this run's done event brings its own
         self.run_methods(
             {
                 "task": str(session.task.path),
@@ -109,6 +110,7 @@ class RunScreen(Screen):
         elif kind == "advance":
             self.method_advanced(event["n"])
         elif kind == "done":
+            self.app.session.analysis = event.get("analysis")
             self.done(None)
         elif kind == "cancelled":
             self.done("Cancelled: finished methods are kept.")
