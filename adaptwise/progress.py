@@ -1,4 +1,5 @@
-"""Progress bars for long steps, drawn with rich (the core only calls the RunProgress protocol).
+"""Progress bars for long steps, drawn with rich (the core only calls the RunProgress protocol);
+its typed events (experiments/progress_events.py) print as the lines they stand for.
 
 The core's messages are plain text that may quote a server, a model or the user's files, so
 `log` shows them as they are: no Rich markup is read in them and no control character reaches
@@ -54,6 +55,12 @@ class RichProgress:
 
     def finish(self) -> None:
         self._task = None
+
+    def event(self, event) -> None:
+        """A typed progress event (experiments/progress_events.py), printed as its line."""
+        line = event.text()
+        if line is not None:
+            self.log(line)
 
     def log(self, message: str | Text) -> None:
         if not self.main:

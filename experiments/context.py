@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from experiments.progress_events import log_events
 from experiments.task import Task
 
 
@@ -36,10 +37,13 @@ class RunOptions:
 
 
 class RunContext:
-    def __init__(self, task: Task, options: RunOptions, log=print):
+    def __init__(self, task: Task, options: RunOptions, log=print, emit=None):
         self.task = task
         self.options = options
         self.log = log
+        # Typed progress events (experiments/progress_events.py); without a sink, their lines
+        # go to the log.
+        self.emit = emit or log_events(log)
         self.out_dir = None  # the run's output folder, set by the runner
 
     @property

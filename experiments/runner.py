@@ -26,6 +26,13 @@ from experiments.methods import Method, Prediction
 from experiments.models import forget_failure
 from experiments.owned_files import claim, refuse_inputs
 from experiments.peak_memory import PeakMemory
+from experiments.progress_events import (
+    MethodFailed,
+    MethodFinished,
+    MethodStarted,
+    ProgressEvent,
+    events_of,
+)
 from experiments.registry import make_method
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
@@ -39,12 +46,15 @@ RUN_FILES = ("results.json", "predictions.jsonl", "report.md", "report.html")
 
 
 class RunProgress(Protocol):
-    """How the runner reports progress; the CLI draws bars, tests pass a silent one."""
+    """How the runner reports progress; the CLI draws bars, tests pass a silent one. `event`
+    takes the typed events of experiments/progress_events.py (a method started, a training
+    step, a method finished or failed); an object without it gets each event's line in `log`."""
 
     def start(self, label: str, total: int) -> None: ...
     def advance(self, n: int) -> None: ...
     def finish(self) -> None: ...
     def log(self, message: str) -> None: ...
+    def event(self, event: ProgressEvent) -> None: ...
 
 
 class SilentProgress:
@@ -52,6 +62,7 @@ class SilentProgress:
     def advance(self, n: int) -> None: ...
     def finish(self) -> None: ...
     def log(self, message: str) -> None: ...
+    def event(self, event: ProgressEvent) -> None: ...
 
 
 def run_task(
@@ -82,7 +93,7 @@ def run_task(
         for m in method_names
     ]
     rows = task.scored_rows(options.limit)
-    ctx = RunContext(task, options, log=progress.log)
+    ctx = RunContext(task, options, log=progress.log, emit=events_of(progress))
     ctx.out_dir = out_dir  # where methods put their own artefacts (e.g. <out>/lora/)
     costs = parse_prices(task.settings.get("costs"), f"{task.path}")  # bad: one line, first
     costs.update(options.prices)  # --prompt-token-price and the like win over the task file's
@@ -173,7 +184,7 @@ def _score_methods(ctx, each, results, predictions, judge, rerun) -> None:
         try:
             entry, preds = run_method(ctx, method, rows, progress)
         except ApiRequestFailed as exc:  # after its retries: this method fails, others go on
-            progress.log(f"{method.name}: failed; {exc} (recorded; going on)")
+            events_of(progress)(MethodFailed(method.name, "failed", str(exc)))
             failure = {"status": "failed", "description": method.description, "message": str(exc)}
             _record_failure(out_dir, results, predictions, method.name, failure)
             outcome["failed"].append(method.name)
@@ -185,7 +196,7 @@ def _score_methods(ctx, each, results, predictions, judge, rerun) -> None:
             forget_failure(exc)
         if failure is not None:  # out of memory: freed here, where no frame holds the error
             release_method(ctx, method)
-            progress.log(f"{method.name}: out of memory; {failure['message']} (recorded; going on)")
+            events_of(progress)(MethodFailed(method.name, "out of memory", failure["message"]))
             _record_failure(out_dir, results, predictions, method.name, failure)
             outcome["failed"].append(method.name)
             continue
@@ -317,9 +328,10 @@ def run_method(
     ctx: RunContext, method: Method, rows: list[Row], progress: RunProgress
 ) -> tuple[dict, list[Prediction]]:
     """Prepare and predict with one method, measuring time, tokens and peak memory."""
+    emit = events_of(progress)
     with PeakMemory() as memory:
         started = time.perf_counter()
-        progress.log(f"{ctx.task.name}: preparing {method.name}")
+        emit(MethodStarted(ctx.task.name, method.name))
         # Load the shared model before timing (again, if a method freed it to train).
         ctx.model if method.needs_base else ctx.lm  # noqa: B018
         loaded = time.perf_counter()
@@ -334,6 +346,7 @@ def run_method(
             progress.finish()
         preds = gather(preds, len(rows))
         done = time.perf_counter()
+    emit(MethodFinished(method.name))
     entry = {
         "description": method.description,
         "n_eval": len(rows),
@@ -427,7 +440,9 @@ def prediction_record(task: Task, method: str, p: Prediction) -> dict:
 
 def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Prediction]]) -> None:
     """predictions.jsonl and results.json, then the reports; while a run scores its methods
-    (`_defer_reports`) the reports wait for its end: one analysis per run, not per method."""
+    (`_defer_reports`) the reports wait for its end: one analysis per run, not per method.
+    `results["_analysis"]` keeps the reports' analysis (the TUI's results screen shows its
+    p-values rather than redo it)."""
     if not is_main():
         return  # the first process writes for all
     records = _records(results, predictions)
@@ -436,7 +451,7 @@ def write_outputs(out_dir: Path, results: dict, predictions: dict[str, list[Pred
     if results.get("_defer_reports"):
         results["_reports_due"] = True
     else:
-        write_reports(out_dir, public, records)
+        results["_analysis"] = write_reports(out_dir, public, records)  # the reports' statistics
 
 
 def _records(results: dict, predictions: dict[str, list[Prediction]]) -> list[dict]:
@@ -452,7 +467,7 @@ def _write_due_reports(out_dir: Path, results: dict, predictions: dict, quiet=Fa
         return
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     try:
-        write_reports(out_dir, public, _records(results, predictions))
+        results["_analysis"] = write_reports(out_dir, public, _records(results, predictions))
     except Exception:
         if not quiet:
             raise

@@ -118,6 +118,7 @@ class FinetuneMethod(Method):
                 config,
                 folder,
                 log=ctx.log,
+                emit=ctx.emit,
                 model=model,
                 raw_texts=raw_texts,
                 label=self.label,
@@ -366,7 +367,7 @@ def trained_context(ctx: RunContext, model, name: str) -> RunContext:
     """A RunContext like `ctx` whose model is the trained one (same tokenizer and prompts)."""
     from experiments.models import LanguageModel
 
-    trained = RunContext(ctx.task, ctx.options, ctx.log)
+    trained = RunContext(ctx.task, ctx.options, ctx.log, ctx.emit)
     trained.out_dir = ctx.out_dir
     # cached_property values live in the instance dict: these replace the lazy loads.
     trained.__dict__["lm"] = LanguageModel(

@@ -1,6 +1,6 @@
 """TRL's SFTTrainer as fine-tuning builds it: the training arguments from the config (batches,
 accumulation, the optimizer, validation and checkpoints a few times per epoch, early stopping),
-the batch collator for the packing layout, the log-line callback, and undoing afterwards what
+the batch collator for the packing layout, the training-step callback, and undoing afterwards what
 training switched on in the model."""
 
 from __future__ import annotations
@@ -201,27 +201,27 @@ def _varlen_attention(model) -> bool:
     return "flash" in str(getattr(config, "_attn_implementation", "") or "")
 
 
-def log_callback(method: str, log):
-    """A callback that reports each logged train loss and each validation in one line each
-    (the TUI's run screen parses these lines)."""
+def step_callback(method: str, emit):
+    """A callback that emits each logged train loss and each validation as a TrainingStep
+    event (experiments/progress_events.py): the terminal prints its line, the TUI's run screen
+    reads its fields."""
     from transformers import TrainerCallback
 
-    class LogCallback(TrainerCallback):
+    from experiments.progress_events import TrainingStep
+
+    class StepCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
-                log(
-                    f"{method}: step {state.global_step}/{state.max_steps} "
-                    f"train loss {logs['loss']:.4f}"
-                )
+                emit(_step(state, "train", logs["loss"]))
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if metrics and "eval_loss" in metrics:
-                log(
-                    f"{method}: step {state.global_step}/{state.max_steps} "
-                    f"validation loss {metrics['eval_loss']:.4f}"
-                )
+                emit(_step(state, "validation", metrics["eval_loss"]))
 
-    return LogCallback()
+    def _step(state, split: str, loss) -> TrainingStep:
+        return TrainingStep(method, state.global_step, state.max_steps, split, float(loss))
+
+    return StepCallback()
 
 
 def steps_per_epoch_real(trainer) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from experiments.errors import OutOfMemory, is_out_of_memory
 from experiments.peak_memory import PeakMemory
+from experiments.progress_events import log_events
 from finetune.base_model import add_adapter, count_parameters, is_4bit, load_model
 from finetune.checkpoints import (
     RUN_FILE,
@@ -39,10 +40,10 @@ from finetune.data import count_too_long, raw_examples, to_examples
 from finetune.saving import save_dir, save_merged, save_trained
 from finetune.sft_trainer import (
     end_training,
-    log_callback,
     make_trainer,
     optimizer_class,
     optimizer_name,
+    step_callback,
     steps_per_epoch_real,
 )
 from finetune.sharding import is_sharded, record
@@ -59,11 +60,12 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class _How:
-    """How one training runs and speaks: its name in log lines, the log, extra Trainer
-    callbacks, the batch layout and the precision."""
+    """How one training runs and speaks: its name in log lines, the log, where its step events
+    go, extra Trainer callbacks, the batch layout and the precision."""
 
     label: str
     log: object
+    emit: object
     callbacks: tuple
     layout: str
     precision: str
@@ -104,6 +106,7 @@ def train_model(
     config: FinetuneConfig,
     folder: Path,
     log=print,
+    emit=None,
     model=None,
     callbacks=(),
     raw_texts: list[str] = (),
@@ -118,10 +121,13 @@ def train_model(
     the loss on every token, mixed into the same packed batches as the prompt/completion rows
     (never validated on).
     `label` names the run's method in log lines (e.g. `raft`, which trains as `lora`).
+    `emit` takes each logged step's TrainingStep event (experiments/progress_events.py); without
+    it, the step's line goes to `log`.
     `layout` "padded-rows" is the benchmark's padded baseline (see `make_trainer`).
     """
     rows = (train_rows, val_rows, list(raw_texts))
-    how = _How(label or config.method, log, tuple(callbacks), layout, precision)
+    emit = emit or log_events(log)
+    how = _How(label or config.method, log, emit, tuple(callbacks), layout, precision)
     session = _build(checkpoint, tokenizer, prompt_format, rows, config, folder, model, how)
     fitted = _fit(session, config, log)
     trainer = session.trainer
@@ -178,7 +184,7 @@ def _build(checkpoint, tokenizer, prompt_format, rows, config, folder, model, ho
         val_examples,
         config,
         ckpt_dir,
-        [log_callback(label, log), *how.callbacks],
+        [step_callback(label, how.emit), *how.callbacks],
         layout=how.layout,
         precision=precision,
     )

@@ -60,6 +60,9 @@ def test_whole_flow_by_keyboard(tmp_path):
             app.screen.runnable = ["zero-shot", "few-shot-jaccard"]  # keep the test quick
             await pilot.press("r")
             await wait_for_screen(pilot, ResultsScreen)
+            made = app.session.analysis  # the run's own analysis, from its job's done event
+            assert made is not None and app.screen.winner == made["best"]
+            assert made["best"] == winner_of(tmp_path / "support-intents")
             verdict = text_of(app, "#verdict")
             assert any(w in verdict for w in ("The advice", "Contradicts", "No verdict yet"))
             rows_before = app.screen.query_one("#examples").row_count
@@ -129,18 +132,37 @@ def test_tui_opens_on_a_demo_task_folder():
     asyncio.run(flow())
 
 
-def test_run_screen_reads_training_steps_and_cancels(tmp_path):
-    from tui_fakes import PLAN, FakeBackends, FakeClock, FakeJob
+async def show_run(pilot, job, methods: list[str], clock) -> None:
+    """The run screen of `methods` on the demo task, after the fake job's last event."""
+    from tui_fakes import PLAN
 
     from advisor.tui.screens.run import RunScreen
     from experiments.task import load_task
 
+    pilot.app.session.task = load_task(ROOT / "demo/support-intents/task.yaml")
+    pilot.app.session.plan = PLAN
+    await pilot.app.push_screen(RunScreen(methods, clock=clock))
+    job.exhausted.wait(10)
+    await pilot.pause()
+    await pilot.pause()
+
+
+def test_run_screen_reads_training_steps_and_cancels(tmp_path):
+    from tui_fakes import FakeBackends, FakeClock, FakeJob
+
     clock = FakeClock()
     job = FakeJob(
         [
-            {"event": "log", "message": "support-intents: preparing lora"},
+            {"event": "method_started", "task": "support-intents", "method": "lora"},
             {"event": "_tick", "s": 60},
-            {"event": "log", "message": "lora: step 6/24 validation loss 1.5000"},
+            {
+                "event": "training_step",
+                "method": "lora",
+                "step": 6,
+                "steps": 24,
+                "split": "validation",
+                "loss": 1.5,
+            },
         ],
         clock,
     )
@@ -148,18 +170,50 @@ def test_run_screen_reads_training_steps_and_cancels(tmp_path):
     async def flow():
         app = AdaptwiseApp(out_root=tmp_path, backends=FakeBackends(run_job=job))
         async with app.run_test(size=(120, 40)) as pilot:
-            app.session.task = load_task(ROOT / "demo/support-intents/task.yaml")
-            app.session.plan = PLAN
-            await app.push_screen(RunScreen(["zero-shot", "lora"], clock=clock))
-            job.exhausted.wait(10)
-            await pilot.pause()
-            await pilot.pause()
+            await show_run(pilot, job, ["zero-shot", "lora"], clock)
             status = text_of(app, "#status-lora")
             # 60 s for 6 of 24 steps: 180 s left, plus the plan's 9.6 s of scoring
             assert "step 6/24" in status and "val 1.500" in status and "ETA 3m10s" in status
             assert "est. 10s" in text_of(app, "#status-zero-shot")
             await pilot.press("c")
             assert job.closed.is_set()  # the child was interrupted
+
+    asyncio.run(flow())
+
+
+def test_run_screen_reads_events_not_log_text(tmp_path):
+    """The run screen follows the runner's typed events (experiments/progress_events.py): a log
+    line worded like a step or a start moves nothing, a typed step moves the bar and shows its
+    line as the terminal prints it, and a failed method says so."""
+    from textual.widgets import ProgressBar, RichLog
+    from tui_fakes import FakeBackends, FakeClock, FakeJob
+
+    from experiments.progress_events import MethodFailed, TrainingStep, to_fields
+
+    clock = FakeClock()
+    job = FakeJob(
+        [
+            {"event": "log", "message": "support-intents: preparing zero-shot"},
+            {"event": "log", "message": "lora: step 6/24 validation loss 1.5000"},
+            {"event": "_tick", "s": 60},
+            to_fields(TrainingStep("lora", 3, 24, "train", 2.25)),
+            to_fields(MethodFailed("zero-shot", "out of memory", "needs 9 GB")),
+        ],
+        clock,
+    )
+
+    async def flow():
+        app = AdaptwiseApp(out_root=tmp_path, backends=FakeBackends(run_job=job))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await show_run(pilot, job, ["zero-shot", "lora"], clock)
+            lora = text_of(app, "#status-lora")
+            assert "step 3/24" in lora and "loss 2.250" in lora and "val" not in lora
+            assert app.query_one("#bar-lora", ProgressBar).progress == 3
+            assert "out of memory" in text_of(app, "#status-zero-shot")
+            shown = "\n".join(line.text for line in app.query_one("#log", RichLog).lines)
+            assert "lora: step 6/24 validation loss 1.5000" in shown  # shown, not read
+            assert "lora: step 3/24 train loss 2.2500" in shown
+            assert "zero-shot: out of memory; needs 9 GB (recorded; going on)" in shown
 
     asyncio.run(flow())
 

@@ -61,13 +61,23 @@ def test_results_screen(snap_compare, monkeypatch):
     assert snap_compare(app, run_before=show_results, terminal_size=SIZE)
 
 
+def _started(method: str) -> dict:
+    return {"event": "method_started", "task": "support-intents", "method": method}
+
+
+def _step(step: int, steps: int, split: str, loss: float) -> dict:
+    fields = {"step": step, "steps": steps, "split": split, "loss": loss}
+    return {"event": "training_step", "method": "lora", **fields}
+
+
 RUN_EVENTS = [
-    {"event": "log", "message": "support-intents: preparing zero-shot"},
+    _started("zero-shot"),
     {"event": "start", "label": "support-intents · zero-shot", "total": 8},
     {"event": "_tick", "s": 12},
     {"event": "advance", "n": 8},
     {"event": "finish"},
-    {"event": "log", "message": "support-intents: preparing few-shot-embedding"},
+    {"event": "method_finished", "method": "zero-shot"},
+    _started("few-shot-embedding"),
     {"event": "start", "label": "support-intents · few-shot-embedding", "total": 8},
     {"event": "_tick", "s": 6},
     {"event": "advance", "n": 3},
@@ -82,10 +92,11 @@ def test_run_screen(snap_compare, monkeypatch):
     clock = FakeClock()
     events = RUN_EVENTS + [
         {"event": "finish"},
-        {"event": "log", "message": "support-intents: preparing lora"},
+        {"event": "method_finished", "method": "few-shot-embedding"},
+        _started("lora"),
         {"event": "_tick", "s": 120},
-        {"event": "log", "message": "lora: step 12/48 validation loss 1.2345"},
-        {"event": "log", "message": "lora: step 12/48 train loss 1.5012"},
+        _step(12, 48, "validation", 1.2345),
+        _step(12, 48, "train", 1.5012),
         {"event": "_tick", "s": 0},
     ]
     job = FakeJob(events, clock)

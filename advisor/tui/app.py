@@ -28,6 +28,9 @@ class Session:
     recommendation: Recommendation | None = None
     plan: dict | None = None  # advisor.planning.plan.Plan.to_dict() for the current answers
     out_dir: Path | None = None
+    # The run's own analysis of out_dir (its best method and p-values), from the run job's
+    # done event; None: the results screen analyses the files itself.
+    analysis: dict | None = None
 
     def demo_tasks(self) -> list[Path]:
         return sorted(DEMO_DIR.glob("*/task.yaml"))

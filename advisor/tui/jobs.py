@@ -3,9 +3,12 @@ holds the UI process's GIL: `python -m advisor.tui.jobs` reads one JSON request 
 writes JSON-lines events on stdout.
 
 - {"job": "plan", "task", "answers", "limit"} -> log..., {"event": "plan", "plan": {...}}
-- {"job": "run", "task", "methods", "out", "limit"} -> start / advance / finish / log events,
-  then done; SIGINT stops it between two Python steps ({"event": "cancelled"}), keeping the
-  methods that finished (the runner writes its files after each one).
+- {"job": "run", "task", "methods", "out", "limit"} -> start / advance / finish / log events
+  and the typed ones of experiments/progress_events.py (method_started, training_step,
+  method_finished, method_failed, with their fields), then done; SIGINT stops it between two
+  Python steps ({"event": "cancelled"}), keeping the methods that finished (the runner writes
+  its files after each one). done carries the best method and the p-values of the run's own
+  analysis (experiments/report/analysis.py significance), for the results screen.
 - {"job": "ship", "run_dir", "method"} -> log events, start / advance of the verified rows,
   then {"event": "shipped", "shipped": {...}}: experiments/ship.py's export, serve and verify.
 - {"job": "chat"}, then one request per line: {"load": {"run_dir", "method"}} -> ready;
@@ -37,7 +40,8 @@ class Events:
 
 
 class EventProgress:
-    """The runner's RunProgress protocol, as events."""
+    """The runner's RunProgress protocol, as events; its typed progress events
+    (experiments/progress_events.py) travel as their fields, for the run screen to read."""
 
     def __init__(self, events: Events):
         self.events = events
@@ -53,6 +57,11 @@ class EventProgress:
 
     def log(self, message: str) -> None:
         self.events.emit("log", message=str(message))
+
+    def event(self, event) -> None:
+        from experiments.progress_events import to_fields
+
+        self.events.emit(**to_fields(event))
 
 
 def plan_job(request: dict, events: Events) -> None:
@@ -77,14 +86,23 @@ def run_job(request: dict, events: Events) -> None:
     from experiments.task import load_task
 
     task = load_task(Path(request["task"]))
-    run_task(
+    results = run_task(
         task,
         list(request["methods"]),
         Path(request["out"]),
         RunOptions(limit=request.get("limit")),
         progress=EventProgress(events),
     )
-    events.emit("done")
+    events.emit("done", analysis=_significance(results))
+
+
+def _significance(results: dict) -> dict | None:
+    """The best method and the p-values of the analysis the run's reports were made from (None
+    when this run wrote nothing: the results screen analyses the files itself)."""
+    from experiments.report.analysis import significance
+
+    analysis = results.get("_analysis")
+    return significance(analysis) if analysis is not None else None
 
 
 def ship_job(request: dict, events: Events) -> None:

@@ -232,10 +232,7 @@ def advisor_verdict(results: dict, tests: dict | None = None) -> dict | None:
         tests = {rename.get(n, n): t for n, t in (tests or {}).items()}
     answers = answers_from_results(results)
     rec = recommend(answers)
-    p_vs = {
-        against: {n: t[against]["p"] for n, t in (tests or {}).items() if t.get(against)}
-        for against in ("zero-shot", "best")
-    }
+    p_vs = p_values(tests or {})
     judged = verdict(
         rec,
         results,
@@ -251,3 +248,18 @@ def advisor_verdict(results: dict, tests: dict | None = None) -> dict | None:
         "text": None if judged is None else judged.text,
         "answers": answers.to_dict(),
     }
+
+
+def p_values(tests: dict) -> dict[str, dict[str, float]]:
+    """For "zero-shot" and "best": method -> the p-value of its paired test against that
+    method (the significance a verdict needs), from `paired_tests`."""
+    return {
+        against: {n: t[against]["p"] for n, t in tests.items() if t.get(against)}
+        for against in ("zero-shot", "best")
+    }
+
+
+def significance(analysis: dict) -> dict:
+    """What the TUI's results screen takes from a run's analysis, as JSON: the best method and
+    the p-values of `p_values`."""
+    return {"best": analysis["best"], "p_values": p_values(analysis["tests"])}

@@ -22,9 +22,10 @@ def write_reports(
     resamples: int | None = None,
     overrides: dict | None = None,
     command: str = "run",
-) -> None:
+) -> dict:
     """`prices` price every method alike; `overrides` (the command line's) go over each method's
-    own (experiments/report/costs.py method_prices). `command` owns the folder's manifest."""
+    own (experiments/report/costs.py method_prices). `command` owns the folder's manifest.
+    Returns the analysis both reports were rendered from."""
     from experiments.owned_files import claim
     from experiments.report.analysis import analyse
     from experiments.report.html import render_html
@@ -36,6 +37,7 @@ def write_reports(
     write_text_atomic(Path(out_dir) / "report.md", render_report(results, analysis))
     html = render_html(results, analysis, Path(out_dir))
     write_text_atomic(Path(out_dir) / "report.html", html)
+    return analysis
 
 
 def write_combined(

@@ -67,16 +67,16 @@ class ResultsScreen(Screen):
     def p_values(self) -> tuple[dict, dict]:
         """Each method's paired-test p-value against zero-shot and against the best method, as
         the report computes them, so the screen's verdict needs the same significance; keeps
-        the best method, the winner that `e` exports."""
-        from experiments.report.analysis import analyse
+        the best method, the winner that `e` exports. They come from the analysis the run made
+        (its job's done event); for a folder this session did not just run, from analysing
+        its files."""
+        made = self.app.session.analysis
+        if made is None:
+            from experiments.report.analysis import analyse, significance
 
-        analysis = analyse(self.results, self.predictions)
-        self.winner = analysis["best"]
-        tests = analysis["tests"]
-        return tuple(
-            {n: t[against]["p"] for n, t in tests.items() if t.get(against)}
-            for against in ("zero-shot", "best")
-        )
+            made = significance(analyse(self.results, self.predictions))
+        self.winner = made["best"]
+        return made["p_values"]["zero-shot"], made["p_values"]["best"]
 
     def fill_summary(self) -> None:
         table = self.query_one("#summary", DataTable)

@@ -1,10 +1,11 @@
 """The run: each method's progress (training steps and loss for fine-tuning, scored rows,
 ETA). The runner works in a child process (advisor/tui/jobs.py), so importing torch and running
-the model never hold this process's GIL; a worker thread here only waits for its events."""
+the model never hold this process's GIL; a worker thread here only waits for its events. What
+a method is doing comes from the runner's and the trainer's typed events
+(experiments/progress_events.py), read field by field; log lines are only shown."""
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
@@ -16,16 +17,20 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
 from advisor.tui.shown import shown
+from experiments.progress_events import (
+    MethodFailed,
+    MethodFinished,
+    MethodStarted,
+    TrainingStep,
+    from_fields,
+)
 from experiments.report.formatting import format_short
-
-PREPARING = re.compile(r": preparing (\S+)$")
-# finetune/trainer.py's log lines: "lora: step 12/48 validation loss 1.2345" (and train loss)
-STEP = re.compile(r"^(\S+): step (\d+)/(\d+) (train|validation) loss ([0-9.]+)")
 
 
 @dataclass
 class MethodState:
-    phase: str = "waiting"  # waiting | preparing | scoring | done
+    phase: str = "waiting"  # waiting | preparing | scoring | done | failed
+    failure: str = ""  # why it failed ("out of memory", ...)
     started: float = 0.0  # when preparation began
     scoring_started: float = 0.0
     step: int = 0
@@ -69,6 +74,7 @@ class RunScreen(Screen):
             self.show_status(method)
         session = self.app.session
         session.out_dir = session.out_root / session.task.folder_name
+        session.analysis = None  # until this run's done event brings its own
         self.run_methods(
             {
                 "task": str(session.task.path),
@@ -94,15 +100,17 @@ class RunScreen(Screen):
     # Events from the child process, on the UI thread.
     def handle(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "log":
+        typed = from_fields(event)
+        if typed is not None:
+            self.progress_event(typed)
+        elif kind == "log":
             self.log_line(event["message"])
         elif kind == "start":
             self.method_started(event["label"].split(" · ")[-1], event["total"])
         elif kind == "advance":
             self.method_advanced(event["n"])
-        elif kind == "finish":
-            self.method_finished()
         elif kind == "done":
+            self.app.session.analysis = event.get("analysis")
             self.done(None)
         elif kind == "cancelled":
             self.done("Cancelled: finished methods are kept.")
@@ -111,10 +119,20 @@ class RunScreen(Screen):
 
     def log_line(self, message: str) -> None:
         self.query_one("#log", RichLog).write(shown(message))
-        if match := PREPARING.search(message):
-            self.method_preparing(match.group(1))
-        elif match := STEP.match(message):
-            self.training_step(match.group(1), *match.groups()[1:])
+
+    def progress_event(self, event) -> None:
+        """A typed event: its line in the log (as the terminal prints it), its fields here."""
+        line = event.text()
+        if line is not None:
+            self.log_line(line)
+        if isinstance(event, MethodStarted):
+            self.method_preparing(event.method)
+        elif isinstance(event, TrainingStep):
+            self.training_step(event)
+        elif isinstance(event, MethodFinished):
+            self.method_ended(event.method, "done")
+        elif isinstance(event, MethodFailed):
+            self.method_ended(event.method, "failed", event.reason)
 
     def method_preparing(self, method: str) -> None:
         if method not in self.states:
@@ -124,16 +142,16 @@ class RunScreen(Screen):
         state.phase, state.started = "preparing", self.clock()
         self.show_status(method)
 
-    def training_step(self, method: str, step: str, steps: str, which: str, loss: str) -> None:
-        method = method if method in self.states else self.current
+    def training_step(self, step: TrainingStep) -> None:
+        method = step.method if step.method in self.states else self.current
         if method is None:
             return
         state = self.states[method]
-        state.step, state.steps = int(step), int(steps)
-        if which == "train":
-            state.train_loss = float(loss)
+        state.step, state.steps = step.step, step.steps
+        if step.split == "train":
+            state.train_loss = step.loss
         else:
-            state.val_loss = float(loss)
+            state.val_loss = step.loss
         self.bar(method).update(total=state.steps, progress=state.step)
         self.show_status(method)
 
@@ -156,11 +174,12 @@ class RunScreen(Screen):
             self.bar(self.current).advance(n)
             self.show_status(self.current)
 
-    def method_finished(self) -> None:
-        if self.current:
-            state = self.states[self.current]
-            state.phase = "done"
-            self.show_status(self.current)
+    def method_ended(self, method: str, phase: str, failure: str = "") -> None:
+        if method not in self.states:
+            return
+        state = self.states[method]
+        state.phase, state.failure = phase, failure
+        self.show_status(method)
 
     def show_status(self, method: str) -> None:
         self.query_one(f"#status-{_key(method)}", Static).update(self.status_text(method))
@@ -174,6 +193,8 @@ class RunScreen(Screen):
         if state.phase == "done":
             took = format_short(self.clock() - state.started)
             return f"[green]done[/] in {took}" + (f" · {loss}" if loss else "")
+        if state.phase == "failed":
+            return f"[red]{shown(state.failure)}[/]" + (f" · {loss}" if loss else "")
         now = self.clock()
         if state.phase == "preparing":
             if state.steps:
