@@ -42,7 +42,7 @@ class Predictor:
 
     def close(self) -> None:
         """Free the method's model (an adapter comes off the shared base), as the runner does."""
-        from experiments.runner import release_method
+        from experiments.method_failures import release_method
 
         release_method(self.ctx, self.method)
 
