@@ -188,16 +188,17 @@ def test_run_screen_reads_events_not_log_text(tmp_path):
     from textual.widgets import ProgressBar, RichLog
     from tui_fakes import FakeBackends, FakeClock, FakeJob
 
-    from experiments.progress_events import MethodFailed, TrainingStep, to_fields
+    from experiments.progress_events import MethodFailed, MethodStarted, TrainingStep, to_fields
 
     clock = FakeClock()
     job = FakeJob(
         [
             {"event": "log", "message": "support-intents: preparing zero-shot"},
+            to_fields(MethodStarted("support-intents", "lora")),
             {"event": "log", "message": "lora: step 6/24 validation loss 1.5000"},
             {"event": "_tick", "s": 60},
             to_fields(TrainingStep("lora", 3, 24, "train", 2.25)),
-            to_fields(MethodFailed("zero-shot", "out of memory", "needs 9 GB")),
+            to_fields(MethodFailed("full-ft", "out of memory", "needs 9 GB")),
         ],
         clock,
     )
@@ -205,15 +206,19 @@ def test_run_screen_reads_events_not_log_text(tmp_path):
     async def flow():
         app = AdaptwiseApp(out_root=tmp_path, backends=FakeBackends(run_job=job))
         async with app.run_test(size=(120, 40)) as pilot:
-            await show_run(pilot, job, ["zero-shot", "lora"], clock)
+            await show_run(pilot, job, ["zero-shot", "lora", "full-ft"], clock)
+            waiting = text_of(app, "#status-zero-shot")  # its "preparing" was only a log line
+            assert waiting.startswith("waiting") and "est. 10s" in waiting
             lora = text_of(app, "#status-lora")
             assert "step 3/24" in lora and "loss 2.250" in lora and "val" not in lora
-            assert app.query_one("#bar-lora", ProgressBar).progress == 3
-            assert "out of memory" in text_of(app, "#status-zero-shot")
-            shown = "\n".join(line.text for line in app.query_one("#log", RichLog).lines)
-            assert "lora: step 6/24 validation loss 1.5000" in shown  # shown, not read
+            assert app.screen.query_one("#bar-lora", ProgressBar).progress == 3
+            assert text_of(app, "#status-full-ft").startswith("out of memory")
+            shown = "\n".join(line.text for line in app.screen.query_one("#log", RichLog).lines)
+            assert "support-intents: preparing zero-shot" in shown  # shown, not read
+            assert "lora: step 6/24 validation loss 1.5000" in shown
+            assert "support-intents: preparing lora" in shown  # the typed events' lines
             assert "lora: step 3/24 train loss 2.2500" in shown
-            assert "zero-shot: out of memory; needs 9 GB (recorded; going on)" in shown
+            assert "full-ft: out of memory; needs 9 GB (recorded; going on)" in shown
 
     asyncio.run(flow())
 
