@@ -49,7 +49,7 @@ def _no_network(request):
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """A folder holding `run`: one real run of the support demo's first 20 eval rows with
-    zero-shot, few-shot-embedding and a 16-step LoRA, shared by the tests that ship it
+    zero-shot, few-shot-embedding and a 16-step LoRA (no forgetting probe: CI time), shared by the tests that ship it
     (test_ship.py) and apply it to new rows (test_predict.py): trained once for both, to keep
     CI under 30 minutes. Tests write next to `run` and may add files to it (verify.json), never
     change its methods' results or predictions."""
@@ -59,7 +59,8 @@ def demo_run(tmp_path_factory) -> Path:
     task = Path(__file__).resolve().parent.parent / "demo" / "support-intents" / "task.yaml"
     args = [
         "run", task, "--methods", "zero-shot,few-shot-embedding,lora", "--limit", "20",
-        "--finetune", "max_steps=16", "--out", folder / "run",
+        "--finetune", "max_steps=16", "--finetune", "forgetting_probe=false",
+        "--out", folder / "run",
     ]  # fmt: skip
     assert main([str(a) for a in args]) == 0
     return folder
