@@ -7,14 +7,15 @@ no prompt log-probs."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from adaptwise.cli import main
 from experiments.llama_server import installed
 
 pytestmark = [
@@ -26,16 +27,18 @@ pytestmark = [
 
 
 def adaptwise(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ADAPTWISE_API_CACHE": str(cwd / "api-cache")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "adaptwise", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        check=False,
-        timeout=1200,
-    )
+    """The CLI as a user types it, from `cwd` with its own API cache, run in this process:
+    a child process would import torch and transformers again for each command (CI time)."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        patch.setenv("ADAPTWISE_API_CACHE", str(cwd / "api-cache"))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exit_:  # the parser's own errors
+                code = exit_.code
+    proc = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
