@@ -1,5 +1,5 @@
 """`adaptwise predict` on the embedded model: a tiny demo run (zero-shot, few-shot-embedding and a
-LoRA of a few steps on 20 eval rows) predicts 200 new rows made from the demo's eval inputs.
+LoRA of a few steps on 20 eval rows) predicts 100 new rows made from the demo's eval inputs.
 The rows that are the run's own eval rows must get the run's predictions: the same method is
 applied, from the run folder and from a recipe export. Resuming after Ctrl-C redoes no finished
 row; bad rows get one line each and exit 2; a file predict did not write is never appended to."""
@@ -17,6 +17,7 @@ from adaptwise.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 INTENTS = ROOT / "demo" / "support-intents"
 LIMIT = 20
+ROWS = 100  # new rows the zero-shot tests predict
 VARIANTS = (
     "{}",
     "Hi, {}",
@@ -36,9 +37,10 @@ def _eval_rows() -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def new_rows(n: int = 200) -> list[dict]:
+def new_rows(n: int = ROWS) -> list[dict]:
     """The run's own eval rows (with their ids) first, then varied eval inputs without outputs
-    (every other one without an id: predict names it row-N)."""
+    (every other one without an id: predict names it row-N). 100 rows: over three batches of 32
+    (the Ctrl-C test stops in the third) and 5 times the run's rows, at ~4 rows/s (CI time)."""
     evals = _eval_rows()
     rows = [{"id": r["id"], "input": r["input"]} for r in evals[:LIMIT]]
     i = 0
@@ -99,7 +101,7 @@ def check_same_as_run(out: Path, run_dir: Path, method: str, n: int) -> list[dic
 
 
 def test_few_shot_embedding_from_the_run_predicts_every_row(run, tmp_path, cli):
-    rows = new_rows(40)  # 200 rows: the zero-shot tests below (this one is 2 rows/s: CI time)
+    rows = new_rows(40)  # 100 rows: the zero-shot tests below (this one is 2 rows/s: CI time)
     out = tmp_path / "preds.jsonl"
     inp = write_rows(tmp_path / "rows.jsonl", rows)
     started = time.perf_counter()
@@ -124,7 +126,7 @@ def test_recipe_export_predicts_as_the_run(run, tmp_path, cli):
     code, err = cli("predict", run.parent / "zero-shot-recipe", "--input", inp, "--out", out)
     seconds = time.perf_counter() - started
     assert code == 0, err
-    check_same_as_run(out, run, "zero-shot", 200)
+    check_same_as_run(out, run, "zero-shot", ROWS)
     written_line = next(line for line in err.splitlines() if line.startswith("Written:"))
     print(f"\nzero-shot, recipe export: {seconds:.1f} s in all; {written_line}")
     # another method into the same file is refused, and leaves it as it was
@@ -160,13 +162,13 @@ def test_resume_after_ctrl_c_redoes_no_finished_row(run, tmp_path, cli, monkeypa
     code, err = cli(*args, "--batch-size", 32)
     assert code == 0, err
     again = scored[len(first) :]
-    assert not set(first) & set(again) and len(again) == 200 - 64  # nothing redone
+    assert not set(first) & set(again) and len(again) == ROWS - 64  # nothing redone
     rows = read_out(out)
-    assert len(rows) == 200 and len({r["id"] for r in rows}) == 200
-    check_same_as_run(out, run, "zero-shot", 200)
+    assert len(rows) == ROWS and len({r["id"] for r in rows}) == ROWS
+    check_same_as_run(out, run, "zero-shot", ROWS)
     code, err = cli(*args)  # all done: nothing to redo
-    assert code == 0 and len(scored) == 200
-    assert "200 rows predicted earlier" in " ".join(err.split())
+    assert code == 0 and len(scored) == ROWS
+    assert f"{ROWS} rows predicted earlier" in " ".join(err.split())
 
 
 def test_bad_rows_get_one_line_each_and_exit_2(run, tmp_path, cli):
