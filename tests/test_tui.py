@@ -22,13 +22,19 @@ def text_of(app, selector: str) -> str:
     return str(app.screen.query_one(selector).render())
 
 
-async def wait_for_screen(pilot, kind, timeout: float = 300.0) -> None:
+async def wait_until(pilot, done, what, timeout: float = 300.0) -> None:
+    """Until done(); else fail with what()."""
     waited = 0.0
-    while not isinstance(pilot.app.screen, kind) and waited < timeout:
+    while not done() and waited < timeout:
         await pilot.pause(0.2)
         waited += 0.2
-    assert isinstance(pilot.app.screen, kind), f"still on {type(pilot.app.screen).__name__}"
-    await pilot.pause()  # let the new screen compose and mount
+    assert done(), what()
+    await pilot.pause()  # let what changed compose and mount
+
+
+async def wait_for_screen(pilot, kind, timeout: float = 300.0) -> None:
+    still = lambda: f"still on {type(pilot.app.screen).__name__}"  # noqa: E731
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, kind), still, timeout)
 
 
 def test_whole_flow_by_keyboard(tmp_path):
@@ -57,6 +63,13 @@ def test_whole_flow_by_keyboard(tmp_path):
             assert "zero-shot" in ladder and "custom tone" in ladder  # a reason citing an answer
             await pilot.press("s")
             assert (tmp_path / "support-intents" / "answers.yaml").is_file()
+            # the plan's child process first: a run beside it would share the 2 cores (CI time)
+            await wait_until(
+                pilot, lambda: app.session.plan is not None, lambda: text_of(app, "#plan-status")
+            )
+            table = app.screen.query_one("#plan")
+            planned = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+            assert planned[0] == "zero-shot" and len(planned) == len(app.session.plan["steps"])
             app.screen.runnable = ["zero-shot", "few-shot-jaccard"]  # keep the test quick
             await pilot.press("r")
             await wait_for_screen(pilot, ResultsScreen)
@@ -317,13 +330,9 @@ async def results_of(pilot, run: Path) -> None:
 
 
 async def wait_until_shipped(pilot, timeout: float = 600.0) -> str:
-    waited = 0.0
-    while pilot.app.screen.shipping and waited < timeout:
-        await pilot.pause(0.5)
-        waited += 0.5
-    assert not pilot.app.screen.shipping, text_of(pilot.app, "#ship")
-    await pilot.pause()
-    return text_of(pilot.app, "#ship")
+    shown = lambda: text_of(pilot.app, "#ship")  # noqa: E731
+    await wait_until(pilot, lambda: not pilot.app.screen.shipping, shown, timeout)
+    return shown()
 
 
 @pytest.mark.slow
