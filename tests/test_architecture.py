@@ -12,7 +12,7 @@ CORE = [
     "rag",
     "finetune",
     "experiments.task",
-    "experiments.runner",
+    "experiments.run.runner",
     "experiments.methods",
     "experiments.selectors",
     "experiments.models",
@@ -63,7 +63,7 @@ def module_imports() -> dict[str, set[str]]:
     """Every module of the packages -> the package modules it imports anywhere in its file (at
     module level or inside a function: a lazy import still ties the two modules together),
     counting imports by string too: `importlib.import_module("a.b")` and a registry entry
-    "a.b:function" (experiments/registry.py) import a.b as surely as `import a.b` does."""
+    "a.b:function" (experiments/run/registry.py) import a.b as surely as `import a.b` does."""
     import ast
     import re
 
@@ -136,8 +136,10 @@ def test_find_cycle_finds_one():
 
 def test_no_import_cycles_between_modules():
     graph = module_imports()
-    assert "experiments.runner" in graph and "advisor.tui.app" in graph
+    assert "experiments.run.runner" in graph and "adaptwise.tui.app" in graph
     # the registry's string imports are counted: it names each method family's module
-    assert {"rag.methods", "finetune.methods", "finetune.hybrid"} <= graph["experiments.registry"]
+    assert {"rag.methods", "finetune.methods", "finetune.hybrid"} <= graph[
+        "experiments.run.registry"
+    ]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
