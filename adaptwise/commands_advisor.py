@@ -63,7 +63,7 @@ def register(sub, add_run_options) -> None:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from advisor.tui.app import AdaptwiseApp
+    from adaptwise.tui.app import AdaptwiseApp
     from experiments.errors import AdaptwiseError
 
     if args.limit < 0:
@@ -146,7 +146,7 @@ def _mentions_gpu(path: Path) -> bool:
 def _print(answers, rec) -> None:
     from rich.console import Console
 
-    from advisor.tui.shown import shown
+    from adaptwise.tui.shown import shown
 
     console = Console()
     hardware = answers.hardware()

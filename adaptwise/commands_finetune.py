@@ -81,12 +81,12 @@ def cmd_finetune(args) -> int:
 def cmd_chat(args) -> int:
     from rich.console import Console
 
-    from experiments.chat import load_chat_model
     from experiments.errors import AdaptwiseError
+    from experiments.run.chat import load_chat_model
 
     if args.max_new_tokens < 1:
         raise AdaptwiseError("--max-new-tokens must be at least 1")
-    from advisor.tui.shown import shown
+    from adaptwise.tui.shown import shown
 
     console = Console()
     chat = load_chat_model(args.model, args.adapter, progress=console.print)

@@ -74,8 +74,8 @@ def register(sub, add_run_options) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from adaptwise.planning.targets import parse_budget, parse_target
     from advisor.machine import this_machine
-    from advisor.planning.targets import parse_budget, parse_target
     from advisor.questions import Answers, load_answers
     from experiments.errors import AdaptwiseError
     from experiments.task import load_task
@@ -104,8 +104,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         answers = replace(answers, gpu_memory_gb=args.gpu_gb or None)
     else:
         machine = this_machine()
+    from adaptwise.planning.planner import make_plan
     from adaptwise.running import parse_settings
-    from advisor.planning.planner import make_plan
     from finetune.config import build_config
 
     settings = parse_settings(args.finetune, flag="--finetune")

@@ -1,5 +1,5 @@
 """`adaptwise predict SOURCE --method NAME --input rows.jsonl --out predictions.jsonl`: a run's
-or an export's method applied to new, unlabelled rows (experiments/predict.py).
+or an export's method applied to new, unlabelled rows (experiments/export/predict.py).
 
 Nothing heavy is imported at module level (`adaptwise --help` stays fast)."""
 
@@ -49,9 +49,9 @@ def cmd_predict(args) -> int:
 
     from adaptwise.progress import RichProgress
     from experiments.errors import AdaptwiseError
+    from experiments.export.predict import load_predictor
+    from experiments.export.predict_files import open_output, predict_file, read_input
     from experiments.plain_text import plain
-    from experiments.predict import load_predictor
-    from experiments.predict_files import open_output, predict_file, read_input
 
     if args.batch_size < 1:
         raise AdaptwiseError(f"--batch-size {args.batch_size}: give 1 or more")

@@ -80,7 +80,7 @@ def cmd_index(args) -> int:
     if kind == "ivf":
         kind += f" ({info['nlist']} lists, {info['nprobe']} probed, recall@{info['recall_k']} "
         kind += f"vs exact {info['recall_vs_exact']:.3f})"
-    from advisor.tui.shown import shown
+    from adaptwise.tui.shown import shown
 
     console = Console()
     verb = "built" if stats.built else "up to date"

@@ -163,9 +163,9 @@ def _rerun(value: str | None, methods: list[str]) -> bool | set[str]:
 
 
 def _cmd_climb(args, options) -> int:
-    """`run --ladder`, `run --sweep` and `run --data-fractions` (advisor/planning/: ladder.py,
+    """`run --ladder`, `run --sweep` and `run --data-fractions` (adaptwise/planning/: ladder.py,
     sweep.py, learning_curve.py)."""
-    from advisor.planning.targets import parse_budget, parse_target
+    from adaptwise.planning.targets import parse_budget, parse_target
     from experiments.errors import AdaptwiseError
     from experiments.task import load_task
 
@@ -189,27 +189,27 @@ def _cmd_climb(args, options) -> int:
     budget_s = parse_budget(args.budget) if args.budget else None
     fractions = None
     if args.data_fractions:
-        from advisor.planning.learning_curve import parse_fractions
+        from adaptwise.planning.learning_curve import parse_fractions
 
         fractions = parse_fractions(args.data_fractions)
     sweep = None
     if args.sweep:
-        from advisor.planning.sweep import parse_sweep
+        from adaptwise.planning.sweep import parse_sweep
 
         sweep = parse_sweep(args.sweep)
     task = load_task(args.task)
     target = parse_target(args.target, task.kind) if args.target else None
     out = args.out or Path("runs") / task.folder_name
     from adaptwise.progress import RichProgress
-    from experiments.runner import claim_run_folder
+    from experiments.run.runner import claim_run_folder
 
     claim_run_folder(out, task, record=False)
 
     with RichProgress() as ui:
         ui.log(headline(task, f"results -> {out}"))
         if args.ladder:
-            from advisor.planning.ladder import run_ladder
-            from advisor.planning.planner import make_plan
+            from adaptwise.planning.ladder import run_ladder
+            from adaptwise.planning.planner import make_plan
 
             plan = make_plan(
                 task,
@@ -226,12 +226,12 @@ def _cmd_climb(args, options) -> int:
             )
             record = run_ladder(task, plan, out, options, target, budget_s, progress=ui)
         elif sweep:
-            from advisor.planning.sweep import run_sweep
+            from adaptwise.planning.sweep import run_sweep
 
             method, grid = sweep
             record = run_sweep(task, method, grid, out, options, budget_s, progress=ui)
         else:
-            from advisor.planning.learning_curve import run_learning_curve
+            from adaptwise.planning.learning_curve import run_learning_curve
 
             methods = method_list(args.methods)
             record = run_learning_curve(task, methods, fractions, out, options, progress=ui)

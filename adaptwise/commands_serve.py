@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.verify import DEFAULT_CONCURRENCY, DEFAULT_MIN_AGREEMENT
+from experiments.export.verify import DEFAULT_CONCURRENCY, DEFAULT_MIN_AGREEMENT
 
 
 def register(subparsers, add_run_options) -> None:
@@ -116,8 +116,8 @@ def cmd_verify(args) -> int:
     from rich.console import Console
 
     from adaptwise.progress import RichProgress
+    from experiments.export.verify import verify_method, write_verification
     from experiments.plain_text import plain
-    from experiments.verify import verify_method, write_verification
 
     console = Console(stderr=True)
     with RichProgress() as ui:

@@ -1,4 +1,4 @@
-"""`adaptwise plan TASK --model openai:NAME`: the served model's plan (advisor/planning/served.py)
+"""`adaptwise plan TASK --model openai:NAME`: the served model's plan (adaptwise/planning/served.py)
 printed as a table, or as JSON."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 def cmd_plan_served(args: argparse.Namespace) -> int:
     from adaptwise.api_options import api_run_options
-    from advisor.planning.served import make_served_plan, served_methods
+    from adaptwise.planning.served import make_served_plan, served_methods
     from advisor.questions import Answers, load_answers
     from advisor.recommend import recommend
     from advisor.verdict import answers_from_task

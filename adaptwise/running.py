@@ -132,8 +132,8 @@ def check_run(task_path: Path, methods: list[str], out: Path | None, options):
     and their settings, the folder. A bad one is one line, before anything loads (or, with
     --devices, before the processes start)."""
     from experiments.context import RunContext
-    from experiments.registry import make_method
-    from experiments.runner import claim_run_folder
+    from experiments.run.registry import make_method
+    from experiments.run.runner import claim_run_folder
     from experiments.task import load_task
 
     task = load_task(task_path)
@@ -151,8 +151,8 @@ def run_one(
     task_path: Path, methods: list[str], out: Path | None, options, ui, rerun=False
 ) -> tuple[Path, dict]:
     """Run `methods` on the task; its output folder and what the run did (kept, scored and
-    failed methods, whether it wrote files: experiments/runner.py run_task's `_run`)."""
-    from experiments.runner import run_task
+    failed methods, whether it wrote files: experiments/run/runner.py run_task's `_run`)."""
+    from experiments.run.runner import run_task
 
     task, out = check_run(task_path, methods, out, options)
     scored = len(task.scored_rows(options.limit))

@@ -1,6 +1,6 @@
 """Benchmark: how long `adaptwise plan`'s timing probe takes on the embedded model.
 
-The probe (advisor/planning/timing_probe.py) runs once per model and machine and is then cached;
+The probe (adaptwise/planning/timing_probe.py) runs once per model and machine and is then cached;
 docs/planning.md quotes its duration. Each repeat measures a fresh probe (an empty probe cache) in a
 fresh process, imports included, on the demo classification task.
 Run with `python bench/bench_plan_probe.py [--repeats N]` (about 20 s a repeat on 2 cores).
@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def child() -> dict:
+    from adaptwise.planning.planner import make_plan
     from advisor.machine import this_machine
-    from advisor.planning.planner import make_plan
     from experiments.task import load_task
 
     task = load_task(ROOT / "demo" / "support-intents" / "task.yaml")

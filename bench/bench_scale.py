@@ -12,7 +12,7 @@ file's 4 GB of page cache, which counts in RSS but is reclaimable):
 - LoRA (r 16, all linear layers) with and without gradient checkpointing, fp32;
 - QLoRA (NF4 base, bitsandbytes' CPU backend), bf16 compute;
 - full fine-tuning with 8-bit AdamW (bitsandbytes' CPU backend has it), fp32;
-- the run itself, `zero-shot,lora` through `experiments.runner.run_task` on the demo task, to
+- the run itself, `zero-shot,lora` through `experiments.run.runner.run_task` on the demo task, to
   show one base copy: its peak against the estimate for two copies of the base.
 
 Training cases use adaptwise's own trainer (`finetune.trainer.train_model`) on the demo task's
@@ -202,7 +202,7 @@ def _train(folder: Path, case: dict) -> dict:
 
 def _run(folder: Path) -> dict:
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task, _ = _rows()
     settings = {

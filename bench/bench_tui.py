@@ -2,7 +2,7 @@
 
 Key presses are handled on the UI's event loop, so the loop's lag (how late a 10 ms timer
 fires) while a run goes bounds how long a key press waits. The runner works in a child process
-(advisor/tui/jobs.py) and a worker thread here only waits for its events, so importing torch and
+(adaptwise/tui/jobs.py) and a worker thread here only waits for its events, so importing torch and
 running the model never hold the UI process's GIL.
 Run: python bench/bench_tui.py [--rows 8]
 """
@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 FIRST_SCREEN = """
 import time; t0 = time.perf_counter()
 import asyncio
-from advisor.tui.app import AdaptwiseApp
-from advisor.tui.screens.task import TaskScreen
+from adaptwise.tui.app import AdaptwiseApp
+from adaptwise.tui.screens.task import TaskScreen
 async def main():
     app = AdaptwiseApp()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -54,11 +54,11 @@ def first_screen_seconds(repeat: int) -> tuple[float, float]:
 async def loop_lag_during_run(rows: int) -> tuple[list[float], float]:
     import tempfile
 
+    from adaptwise.tui.app import AdaptwiseApp
+    from adaptwise.tui.screens.results import ResultsScreen
+    from adaptwise.tui.screens.run import RunScreen
     from advisor.questions import Answers
     from advisor.recommend import recommend
-    from advisor.tui.app import AdaptwiseApp
-    from advisor.tui.screens.results import ResultsScreen
-    from advisor.tui.screens.run import RunScreen
     from experiments.task import load_task
 
     app = AdaptwiseApp(limit=rows, out_root=Path(tempfile.mkdtemp()))

@@ -131,7 +131,7 @@ def train_steps(model, optimizer, ids, steps: int) -> tuple[list[float], list[fl
 def part1(out: Path, model: str | None, smoke: bool) -> dict:
     """The demo task through the runner, bf16 (fp32 on a CPU smoke run)."""
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
     from experiments.task import load_task
 
     task = load_task(ROOT / "demo" / "support-intents" / "task.yaml")

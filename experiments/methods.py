@@ -316,7 +316,7 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-# --- the prompting methods (experiments/registry.py builds every method from its name) ---
+# --- the prompting methods (experiments/run/registry.py builds every method from its name) ---
 
 PROMPTING = {
     "zero-shot": None,

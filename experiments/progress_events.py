@@ -3,7 +3,7 @@ the rows they score (its `start`/`advance`/`finish`) and free text (its `log`).
 
 A progress object's `event(e)` receives them. The terminal (adaptwise/progress.py) prints each
 event's `text()`, the very line printed before events existed, so the README's and the tests'
-quotes hold; the silent progress shows nothing; the TUI's job process (advisor/tui/jobs.py)
+quotes hold; the silent progress shows nothing; the TUI's job process (adaptwise/tui/jobs.py)
 sends `to_fields()` as one JSON event and the run screen reads its fields, never its text.
 No UI imports here: the core emits these."""
 

@@ -4,7 +4,7 @@ options must match, the rows of predictions.jsonl, and whether a method's stored
 trusted (`doubts`): the earlier results a new run keeps, the climbs resume from and the reports
 show are only those whose metrics are what their predictions give.
 
-The runner writes these records; the climbs (advisor/planning/) and the reports read them back."""
+The runner writes these records; the climbs (adaptwise/planning/) and the reports read them back."""
 
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ class Doubt:
 
 
 # results.json's metric entries of a method and the prediction field each is computed from
-# (experiments/runner.py summarise).
+# (experiments/run/runner.py summarise).
 METRIC_ENTRIES = {
     "metrics": "output",
     "metrics_raw": "output_raw",

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 SEPARATOR = "@seed"
-# What a seed item keeps of the entry its run made (experiments/runner.py run_method).
+# What a seed item keeps of the entry its run made (experiments/run/runner.py run_method).
 KEPT = (
     "metrics",
     "metrics_raw",

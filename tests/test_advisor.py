@@ -245,7 +245,7 @@ def test_the_task_tells_whether_it_has_a_corpus():
 
 
 def test_plan_marks_rag_unrunnable_on_a_task_without_corpus(tmp_path):
-    from advisor.planning.planner import not_runnable_reason, runnable
+    from adaptwise.planning.planner import not_runnable_reason, runnable
     from experiments.context import RunContext, RunOptions
     from experiments.task import load_task
 

@@ -1,5 +1,6 @@
-"""The layers hold (import-linter), no two modules import each other in a circle, the core never
-imports the UI, and `adaptwise --help` never imports the heavy stack."""
+"""The layers hold (import-linter), no folder-level import runs back up (the layers' folders and
+the two ends the contract cannot name), no two modules import each other in a circle, the core
+never imports the UI, and `adaptwise --help` never imports the heavy stack."""
 
 import subprocess
 import sys
@@ -12,7 +13,7 @@ CORE = [
     "rag",
     "finetune",
     "experiments.task",
-    "experiments.runner",
+    "experiments.run.runner",
     "experiments.methods",
     "experiments.selectors",
     "experiments.models",
@@ -63,7 +64,7 @@ def module_imports() -> dict[str, set[str]]:
     """Every module of the packages -> the package modules it imports anywhere in its file (at
     module level or inside a function: a lazy import still ties the two modules together),
     counting imports by string too: `importlib.import_module("a.b")` and a registry entry
-    "a.b:function" (experiments/registry.py) import a.b as surely as `import a.b` does."""
+    "a.b:function" (experiments/run/registry.py) import a.b as surely as `import a.b` does."""
     import ast
     import re
 
@@ -136,8 +137,103 @@ def test_find_cycle_finds_one():
 
 def test_no_import_cycles_between_modules():
     graph = module_imports()
-    assert "experiments.runner" in graph and "advisor.tui.app" in graph
+    assert "experiments.run.runner" in graph and "adaptwise.tui.app" in graph
     # the registry's string imports are counted: it names each method family's module
-    assert {"rag.methods", "finetune.methods", "finetune.hybrid"} <= graph["experiments.registry"]
+    assert {"rag.methods", "finetune.methods", "finetune.hybrid"} <= graph[
+        "experiments.run.registry"
+    ]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def layer_order() -> list[str]:
+    """The folders, top to bottom: pyproject.toml's layers contract (the one place the order is
+    written), between the two ends it cannot name: the command line's root modules of adaptwise/
+    above every layer, the base modules of experiments/ below every layer."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
+    assert all(":" not in layer and "|" not in layer for layer in layers), "one folder a layer"
+    return ["adaptwise", *layers, "experiments"]
+
+
+def folder_of(module: str) -> str:
+    """The package directory a module's file lies in: experiments.run.runner -> experiments.run,
+    experiments.task -> experiments; a package (its __init__.py) is its own folder."""
+    if (ROOT / module.replace(".", "/")).is_dir():
+        return module
+    return module.rpartition(".")[0]
+
+
+def layer_of(folder: str, order: list[str]) -> str | None:
+    """The layer of `order` a folder belongs to: itself, or the contract's layer it lies inside
+    (adaptwise.tui.screens is part of adaptwise.tui, as import-linter counts it). The two ends
+    hold only their root modules: a new folder under adaptwise/ or experiments/ is in no layer
+    until the contract names it."""
+    ends = (order[0], order[-1])
+    for layer in order:
+        if folder == layer or (layer not in ends and folder.startswith(layer + ".")):
+            return layer
+    return None
+
+
+def upward_arrows(
+    graph: dict[str, set[str]], layers: dict[str, str], order: list[str]
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """Each (importer's layer, imported layer) whose arrow runs up `order`, with one example
+    (importer, imported) module pair, the first by name."""
+    rank = {layer: i for i, layer in enumerate(order)}
+    upward: dict[tuple[str, str], tuple[str, str]] = {}
+    for module in sorted(graph):
+        for imported in sorted(graph[module]):
+            above, below = layers[module], layers[imported]
+            if rank[above] > rank[below]:
+                upward.setdefault((above, below), (module, imported))
+    return upward
+
+
+def test_folder_check_finds_an_upward_import():
+    order = ["top", "middle", "base"]
+    graph = {"top.a": {"middle.b"}, "middle.b": {"base.c", "top.a"}, "base.c": set()}
+    layers = {module: module.split(".")[0] for module in graph}
+    assert upward_arrows(graph, layers, order) == {("middle", "top"): ("middle.b", "top.a")}
+    graph["middle.b"].discard("top.a")
+    assert upward_arrows(graph, layers, order) == {}
+
+    order = ["adaptwise", "adaptwise.tui", "rag", "experiments"]
+    assert layer_of("adaptwise.tui.screens", order) == "adaptwise.tui"
+    assert layer_of("adaptwise", order) == "adaptwise"
+    assert layer_of("experiments", order) == "experiments"
+    assert layer_of("experiments.new", order) is None
+    assert layer_of("adaptwise.new", order) is None
+
+
+def test_no_folder_level_import_runs_back_up():
+    """Each folder is one layer, and an import between two folders runs down the order of
+    pyproject.toml's layers contract, the CLI's adaptwise/ above it and experiments/'s base
+    modules below it (lazy and string imports counted, as module_imports counts them)."""
+    assert folder_of("experiments.run.runner") == "experiments.run"
+    assert folder_of("experiments.task") == "experiments"
+    assert folder_of("adaptwise.cli") == "adaptwise"
+    assert folder_of("experiments.run") == "experiments.run"
+
+    graph = module_imports()
+    order = layer_order()
+    folders = {module: folder_of(module) for module in graph}
+    layers = {module: layer_of(folder, order) for module, folder in folders.items()}
+    unplaced = sorted({folders[m] for m, layer in layers.items() if layer is None})
+    assert not unplaced, f"folders in no layer (name them in pyproject.toml's layers): {unplaced}"
+    assert set(order) == set(layers.values()), "a layer of the order holds no module"
+
+    upward = upward_arrows(graph, layers, order)
+    assert not upward, "folder-level imports that run back up:\n" + "\n".join(
+        f"  {above} -> {below} (e.g. {module} imports {imported})"
+        for (above, below), (module, imported) in sorted(upward.items())
+    )
+    # the check sees a real upward import: the base importing the runner
+    graph["experiments.task"] = graph["experiments.task"] | {"experiments.run.runner"}
+    assert upward_arrows(graph, layers, order) == {
+        ("experiments", "experiments.run"): ("experiments.task", "experiments.run.runner")
+    }

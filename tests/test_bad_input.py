@@ -426,7 +426,7 @@ def test_interrupted_run_reruns_no_finished_method(tiny_model, tmp_path):
     from test_finetune import make_task
 
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     options = RunOptions(
@@ -459,7 +459,7 @@ def test_results_made_with_other_options_are_not_relabelled(tiny_model, tmp_path
     from test_finetune import make_task
 
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     out = tmp_path / "out"
@@ -478,7 +478,7 @@ def test_damaged_results_in_out_are_replaced_in_one_line(tiny_model, tmp_path, d
     from test_finetune import make_task
 
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     out = tmp_path / "out"
@@ -499,7 +499,7 @@ def test_eval_rows_longer_than_the_context_are_counted_wrong_with_a_warning(tiny
     from test_finetune import make_task
 
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     long_row = replace(

@@ -79,7 +79,7 @@ def _rows(rows, prefix):
 def run(tmp_path_factory, tiny_model):
     """A run folder of every kind of method, on the tiny model (about a minute on 2 cores)."""
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
     from experiments.task import load_task
 
     root = tmp_path_factory.mktemp("export-run")

@@ -328,7 +328,7 @@ def test_out_of_memory_names_the_settings_to_lower(tiny_model, tokenizer, tmp_pa
 
 def test_runner_scores_lora_and_records_training(tiny_model, tmp_path):
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     options = RunOptions(model=str(tiny_model), extra={"finetune": {"max_steps": 2, "rank": 4}})
@@ -349,7 +349,7 @@ def test_runner_scores_lora_and_records_training(tiny_model, tmp_path):
 
 def test_runner_refuses_leaked_eval_rows(tiny_model, tmp_path):
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=2)
     task.eval.append(task.train[0])
@@ -482,7 +482,7 @@ def test_parse_settings():
 
 def test_runner_scores_qlora_with_its_4bit_model(tiny_model, tmp_path):
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
     from finetune.nf4_base import probe_4bit
 
     if probe_4bit() is not None:
@@ -726,7 +726,7 @@ def test_raw_text_file_errors_name_file_and_line(tmp_path):
 
 def test_runner_trains_on_raw_text_mixed_with_question_rows(tiny_model, tmp_path):
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     (tmp_path / "raw.jsonl").write_text(
         "".join(

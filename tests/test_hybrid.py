@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from experiments.context import RunOptions
-from experiments.registry import make_method
-from experiments.runner import run_task
+from experiments.run.registry import make_method
+from experiments.run.runner import run_task
 from experiments.task import load_task
 
 DOCS = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from advisor.planning.ladder import Rung, climb, meets, run_ladder
+from adaptwise.planning.ladder import Rung, climb, meets, run_ladder
 from experiments.report.markdown import render_report
 
 
@@ -149,8 +149,8 @@ def tiny_task():
 
 
 def plan_for(methods, estimates):
+    from adaptwise.planning.plan import Plan, Step
     from advisor.machine import Machine
-    from advisor.planning.plan import Plan, Step
 
     steps = [
         Step(m, i, True, 0.0, est, 10.0, 1.0, True)
@@ -163,7 +163,7 @@ def plan_for(methods, estimates):
 def test_real_climb_writes_the_ladder_into_results_and_reports_and_resumes(
     tiny_model, tiny_task, tmp_path
 ):
-    from advisor.planning.targets import Target
+    from adaptwise.planning.targets import Target
     from experiments.context import RunOptions
 
     options = RunOptions(model=str(tiny_model), seed=0)

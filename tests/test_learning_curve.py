@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from advisor.planning.learning_curve import (
+from adaptwise.planning.learning_curve import (
     classify_gain,
     nested_subsets,
     parse_fractions,

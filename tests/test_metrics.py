@@ -118,7 +118,7 @@ def test_a_generation_task_can_be_scored_by_exact_match(tmp_path):
 
     from experiments.methods import Prediction
     from experiments.metrics import score
-    from experiments.runner import prediction_record
+    from experiments.run.runner import prediction_record
     from experiments.task import load_task
 
     gold = "SELECT name FROM singer WHERE age > 30"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from adaptwise.planning.estimates import Rates, TaskStats
+from adaptwise.planning.plan import build_plan
+from adaptwise.planning.targets import parse_budget, parse_target
 from advisor.architectures import resolve_shape
 from advisor.machine import Machine
-from advisor.planning.estimates import Rates, TaskStats
-from advisor.planning.plan import build_plan
-from advisor.planning.targets import parse_budget, parse_target
 from experiments.errors import AdaptwiseError
 from experiments.report.formatting import format_short
 
@@ -91,7 +91,7 @@ def test_plan_keeps_the_ladder_order_and_adds_up():
 
 def with_finetune(precision: str = "fp32", **values):
     """RunSettings whose fine-tuning methods have `values` as a task's finetune: section."""
-    from advisor.planning.estimates import RunSettings
+    from adaptwise.planning.estimates import RunSettings
     from finetune.config import METHODS, build_config
 
     configs = {m: build_config(m, values, {}, 0) for m in METHODS}
@@ -175,7 +175,7 @@ def test_without_a_probe_times_are_unknown():
 
 
 def test_json_shape():
-    from advisor.planning.targets import Target
+    from adaptwise.planning.targets import Target
 
     plan = build_plan(
         LADDER, STATS, SHAPE, BIG, rates=RATES, budget_s=600, target=Target("accuracy", 0.8)
@@ -242,8 +242,8 @@ def test_plan_command_bad_values_exit_2(args, message):
 
 def test_probe_and_plan_on_the_real_model(tmp_path, monkeypatch):
     """The timing probe once, on the real embedded model and a tiny task; then cached."""
+    from adaptwise.planning.planner import make_plan
     from advisor.machine import this_machine
-    from advisor.planning.planner import make_plan
     from experiments.models import resolve_checkpoint
     from experiments.task import load_task
 

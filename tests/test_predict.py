@@ -137,7 +137,7 @@ def test_recipe_export_predicts_as_the_run(run, tmp_path, cli):
 
 
 def test_resume_after_ctrl_c_redoes_no_finished_row(run, tmp_path, cli, monkeypatch):
-    from experiments.predict import Predictor
+    from experiments.export.predict import Predictor
 
     inp = write_rows(tmp_path / "rows.jsonl", new_rows())
     out = tmp_path / "preds.jsonl"

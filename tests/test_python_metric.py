@@ -265,7 +265,7 @@ def test_a_metric_failing_on_a_later_method_keeps_the_first(tiny_model, tmp_path
     from experiments.context import RunOptions
     from experiments.methods import Method
     from experiments.prediction import Prediction
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
     from experiments.user_metric import MetricError
 
     class Answers(Method):

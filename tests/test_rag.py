@@ -231,7 +231,7 @@ def test_retrieval_metrics_beir_definitions():
 
 def test_rag_method_scored_by_runner(tmp_path):
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = load_task(make_task(tmp_path / "t"))
     out = tmp_path / "out"
@@ -251,7 +251,7 @@ def test_rag_method_scored_by_runner(tmp_path):
 @pytest.mark.parametrize("method", ["rag", "rag-hybrid-k3", "rag+lora"])
 def test_rag_without_corpus_fails_in_check_before_any_model_loads(tmp_path, method):
     from experiments.context import RunContext, RunOptions
-    from experiments.registry import make_method
+    from experiments.run.registry import make_method
 
     (tmp_path / "train.jsonl").write_text('{"input": "a", "output": "x"}\n')
     (tmp_path / "eval.jsonl").write_text('{"input": "b", "output": "x"}\n')
@@ -268,7 +268,7 @@ def test_rag_without_corpus_fails_in_check_before_any_model_loads(tmp_path, meth
 
 def test_rag_check_passes_with_a_corpus_and_catches_bad_settings(tmp_path):
     from experiments.context import RunContext, RunOptions
-    from experiments.registry import make_method
+    from experiments.run.registry import make_method
 
     good = load_task(make_task(tmp_path / "good"))
     make_method("rag", {}).check(RunContext(good, RunOptions()))
@@ -367,8 +367,8 @@ def test_rag_embeds_each_question_once_and_prepares_its_pool(tmp_path, embedder,
     eval questions are searched and matched to examples: in a whole run each text reaches the
     embedding model once, and the pool's embedding happens in prepare."""
     from experiments.context import RunContext, RunOptions
-    from experiments.registry import make_method
-    from experiments.runner import SilentProgress, run_method
+    from experiments.run.registry import make_method
+    from experiments.run.runner import SilentProgress, run_method
 
     task = load_task(make_task(tmp_path / "t", rag="rag:\n  chunk_tokens: 32\n  shots: 1\n"))
     ctx = RunContext(task, RunOptions(model=str(tiny_model), max_new_tokens=2))

@@ -266,7 +266,7 @@ def test_task_costs_section_is_accepted(tmp_path):
 
 
 def test_batch_clock_records_batch_latency():
-    from experiments.runner import _BatchClock
+    from experiments.run.runner import _BatchClock
 
     seen = []
     clock = _BatchClock(seen.append)

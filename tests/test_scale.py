@@ -13,7 +13,7 @@ from test_finetune import make_task, quick
 from advisor.architectures import resolve_shape
 from advisor.fit import choose_settings, fit_method
 from experiments.context import RunContext, RunOptions
-from experiments.registry import make_method
+from experiments.run.registry import make_method
 
 # --- the fit (pure arithmetic on a real shape) -------------------------------------------------
 
@@ -179,14 +179,14 @@ def test_qlora_computes_in_the_runs_precision(tiny_model):
 
 
 def label_logprobs(ctx, rows):
-    from experiments.runner import SilentProgress, run_method
+    from experiments.run.runner import SilentProgress, run_method
 
     _, preds = run_method(ctx, make_method("zero-shot", {"k": 4}), rows, SilentProgress())
     return [p.extra["label_logprobs"] for p in preds]
 
 
 def test_lora_trains_on_the_one_base_and_leaves_it_unchanged(tiny_model, tmp_path):
-    from experiments.runner import SilentProgress, run_method
+    from experiments.run.runner import SilentProgress, run_method
 
     task = make_task(n_train=12, n_eval=3)
     options = RunOptions(
@@ -216,7 +216,7 @@ def test_lora_trains_on_the_one_base_and_leaves_it_unchanged(tiny_model, tmp_pat
 def test_precision_is_one_setting_for_the_run_and_recorded(tiny_model, tmp_path):
     import torch
 
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     options = RunOptions(
@@ -238,7 +238,7 @@ def test_precision_is_one_setting_for_the_run_and_recorded(tiny_model, tmp_path)
 
 
 def test_a_method_that_cannot_fit_is_recorded_and_the_others_run(tiny_model, tmp_path):
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     finetune = {"max_steps": 1, "rank": 4, "forgetting_probe": False}
@@ -263,7 +263,7 @@ def test_running_out_while_training_is_a_result_and_the_base_is_restored(
     import torch
     from trl import SFTTrainer
 
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     options = RunOptions(
@@ -299,10 +299,10 @@ def test_the_run_trains_with_the_settings_the_plan_shows(tiny_model, tmp_path):
     of B GB for the plan, `fit_memory_gb: B` for the run) they choose the same settings."""
     from test_plan import STATS
 
+    from adaptwise.planning.plan import build_plan
+    from adaptwise.planning.planner import run_settings
     from advisor.machine import Machine
-    from advisor.planning.plan import build_plan
-    from advisor.planning.planner import run_settings
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
     from finetune.fitting import model_shape
 
     shape = model_shape(str(tiny_model))
@@ -350,7 +350,7 @@ def test_two_identical_lora_runs_give_identical_results(tiny_model, tmp_path):
     trains the same adapter: peft's lora_A initialisation is seeded from the run's seed."""
     import torch
 
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
 
     task = make_task(n_train=12, n_eval=3)
     options = RunOptions(

@@ -9,7 +9,7 @@ from experiments.context import RunContext, RunOptions
 from experiments.generation import generate, stop_token_ids
 from experiments.methods import Method, Prediction, PromptingMethod, score_labels
 from experiments.prompts import Prompt
-from experiments.runner import run_task
+from experiments.run.runner import run_task
 from experiments.task import load_task
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adaptwise.cli import main
-from advisor.planning.plan import build_plan
+from adaptwise.planning.plan import build_plan
 from experiments.errors import AdaptwiseError
 from experiments.report.analysis import analyse
 from experiments.report.markdown import render_report
@@ -202,7 +202,7 @@ def test_bad_seed_counts_are_one_line(tmp_path, capsys):
 
 def test_which_methods_train_over_seeds_and_where():
     from experiments.context import RunContext, RunOptions
-    from experiments.registry import make_method
+    from experiments.run.registry import make_method
     from experiments.task import load_task
 
     ctx = RunContext(load_task(INTENTS), RunOptions(seed=5, seeds=3))
@@ -238,7 +238,7 @@ def test_a_lead_on_some_seeds_only_is_named_as_seed_dependent():
 
 
 def test_the_learning_curve_draws_the_seeds_band(tmp_path):
-    from advisor.planning.learning_curve import plot_curve, seed_band
+    from adaptwise.planning.learning_curve import plot_curve, seed_band
 
     run = with_seeds(tmp_path / "run", {1: [i % 4 != 0 for i in range(40)]})
     band = seed_band(run, "lora", "accuracy")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from advisor.planning.sweep import expand, parse_sweep, rank, run_sweep, trial_name
+from adaptwise.planning.sweep import expand, parse_sweep, rank, run_sweep, trial_name
 from experiments.context import RunOptions
 from experiments.errors import AdaptwiseError
 from tests.test_finetune import make_task

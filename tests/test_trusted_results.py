@@ -307,7 +307,7 @@ def test_a_combined_folder_that_was_edited_is_refused(run, template, cli, tmp_pa
 
 def test_a_climb_does_not_resume_from_an_edited_result(run, tiny_model):
     """The ladder, sweeps and learning curves resume from finished_methods: the same check."""
-    from advisor.planning.stored import finished_methods
+    from adaptwise.planning.stored import finished_methods
     from experiments.context import RunOptions
     from experiments.report.run_folder import load_run
     from experiments.results import options_record
@@ -373,7 +373,7 @@ def test_the_demo_exits_1_when_a_task_scored_nothing(cli, tiny_model, tmp_path, 
     def refused(ctx, method, rows, progress):
         raise ApiRequestFailed(f"{method.name}: HTTP 503 after 3 retries: overloaded")
 
-    monkeypatch.setattr("experiments.runner.run_method", refused)
+    monkeypatch.setattr("experiments.run.runner.run_method", refused)
     args = ["demo", "--methods", "zero-shot", "--limit", 2, "--model", tiny_model]
     outcome = cli(*args, "--out", tmp_path / "demo")
     assert outcome.code == 1, outcome.stderr

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from advisor.tui.app import AdaptwiseApp
-from advisor.tui.screens.questionnaire import QuestionnaireScreen
-from advisor.tui.screens.recommendation import RecommendationScreen
-from advisor.tui.screens.results import ResultsScreen
-from advisor.tui.screens.task import TaskScreen
+from adaptwise.tui.app import AdaptwiseApp
+from adaptwise.tui.screens.questionnaire import QuestionnaireScreen
+from adaptwise.tui.screens.recommendation import RecommendationScreen
+from adaptwise.tui.screens.results import ResultsScreen
+from adaptwise.tui.screens.task import TaskScreen
 from experiments.llama_server import installed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +149,7 @@ async def show_run(pilot, job, methods: list[str], clock) -> None:
     """The run screen of `methods` on the demo task, after the fake job's last event."""
     from tui_fakes import PLAN
 
-    from advisor.tui.screens.run import RunScreen
+    from adaptwise.tui.screens.run import RunScreen
     from experiments.task import load_task
 
     pilot.app.session.task = load_task(ROOT / "demo/support-intents/task.yaml")
@@ -239,8 +239,8 @@ def test_run_screen_reads_events_not_log_text(tmp_path):
 def test_chat_target_for_each_kind_of_method(tmp_path):
     import pytest
 
-    from experiments.chat import target_for_method
     from experiments.errors import AdaptwiseError
+    from experiments.run.chat import target_for_method
 
     (tmp_path / "results.json").write_text(json.dumps({"options": {"model": "x (embedded)"}}))
     assert target_for_method(tmp_path, "few-shot-embedding").model is None  # the base model
@@ -263,7 +263,7 @@ def test_text_from_outside_is_shown_as_it_is(tmp_path):
     from textual.widgets import RichLog
     from tui_fakes import PLAN, FakeBackends, FakeJob
 
-    from advisor.tui.screens.run import RunScreen
+    from adaptwise.tui.screens.run import RunScreen
     from experiments.task import load_task
 
     job = FakeJob(
@@ -376,7 +376,7 @@ def test_export_and_verify_without_llama_server_still_exports(small_run, tmp_pat
 
     from tui_fakes import FakeBackends, InProcessJob
 
-    from advisor.tui.jobs import ship_job
+    from adaptwise.tui.jobs import ship_job
 
     run = tmp_path / "run"
     shutil.copytree(small_run, run, ignore=shutil.ignore_patterns("export-*", "verify.json"))
@@ -415,7 +415,7 @@ def test_export_and_verify_of_a_served_model_method_is_one_line_on_screen(tmp_pa
     from tui_fakes import FakeBackends, FakeJob
 
     from experiments.errors import AdaptwiseError
-    from experiments.ship import ship_format
+    from experiments.export.ship import ship_format
 
     def source(family: str, base: str) -> SimpleNamespace:
         where = SimpleNamespace(source=base, reference="openai:gpt-x")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from tui_fakes import PLAN, FakeBackends, FakeClock, FakeJob
 
+from adaptwise.tui.app import AdaptwiseApp
+from adaptwise.tui.screens.chat import ChatScreen
+from adaptwise.tui.screens.results import ResultsScreen
+from adaptwise.tui.screens.run import RunScreen
 from advisor.questions import Answers
 from advisor.recommend import recommend
-from advisor.tui.app import AdaptwiseApp
-from advisor.tui.screens.chat import ChatScreen
-from advisor.tui.screens.results import ResultsScreen
-from advisor.tui.screens.run import RunScreen
 from experiments.task import load_task
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -143,7 +143,7 @@ class FakeBackends:
 
 
 class InProcessJob:
-    """Runs one of advisor/tui/jobs.py's job functions in a thread of this process (so that a
+    """Runs one of adaptwise/tui/jobs.py's job functions in a thread of this process (so that a
     test's monkeypatch reaches it), its events through a queue, as a child would send them."""
 
     def __init__(self, job, request: dict):

@@ -201,7 +201,7 @@ def load_recipe(folder: str | Path) -> Recipe:
     """Load a recipe folder written by `adaptwise export --format recipe`."""
     from experiments.context import RunContext, RunOptions
     from experiments.prompts import PromptFormat, system_text
-    from experiments.registry import make_method
+    from experiments.run.registry import make_method
     from experiments.task import Task, read_jsonl
 
     folder = Path(folder)

@@ -50,8 +50,8 @@ class BaseModel:
 def base_model(options: dict) -> BaseModel:
     """The run's --model, as results.json recorded it."""
     from experiments.api_model import is_api_model
-    from experiments.chat import EMBEDDED_SUFFIX
     from experiments.models import EMBEDDED_NAME, embedded_gguf_path
+    from experiments.run.chat import EMBEDDED_SUFFIX
 
     model = str(options.get("model") or "")
     if not model or model.endswith(EMBEDDED_SUFFIX):
@@ -199,8 +199,8 @@ class MethodSource:
 def read_method(run_dir: Path, name: str) -> MethodSource:
     """The method `name` of the run in `run_dir`; one line when the run does not have it."""
     from experiments.context import RunOptions
-    from experiments.registry import make_method
     from experiments.report.run_folder import load_run
+    from experiments.run.registry import make_method
 
     run_dir = Path(run_dir)
     results, records = load_run(run_dir)

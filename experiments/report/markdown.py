@@ -340,7 +340,7 @@ def _of_total(task: dict) -> str:
     )
 
 
-# --- ladder, sweep and learning curve (advisor/planning/: ladder, sweep, learning_curve) ----
+# --- ladder, sweep and learning curve (adaptwise/planning/: ladder, sweep, learning_curve) ----
 
 
 def ladder_section(results: dict) -> list[str]:

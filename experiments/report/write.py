@@ -1,6 +1,6 @@
 """write_reports: analyse a run once, then write its report.md and report.html (each
 atomically, never over a report adaptwise did not write). The runner calls it once a run's
-methods are done (experiments/runner.py _write_due_reports), and `adaptwise report DIR` to
+methods are done (experiments/run/runner.py _write_due_reports), and `adaptwise report DIR` to
 re-render a run. write_combined writes a combined report's folder (`adaptwise report DIR1 DIR2
 --out FOLDER`): its results.json, predictions.jsonl and reports."""
 

@@ -1,5 +1,5 @@
 """Chat with one method's model after a run: the base model for prompting and RAG methods,
-the trained adapter or model for fine-tuned ones (experiments/chat.py, in a child process;
+the trained adapter or model for fine-tuned ones (experiments/run/chat.py, in a child process;
 a worker thread waits for each answer so the UI stays responsive)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
-from advisor.tui.shown import shown
+from adaptwise.tui.shown import shown
 
 
 class ChatScreen(Screen):

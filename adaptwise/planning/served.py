@@ -2,7 +2,7 @@
 real requests, its tokens from the server's `usage` on them, its cost from the token prices.
 
 The probe runs each planned method on the first `probe_rows` eval rows exactly as `run` does
-(experiments/runner.py `run_method`, the same client, the same response cache), one request at
+(experiments/run/runner.py `run_method`, the same client, the same response cache), one request at
 a time so each latency is the server's answer time without queueing. The cache is kept on
 purpose: those rows are the run's own first rows, so a later `run` asks nothing again for
 them, and a cached answer keeps the latency measured when it was asked, so a second `plan`
@@ -125,7 +125,7 @@ class ServedPlan:
 def served_methods(names: list[str]) -> tuple[list[str], list[dict]]:
     """The methods a served model runs (prompting and RAG), and the others with the reason."""
     from experiments.errors import AdaptwiseError
-    from experiments.registry import make_method
+    from experiments.run.registry import make_method
 
     keep, skipped = [], []
     for name in names:
@@ -190,8 +190,8 @@ _TOKEN_PRICES = ("prompt_per_1k_tokens", "generated_per_1k_tokens")
 def _probe(ctx, name, rows, step: ServedStep, n_eval: int, concurrency: int, prices) -> None:
     from experiments.api_model import ApiRequestFailed, ApiUnusable
     from experiments.errors import AdaptwiseError
-    from experiments.registry import make_method
-    from experiments.runner import SilentProgress, run_method
+    from experiments.run.registry import make_method
+    from experiments.run.runner import SilentProgress, run_method
 
     method = make_method(name, {"k": ctx.options.k, **ctx.options.extra})
     try:

@@ -8,7 +8,7 @@ scores a label: each batch of rows goes through the method's own `predict`, on a
 made like the run's, so the rows get the prompts and scoring the run measured (in process, or
 through a served model with `--model openai:NAME`).
 
-The output is JSON Lines, one row per input row in input order (experiments/predict_files.py:
+The output is JSON Lines, one row per input row in input order (experiments/export/predict_files.py:
 the input rows, the output file and resuming into it).
 """
 
@@ -42,7 +42,7 @@ class Predictor:
 
     def close(self) -> None:
         """Free the method's model (an adapter comes off the shared base), as the runner does."""
-        from experiments.method_failures import release_method
+        from experiments.run.method_failures import release_method
 
         release_method(self.ctx, self.method)
 
@@ -81,9 +81,9 @@ def load_predictor(
 
 def _options_of_run(recorded: dict, batch_size: int):
     """The run's options (results.json) as RunOptions, so the method is built as it was."""
-    from experiments.chat import EMBEDDED_SUFFIX
     from experiments.context import RunOptions
     from experiments.export.recipe import embedder_reference
+    from experiments.run.chat import EMBEDDED_SUFFIX
 
     model = recorded.get("model")
     extra = recorded.get("extra")
@@ -115,7 +115,7 @@ def _serve_through(options, model: str | None, base_url: str | None, tokenizer: 
 def _from_run(run_dir: Path, name: str, model, base_url, batch_size: int, log) -> Predictor:
     from experiments.context import RunContext
     from experiments.export.source import read_method
-    from experiments.registry import make_method
+    from experiments.run.registry import make_method
 
     source = read_method(run_dir, name)
     task = source.task  # the run's task file, with the train rows the run used
@@ -206,7 +206,7 @@ def _recipe(folder: Path, model, base_url, batch_size: int, log):
     _serve_through(ctx.options, model, base_url, str(recipe.folder / "tokenizer"))
     method = recipe.method
     if recipe.trained is not None and model is None:
-        from experiments.registry import make_method
+        from experiments.run.registry import make_method
 
         hybrid = make_method(recipe.name, {"k": ctx.options.k, **ctx.options.extra})
         hybrid.rag = method  # the recipe's retrieval, prepared from its index
@@ -229,7 +229,7 @@ def _model_export(folder: Path, record: dict, model, base_url, batch_size: int, 
     from experiments.export.serve import inside
     from experiments.export.source import BaseModel
     from experiments.prompts import PromptFormat
-    from experiments.registry import make_method
+    from experiments.run.registry import make_method
     from experiments.task import Task
 
     generation = record.get("generation") or {}

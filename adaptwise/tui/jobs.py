@@ -1,5 +1,5 @@
 """Work the TUI hands to a child process, so that importing torch and running models never
-holds the UI process's GIL: `python -m advisor.tui.jobs` reads one JSON request on stdin and
+holds the UI process's GIL: `python -m adaptwise.tui.jobs` reads one JSON request on stdin and
 writes JSON-lines events on stdout.
 
 - {"job": "plan", "task", "answers", "limit"} -> log..., {"event": "plan", "plan": {...}}
@@ -10,7 +10,8 @@ writes JSON-lines events on stdout.
   its files after each one). done carries the best method and the p-values of the run's own
   analysis (experiments/report/analysis.py significance), for the results screen.
 - {"job": "ship", "run_dir", "method"} -> log events, start / advance of the verified rows,
-  then {"event": "shipped", "shipped": {...}}: experiments/ship.py's export, serve and verify.
+  then {"event": "shipped", "shipped": {...}}: experiments/export/ship.py's export, serve and
+  verify.
 - {"job": "chat"}, then one request per line: {"load": {"run_dir", "method"}} -> ready;
   {"messages": [...], "max_new_tokens": N} -> reply.
 
@@ -65,7 +66,7 @@ class EventProgress:
 
 
 def plan_job(request: dict, events: Events) -> None:
-    from advisor.planning.planner import make_plan
+    from adaptwise.planning.planner import make_plan
     from advisor.questions import parse_answers
     from experiments.task import load_task
 
@@ -82,7 +83,7 @@ def plan_job(request: dict, events: Events) -> None:
 
 def run_job(request: dict, events: Events) -> None:
     from experiments.context import RunOptions
-    from experiments.runner import run_task
+    from experiments.run.runner import run_task
     from experiments.task import load_task
 
     task = load_task(Path(request["task"]))
@@ -106,7 +107,7 @@ def _significance(results: dict) -> dict | None:
 
 
 def ship_job(request: dict, events: Events) -> None:
-    from experiments.ship import export_and_verify
+    from experiments.export.ship import export_and_verify
 
     progress = EventProgress(events)
     shipped = export_and_verify(
@@ -120,7 +121,7 @@ def ship_job(request: dict, events: Events) -> None:
 
 
 def chat_job(request: dict, events: Events) -> None:
-    from experiments.chat import load_for_method
+    from experiments.run.chat import load_for_method
 
     model = None
     for line in sys.stdin:

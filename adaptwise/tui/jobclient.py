@@ -1,4 +1,4 @@
-"""Start an `advisor.tui.jobs` child process and read its events (no UI imports: the TUI's
+"""Start an `adaptwise.tui.jobs` child process and read its events (no UI imports: the TUI's
 screens read these in worker threads, where a blocking read releases the GIL)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class ChildJob:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "advisor.tui.jobs"],
+            [sys.executable, "-m", "adaptwise.tui.jobs"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,

@@ -10,9 +10,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from advisor.planning.planner import runnable
+from adaptwise.planning.planner import runnable
+from adaptwise.tui.shown import shown
 from advisor.recommend import recommend
-from advisor.tui.shown import shown
 from experiments.report.formatting import format_short
 
 

@@ -35,7 +35,7 @@ class Shipped:
     fmt: str
     quant: str
     export_s: float
-    verification: object | None = None  # experiments.verify.Verification
+    verification: object | None = None  # experiments.export.verify.Verification
     skipped: str | None = None  # why the verification did not run
 
     @property
@@ -60,7 +60,7 @@ class Shipped:
         if v.passed:
             lines.append("the served model answers as the measured one did")
         else:
-            from experiments.verify import quantization_hint
+            from experiments.export.verify import quantization_hint
 
             lines.append(f"likely cause: {v.cause or quantization_hint()}")
         return lines
@@ -144,7 +144,7 @@ def _earlier_export(out: Path) -> bool:
 
 def _serve_and_verify(run_dir: Path, method: str, export_dir: Path, log, start, progress):
     from experiments.export.serve import server_for_export
-    from experiments.verify import verify_method, write_verification
+    from experiments.export.verify import verify_method, write_verification
 
     server, what = server_for_export(export_dir)
     logs = Path(tempfile.mkdtemp(prefix="adaptwise-ship-"))

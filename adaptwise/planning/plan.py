@@ -2,16 +2,15 @@
 wall time (preparation and scoring apart) and peak memory, whether it fits, and what would make
 it fit; a target to stop at and a time budget that cuts the ladder off.
 
-The estimates per rung are in `advisor/planning/estimates.py`, the fit of a fine-tuning rung
-comes from `advisor/fit.py`, the target and the budget from `advisor/planning/targets.py`.
+The estimates per rung are in `adaptwise/planning/estimates.py`, the fit of a fine-tuning rung
+comes from `advisor/fit.py`, the target and the budget from `adaptwise/planning/targets.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from advisor.machine import Machine
-from advisor.planning.estimates import (
+from adaptwise.planning.estimates import (
     EMBEDDER_GB,
     EMBEDDING_SELECTORS,
     Rates,
@@ -23,9 +22,10 @@ from advisor.planning.estimates import (
     score_seconds,
     trained_method,
 )
-from advisor.planning.targets import Target
-from experiments.registry import split_k
+from adaptwise.planning.targets import Target
+from advisor.machine import Machine
 from experiments.report.formatting import format_duration
+from experiments.run.registry import split_k
 from finetune.fitting import shares_base
 
 

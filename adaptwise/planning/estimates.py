@@ -1,6 +1,6 @@
 """Each rung's estimates, by pure arithmetic on three inputs: the task's token counts
 (`TaskStats`), the model's measured speed on this machine (`Rates`, from the short timing
-probe in `advisor/planning/timing_probe.py`) and the run's settings (`RunSettings`): mean
+probe in `adaptwise/planning/timing_probe.py`) and the run's settings (`RunSettings`): mean
 prompt tokens, the seconds to prepare and to score a method, and the inference peak from the
 memory estimator (`advisor/memory.py`). How each estimate is made is in docs/planning.md.
 """
@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from experiments.context import RunOptions
-from experiments.registry import split_k
+from experiments.run.registry import split_k
 from finetune.config import FinetuneConfig
 from rag.settings import RagSettings
 

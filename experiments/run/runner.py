@@ -22,7 +22,6 @@ from experiments.api_scoring import api_summary
 from experiments.context import RunContext, RunOptions
 from experiments.distributed import gather, is_main, shard, world_size
 from experiments.errors import is_out_of_memory
-from experiments.method_failures import out_of_memory_record, release_method
 from experiments.methods import Method, Prediction
 from experiments.models import forget_failure
 from experiments.owned_files import claim, refuse_inputs
@@ -34,10 +33,11 @@ from experiments.progress_events import (
     ProgressEvent,
     events_of,
 )
-from experiments.registry import make_method
 from experiments.report.costs import parse_prices
 from experiments.report.write import write_reports
 from experiments.results import options_record, previous_results
+from experiments.run.method_failures import out_of_memory_record, release_method
+from experiments.run.registry import make_method
 from experiments.run_files import write_run_files
 from experiments.seeds import drop_seeds, seed_name, seed_record
 from experiments.task import Row, Task

@@ -13,8 +13,8 @@ from experiments.results import (
     previous_results,
     task_record,
 )
+from experiments.run.runner import claim_run_folder, write_outputs
 from experiments.run_files import read_results, write_results, write_run_files
-from experiments.runner import claim_run_folder, write_outputs
 
 
 def finished_methods(

@@ -11,9 +11,9 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from adaptwise.tui.jobclient import Backends
 from advisor.questions import Answers
 from advisor.recommend import Recommendation
-from advisor.tui.jobclient import Backends
 from experiments.task import DEMO_DIR
 
 
@@ -26,7 +26,7 @@ class Session:
     task: object | None = None  # experiments.task.Task
     answers: Answers = field(default_factory=Answers)
     recommendation: Recommendation | None = None
-    plan: dict | None = None  # advisor.planning.plan.Plan.to_dict() for the current answers
+    plan: dict | None = None  # adaptwise.planning.plan.Plan.to_dict() for the current answers
     out_dir: Path | None = None
     # The run's own analysis of out_dir (its best method and p-values), from the run job's
     # done event; None: the results screen analyses the files itself.
@@ -55,38 +55,38 @@ class AdaptwiseApp(App):
         self.backends = backends or Backends()
 
     def on_mount(self) -> None:
-        from advisor.tui.screens.task import TaskScreen
+        from adaptwise.tui.screens.task import TaskScreen
 
         self.push_screen(TaskScreen(self.initial_task))
 
     def show_questionnaire(self) -> None:
-        from advisor.tui.screens.questionnaire import QuestionnaireScreen
+        from adaptwise.tui.screens.questionnaire import QuestionnaireScreen
 
         self.push_screen(QuestionnaireScreen())
 
     def show_recommendation(self) -> None:
-        from advisor.tui.screens.recommendation import RecommendationScreen
+        from adaptwise.tui.screens.recommendation import RecommendationScreen
 
         self.push_screen(RecommendationScreen())
 
     def show_run(self, methods: list[str]) -> None:
-        from advisor.tui.screens.run import RunScreen
+        from adaptwise.tui.screens.run import RunScreen
 
         self.push_screen(RunScreen(methods))
 
     def show_results(self) -> None:
-        from advisor.tui.screens.results import ResultsScreen
+        from adaptwise.tui.screens.results import ResultsScreen
 
         self.push_screen(ResultsScreen())
 
     def show_chat(self, methods: list[str], chosen: str | None) -> None:
-        from advisor.tui.screens.chat import ChatScreen
+        from adaptwise.tui.screens.chat import ChatScreen
 
         self.push_screen(ChatScreen(methods, chosen))
 
     def back_to_recommendation(self) -> None:
         """From the results back to the advice (over the finished run's screen)."""
-        from advisor.tui.screens.recommendation import RecommendationScreen
+        from adaptwise.tui.screens.recommendation import RecommendationScreen
 
         while not isinstance(self.screen, RecommendationScreen):
             self.pop_screen()

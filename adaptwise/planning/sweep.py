@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from advisor.planning.targets import budget_stop
+from adaptwise.planning.targets import budget_stop
 from experiments.atomic import write_text_atomic
 from experiments.errors import AdaptwiseError, TaskError
 from finetune.config import METHODS, build_config
@@ -99,7 +99,7 @@ def run_sweep(
     """Train the grid, rank on validation loss, score the winner on eval; returns the `sweep`
     record (also stored in results.json)."""
     from experiments.results import eval_fingerprint, options_record
-    from experiments.runner import SilentProgress
+    from experiments.run.runner import SilentProgress
 
     progress = progress or SilentProgress()
     cli_settings = dict(options.extra.get("finetune") or {})
@@ -108,7 +108,7 @@ def run_sweep(
     train_only = replace(task, eval=[])  # trials never see the eval set
     train_trial = train_trial or _trainer(train_only, options, progress)
     from experiments.owned_files import claim
-    from experiments.runner import claim_run_folder
+    from experiments.run.runner import claim_run_folder
 
     claim_run_folder(Path(out_dir), task)
     claim(Path(out_dir), "run", ["sweep"])
@@ -155,7 +155,7 @@ def run_sweep(
 
 def _train_trials(method, trials, record, train, budget_s, estimate_s, progress, clock) -> None:
     """Train each trial in order into record["trials"]: kept when an earlier sweep trained it
-    with the same key, skipped once the budget rule stops the grid (advisor/planning/targets.py
+    with the same key, skipped once the budget rule stops the grid (adaptwise/planning/targets.py
     budget_stop, on the mean time of the trials trained so far), else trained and stored."""
     train_trial, sweep_dir, base_key, cli_settings = train
     started = clock()
@@ -204,10 +204,10 @@ def _train_trials(method, trials, record, train, budget_s, estimate_s, progress,
 def _score_winner(task, best, winner: str, out_dir, options, record: dict, progress) -> None:
     """Score the winning trial on the eval rows, once: kept when an earlier sweep into this
     folder scored the same winner on the same rows and options."""
-    from advisor.planning.stored import ensure_results, finished_methods, store_sections
+    from adaptwise.planning.stored import ensure_results, finished_methods, store_sections
     from experiments.results import options_record
+    from experiments.run.runner import run_task
     from experiments.run_files import read_results
-    from experiments.runner import run_task
 
     record_opts = options_record(options)
     rows = task.scored_rows(options.limit)

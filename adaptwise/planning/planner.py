@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from adaptwise.planning.estimates import RunSettings
+from adaptwise.planning.plan import Plan, build_plan
+from adaptwise.planning.targets import Target
 from advisor.machine import Machine, this_machine
-from advisor.planning.estimates import RunSettings
-from advisor.planning.plan import Plan, build_plan
-from advisor.planning.targets import Target
 from advisor.questions import Answers
 from advisor.recommend import recommend
 from experiments.context import RunOptions
@@ -69,7 +69,7 @@ def not_runnable_reason(method: str, ctx=None) -> str | None:
     """Why the runner would refuse `method`: unknown to this build, or (with `ctx`, a
     RunContext) the checks the runner makes before loading any model; None if it would run."""
     from experiments.errors import AdaptwiseError
-    from experiments.registry import make_method
+    from experiments.run.registry import make_method
 
     try:
         built = make_method(method, {})
@@ -95,8 +95,8 @@ def make_plan(
     methods: list[str] | None = None,
     devices: int | None = None,
 ) -> Plan:
-    """The plan for `task` on this machine (see advisor/planning/plan.py and timing_probe.py), with
-    `devices` of its GPU (None: the answers' GPU count) for each training."""
+    """The plan for `task` on this machine (see adaptwise/planning/plan.py and timing_probe.py),
+    with `devices` of its GPU (None: the answers' GPU count) for each training."""
     from advisor.architectures import resolve_shape
     from advisor.verdict import answers_from_task
     from experiments.context import RunContext
@@ -149,7 +149,7 @@ def make_plan(
 def _stats_and_rates(ctx, checkpoint: str, name: str, machine: Machine, n_eval: int, refresh, log):
     """The task's token counts and the model's speed on this machine: (stats, rates, whether the
     rates came from the cache). Only a probe loads the model; cached rates need the tokenizer."""
-    from advisor.planning.timing_probe import cached_rates, measure_rates, store_rates, task_stats
+    from adaptwise.planning.timing_probe import cached_rates, measure_rates, store_rates, task_stats
 
     task = ctx.task
     rates = None if refresh else cached_rates(checkpoint, machine)

@@ -11,9 +11,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from adaptwise.tui.shown import shown
 from advisor.hosting_costs import parse_queries_per_day
 from advisor.questions import NUMBER_QUESTIONS, QUESTIONS
-from advisor.tui.shown import shown
 from experiments.errors import AdaptwiseError
 
 TOTAL = len(QUESTIONS) + len(NUMBER_QUESTIONS)

@@ -1,5 +1,5 @@
 """The run: each method's progress (training steps and loss for fine-tuning, scored rows,
-ETA). The runner works in a child process (advisor/tui/jobs.py), so importing torch and running
+ETA). The runner works in a child process (adaptwise/tui/jobs.py), so importing torch and running
 the model never hold this process's GIL; a worker thread here only waits for its events. What
 a method is doing comes from the runner's and the trainer's typed events
 (experiments/progress_events.py), read field by field; log lines are only shown."""
@@ -16,7 +16,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
-from advisor.tui.shown import shown
+from adaptwise.tui.shown import shown
 from experiments.progress_events import (
     MethodFailed,
     MethodFinished,

@@ -1,5 +1,5 @@
-"""The files of `adaptwise predict` (experiments/predict.py loads the method): the input rows,
-read and checked line by line, and the output, appended and flushed per batch beside
+"""The files of `adaptwise predict` (experiments/export/predict.py loads the method): the input
+rows, read and checked line by line, and the output, appended and flushed per batch beside
 `<out>.meta.json`, which names the method and its source's fingerprint so that a rerun
 resumes only into predictions of the same method and source, never into a file adaptwise did
 not write.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.errors import AdaptwiseError
-from experiments.predict import Predictor
+from experiments.export.predict import Predictor
 
 PREDICT_COMMAND = "predict"
 META_SUFFIX = ".meta.json"

@@ -76,7 +76,7 @@ def run_learning_curve(
 ) -> dict:
     """Run every point (resuming finished ones), then store the `learning_curve` record with the
     verdicts in results.json and plot it next to it."""
-    from advisor.planning.stored import (
+    from adaptwise.planning.stored import (
         ensure_results,
         finished_methods,
         metric_interval,
@@ -84,7 +84,7 @@ def run_learning_curve(
     )
     from experiments.owned_files import claim
     from experiments.results import eval_fingerprint, options_record
-    from experiments.runner import SilentProgress, claim_run_folder, run_task
+    from experiments.run.runner import SilentProgress, claim_run_folder, run_task
 
     progress = progress or SilentProgress()
     out_dir = Path(out_dir)

@@ -1,6 +1,6 @@
 """The results: the comparison, whether it agrees with the advice, and where methods differ;
-`e` exports the winner, serves it with llama-server and verifies it (experiments/ship.py, in a
-child process: advisor/tui/jobs.py), showing its progress and outcome."""
+`e` exports the winner, serves it with llama-server and verifies it (experiments/export/ship.py,
+in a child process: adaptwise/tui/jobs.py), showing its progress and outcome."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from advisor.tui.shown import shown
+from adaptwise.tui.shown import shown
 from advisor.verdict import verdict
 from experiments.report.formatting import METRIC_TITLES
 
@@ -140,7 +140,7 @@ class ResultsScreen(Screen):
     def action_back(self) -> None:
         self.app.back_to_recommendation()
 
-    # Export and verify the winner (experiments/ship.py in the child process).
+    # Export and verify the winner (experiments/export/ship.py in the child process).
     def action_export_verify(self) -> None:
         if self.shipping:
             return

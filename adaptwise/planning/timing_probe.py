@@ -19,8 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adaptwise.planning.estimates import Rates, TaskStats
 from advisor.machine import Machine
-from advisor.planning.estimates import Rates, TaskStats
 
 PROBE_VERSION = 3
 PROBE_ROWS = 2  # prompts in the forward / generation batch

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.planning.targets import budget_stop
+from adaptwise.planning.targets import budget_stop
 from experiments.report.formatting import format_duration
 
 
@@ -190,16 +190,17 @@ def run_ladder(
     progress=None,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict:
-    """Climb `plan` (from advisor.planning.planner.make_plan) on `task`, writing into `out_dir`."""
-    from advisor.planning.stored import (
+    """Climb `plan` (from adaptwise.planning.planner.make_plan) on `task`, writing into
+    `out_dir`."""
+    from adaptwise.planning.stored import (
         ensure_results,
         finished_methods,
         metric_interval,
         store_sections,
     )
     from experiments.results import options_record
+    from experiments.run.runner import SilentProgress, run_task
     from experiments.run_files import read_results
-    from experiments.runner import SilentProgress, run_task
 
     progress = progress or SilentProgress()
     metric = target.metric if target else task.metric
