@@ -326,7 +326,7 @@ async def results_of(pilot, run: Path) -> None:
     pilot.app.session.recommendation = recommend(Answers())
     pilot.app.session.out_dir = run
     await pilot.app.push_screen(ResultsScreen())
-    await pilot.pause()
+    await pilot.pause()  # its analysis of the files runs in a thread: `e` waits for it
 
 
 async def wait_until_shipped(pilot, timeout: float = 600.0) -> str:
@@ -441,5 +441,44 @@ def test_export_and_verify_of_a_served_model_method_is_one_line_on_screen(tmp_pa
                 "Export and verify few-shot-embedding, the best accuracy",
                 message,
             ]
+
+    asyncio.run(flow())
+
+
+def test_the_results_screen_analyses_a_run_that_brought_no_analysis_off_the_ui_thread(
+    tmp_path, monkeypatch
+):
+    """A cancelled run brings no analysis: the screen analyses its files in a thread, says so,
+    and `e` pressed meanwhile waits for the winner instead of saying there is none."""
+    import threading
+
+    from tui_fakes import FakeBackends, FakeJob
+
+    from experiments.report import analysis
+
+    release = threading.Event()
+    real = analysis.analyse
+
+    def slow_analyse(*args, **kwargs):
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "analyse", slow_analyse)
+    job = FakeJob([{"event": "error", "message": "stopped here"}], block=False)
+    backends = FakeBackends(ship_job=lambda request: job)
+
+    async def flow():
+        app = AdaptwiseApp(out_root=tmp_path, backends=backends)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await results_of(pilot, ROOT / "tests/fixtures/run")
+            assert "Analysing the run" in text_of(app, "#verdict")
+            await pilot.press("e")
+            assert app.screen.shipping and not hasattr(backends, "ship_request")
+            assert "waiting for the run's analysis" in text_of(app, "#ship")
+            release.set()
+            shown = await wait_until_shipped(pilot, timeout=10)
+            assert backends.ship_request["method"] == "few-shot-embedding"
+            assert shown.splitlines()[-1] == "stopped here"
+            assert "Analysing" not in text_of(app, "#verdict")
 
     asyncio.run(flow())

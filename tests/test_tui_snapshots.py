@@ -56,6 +56,7 @@ def test_results_screen(snap_compare, monkeypatch):
     async def show_results(pilot):
         _session(pilot.app)
         await pilot.app.push_screen(ResultsScreen())
+        await pilot.app.workers.wait_for_complete()  # its analysis of the files, in a thread
         await pilot.pause()
 
     assert snap_compare(app, run_before=show_results, terminal_size=SIZE)
@@ -127,6 +128,7 @@ def test_chat_screen(snap_compare, monkeypatch):
     async def chat_once(pilot):
         _session(pilot.app)
         await pilot.app.push_screen(ResultsScreen())
+        await pilot.app.workers.wait_for_complete()  # its analysis of the files, in a thread
         await pilot.pause()
         await pilot.press("c")
         await pilot.pause()

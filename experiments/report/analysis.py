@@ -260,6 +260,12 @@ def p_values(tests: dict) -> dict[str, dict[str, float]]:
 
 
 def significance(analysis: dict) -> dict:
-    """What the TUI's results screen takes from a run's analysis, as JSON: the best method and
-    the p-values of `p_values`."""
-    return {"best": analysis["best"], "p_values": p_values(analysis["tests"])}
+    """What the TUI's results screen takes from a run's analysis, as JSON: the best method, the
+    p-values of `p_values` and the methods whose lead holds on some seeds only (the verdict's
+    inputs, as `advisor_verdict` gives them)."""
+    tests = analysis["tests"]
+    return {
+        "best": analysis["best"],
+        "p_values": p_values(tests),
+        "unsteady": seed_spread.unsteady(tests, "zero-shot"),
+    }

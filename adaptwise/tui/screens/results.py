@@ -4,8 +4,6 @@ in a child process: adaptwise/tui/jobs.py), showing its progress and outcome."""
 
 from __future__ import annotations
 
-import json
-
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,7 +12,9 @@ from textual.widgets import DataTable, Footer, Static
 
 from adaptwise.tui.shown import shown
 from advisor.verdict import verdict
+from experiments.errors import AdaptwiseError
 from experiments.report.formatting import METRIC_TITLES
+from experiments.run_files import PREDICTIONS, read_records, read_results
 
 
 class ResultsScreen(Screen):
@@ -33,6 +33,8 @@ class ResultsScreen(Screen):
         self.ship_job = None
         self.shipping = False
         self.verify_rows = (0, 0)  # verified, of
+        self.analysed = False  # whether the winner is known (the run's analysis, or its files')
+        self.ship_waits = False  # `e` pressed before it was
 
     def compose(self) -> ComposeResult:
         yield Static("", id="heading", classes="title")
@@ -46,37 +48,61 @@ class ResultsScreen(Screen):
     def on_mount(self) -> None:
         session = self.app.session
         out = session.out_dir
-        self.results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        self.predictions = [
-            json.loads(line)
-            for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
-        ]
+        self.query_one("#ship", Static).display = False
+        try:  # the files the run just wrote, through their one reader
+            self.results = read_results(out)
+            self.predictions = read_records(out / PREDICTIONS)
+            if self.results is None:
+                raise AdaptwiseError(f"{out}: no readable results.json")
+        except AdaptwiseError as exc:  # the folder changed since the run wrote it
+            self.results, self.predictions = {"task": {"metric": ""}, "methods": {}}, []
+            self.query_one("#heading", Static).update(f"[red]{shown(str(exc))}[/]")
+            return
         task = self.results["task"]
         self.query_one("#heading", Static).update(
             f"{shown(task['name'])}: {task['n_eval']} eval rows · results in {shown(out)}"
         )
         self.fill_summary()
-        self.query_one("#ship", Static).display = False
-        judged = verdict(session.recommendation, self.results, *self.p_values())
+        self.fill_examples()
+        self.query_one("#examples", DataTable).focus()
+        if session.analysis is not None:  # the analysis the run's reports were made from
+            self.show_verdict(session.analysis)
+        else:  # a run that brought none (cancelled, or stopped by an error): its files'
+            self.query_one("#verdict", Static).update("[dim]Analysing the run...[/]")
+            self.analyse()
+
+    @work(thread=True, exclusive=True, group="analysis")
+    def analyse(self) -> None:
+        """The report's analysis of the run folder's files, off the UI thread."""
+        from experiments.report.analysis import analyse, significance
+
+        made = significance(analyse(self.results, self.predictions))
+        self.app.call_from_thread(self.show_verdict, made)
+
+    def show_verdict(self, made: dict) -> None:
+        """The verdict on the advice the user answered for, with the report's significance:
+        each method's paired-test p-value against zero-shot and against the best method, and
+        the methods whose lead holds on some seeds only. Keeps the best method, the winner
+        that `e` exports."""
+        self.winner = made["best"]
+        self.analysed = True
+        p_values = made["p_values"]
+        judged = verdict(
+            self.app.session.recommendation,
+            self.results,
+            p_values["zero-shot"],
+            p_values["best"],
+            made.get("unsteady"),
+        )
         if judged:
             style = "green" if judged.holds else "yellow"
             self.query_one("#verdict", Static).update(f"[{style}]{judged.text}[/]")
-        self.fill_examples()
-        self.query_one("#examples", DataTable).focus()
-
-    def p_values(self) -> tuple[dict, dict]:
-        """Each method's paired-test p-value against zero-shot and against the best method, as
-        the report computes them, so the screen's verdict needs the same significance; keeps
-        the best method, the winner that `e` exports. They come from the analysis the run made
-        (its job's done event); for a folder this session did not just run, from analysing
-        its files."""
-        made = self.app.session.analysis
-        if made is None:
-            from experiments.report.analysis import analyse, significance
-
-            made = significance(analyse(self.results, self.predictions))
-        self.winner = made["best"]
-        return made["p_values"]["zero-shot"], made["p_values"]["best"]
+        else:
+            self.query_one("#verdict", Static).update("")
+        if self.ship_waits:  # `e` was pressed while the analysis ran
+            self.ship_waits = False
+            self.shipping = False
+            self.action_export_verify()
 
     def fill_summary(self) -> None:
         table = self.query_one("#summary", DataTable)
@@ -143,6 +169,10 @@ class ResultsScreen(Screen):
     # Export and verify the winner (experiments/export/ship.py in the child process).
     def action_export_verify(self) -> None:
         if self.shipping:
+            return
+        if not self.analysed and self.results["methods"]:
+            self.shipping = self.ship_waits = True
+            self.show_ship(None, "waiting for the run's analysis...")
             return
         if self.winner is None:
             self.show_ship("yellow", "no method has a score to rank: nothing to export")
