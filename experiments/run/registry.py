@@ -33,10 +33,7 @@ ALL_METHOD_NAMES = (
 
 def make_method(name: str, options: dict) -> Method:
     """Build a method from its name; `few-shot-jaccard-k8` overrides the number of examples."""
-    match = re.fullmatch(r"(.+?)-k(\d+)", name)
-    base, k = (
-        (match.group(1), int(match.group(2))) if match else (name, options.get("k", RunOptions.k))
-    )
+    base, k = split_k(name, options.get("k", RunOptions.k))
     if base in PROMPTING:
         if PROMPTING[base] and k < 1:
             raise AdaptwiseError(f"method {name!r}: k must be at least 1")
