@@ -27,6 +27,10 @@ class Method(ABC):
     description: str = ""
     needs_base: bool = True  # whether it uses the run's shared model (QLoRA, full-ft: their own)
     runs_on_api: bool = False  # whether it can use a served model (--model openai:NAME)
+    # What it does, for whoever must know without running it (the plan's estimates, export):
+    trains: str | None = None  # the fine-tuning it runs first: lora, qlora or full-ft
+    retrieves: bool = False  # whether its prompts carry passages retrieved from the corpus
+    selector_name: str | None = None  # how it picks each query's few-shot examples
 
     def check(self, ctx: RunContext) -> None:
         """Validate the method's settings before any model loads (a bad value: one line)."""

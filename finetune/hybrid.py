@@ -31,8 +31,11 @@ RETRIEVE_DEPTH = 10  # candidates searched per train row for the oracle and the 
 class RagFinetuneMethod(Method):
     """A fine-tuned model (trained as `ft_method`, or RAFT-style) answering with RAG prompts."""
 
+    retrieves = True
+
     def __init__(self, name: str, ft_method: str, raft: bool, options: dict):
         self.name = name
+        self.trains = ft_method
         self.raft = raft
         self.options = options
         self.rag = RagMethod(name, options.get("rag_k"), None)

@@ -40,6 +40,7 @@ class FinetuneMethod(Method):
         self, name: str, options: dict, folder_name: str | None = None, label: str | None = None
     ):
         self.name = name
+        self.trains = name
         self.folder_name = folder_name or name  # hybrids train into their own folder
         self.label = label or name  # the run's method name in log lines
         self.description = DESCRIPTIONS[name]

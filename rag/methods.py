@@ -46,6 +46,7 @@ def check_corpus(task, method: str) -> None:
 
 class RagMethod(Method):
     runs_on_api = True
+    retrieves = True
 
     def __init__(self, name: str, k: int | None, mode: str | None) -> None:
         self.name = name

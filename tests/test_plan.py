@@ -210,6 +210,21 @@ def test_qa_scoring_counts_generation_steps():
     assert with_rag.prompt_tokens > zero.prompt_tokens and with_rag.score_s > zero.score_s
 
 
+def test_a_hybrid_is_planned_as_what_the_run_builds():
+    """The plan reads what a method does from the method the run builds (the registry), not
+    from its name's spelling: raft retrieves and trains a LoRA like rag+lora (its prompts carry
+    passages, its preparation builds the index and trains), and rag+qlora gets QLoRA's CPU note."""
+    qa = TaskStats(**{**STATS.__dict__, "kind": "qa", "n_labels": 0, "corpus_tokens": 20000})
+    methods = ["zero-shot", "rag", "rag+lora", "raft", "rag+qlora"]
+    plan = build_plan(methods, qa, SHAPE, BIG, rates=RATES)
+    zero, rag, rag_lora, raft, rag_qlora = plan.steps
+    assert raft.prompt_tokens == rag_lora.prompt_tokens == rag.prompt_tokens > zero.prompt_tokens
+    assert raft.prepare_s == pytest.approx(rag_lora.prepare_s)
+    assert raft.prepare_s > rag.prepare_s > 0
+    assert raft.memory_settings == rag_lora.memory_settings is not None
+    assert any("4-bit kernels" in note for note in rag_qlora.notes)
+
+
 def test_format_short():
     assert [format_short(s) for s in (None, 5, 65, 3600 + 300)] == ["-", "5s", "1m05s", "1h05m"]
 

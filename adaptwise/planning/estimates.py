@@ -7,11 +7,12 @@ memory estimator (`advisor/memory.py`). How each estimate is made is in docs/pla
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 
 from experiments.context import RunOptions
-from experiments.run.registry import split_k
+from experiments.run.registry import make_method, split_k
 from finetune.config import FinetuneConfig
 from rag.settings import RagSettings
 
@@ -38,10 +39,7 @@ FORGETTING_TOKENS = 2 * 32 * 90
 PASSAGE_OVERHEAD_TOKENS = 8  # numbering and separators per retrieved passage
 
 
-EMBEDDING_SELECTORS = ("few-shot-embedding", "few-shot-mmr")
-
-
-FINETUNING = ("lora", "qlora", "full-ft")
+EMBEDDING_SELECTORS = ("embedding", "mmr")  # the selectors that load the embedding model
 
 
 @dataclass(frozen=True)
@@ -101,16 +99,34 @@ class RunSettings:
         return self.finetune.get(method) or FinetuneConfig(method=method)
 
 
+@functools.lru_cache(maxsize=256)
+def _built(method: str, k: int):
+    return make_method(method, {"k": k})
+
+
+def built(method: str, settings: RunSettings):
+    """The method as the run builds it (experiments/run/registry.py, not prepared): what it
+    trains, whether it retrieves and how it picks examples come from the one reading of a
+    method's name, the run's."""
+    return _built(method, settings.k)
+
+
+def uses_embedder(method: str, settings: RunSettings) -> bool:
+    """Whether it loads the embedding model: to pick examples, or to retrieve passages."""
+    made = built(method, settings)
+    return made.retrieves or made.selector_name in EMBEDDING_SELECTORS
+
+
 def prompt_tokens(method: str, stats: TaskStats, settings: RunSettings) -> float:
     """Mean prompt tokens of `method` on the task."""
-    base, k = split_k(method, settings.k)
-    if base in ("rag",) or base.startswith("rag"):
+    made = built(method, settings)
+    if made.retrieves:
         rag = settings.rag
         passage = rag.chunk_tokens + PASSAGE_OVERHEAD_TOKENS
         shots = rag.shots * (passage + stats.example_tokens)
         return stats.prompt_tokens + rag.k * passage + shots
-    if base.startswith("few-shot"):
-        return stats.prompt_tokens + k * stats.example_tokens
+    if made.selector_name:
+        return stats.prompt_tokens + split_k(method, settings.k)[1] * stats.example_tokens
     return stats.prompt_tokens
 
 
@@ -132,27 +148,21 @@ def score_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSett
 def seed_count(method: str, settings: RunSettings) -> int:
     """How many times the method trains and scores: its config's seeds (`run --seeds`, the
     task file's `finetune: seeds:`) for a fine-tuning method or hybrid, else once."""
-    tuned = trained_method(split_k(method, settings.k)[0])
+    tuned = built(method, settings).trains
     return settings.finetune_config(tuned).seeds if tuned else 1
-
-
-def trained_method(base: str) -> str | None:
-    """The fine-tuning a method (without -kN) trains: lora for `rag+lora` and `raft`."""
-    return next((p for p in base.split("+") if p in FINETUNING), "lora" if base == "raft" else None)
 
 
 def prepare_seconds(method: str, stats: TaskStats, rates: Rates, settings: RunSettings) -> float:
     """Preparing the method before it scores: embedding, indexing, training."""
-    base, _ = split_k(method, settings.k)
+    made = built(method, settings)
     total = 0.0
-    parts = base.split("+")
-    if any(p in EMBEDDING_SELECTORS for p in parts):
+    if made.selector_name in EMBEDDING_SELECTORS:
         total += EMBEDDER_LOAD_S + stats.n_train / EMBED_TEXTS_PER_S
-    if any(p.startswith("rag") for p in parts):
+    if made.retrieves:
         step = max(settings.rag.chunk_tokens - settings.rag.overlap_tokens, 1)
         chunks = math.ceil(stats.corpus_tokens / step) if stats.corpus_tokens else 0
         total += EMBEDDER_LOAD_S + (chunks + stats.n_train) / EMBED_TEXTS_PER_S
-    tuned = next((p for p in parts if p in FINETUNING), None)
+    tuned = made.trains
     if tuned:
         total += training_seconds(tuned, stats, rates, settings) * seed_count(method, settings)
     return total

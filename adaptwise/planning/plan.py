@@ -12,20 +12,19 @@ from dataclasses import asdict, dataclass, field
 
 from adaptwise.planning.estimates import (
     EMBEDDER_GB,
-    EMBEDDING_SELECTORS,
     Rates,
     RunSettings,
     TaskStats,
+    built,
     peak_memory,
     prepare_seconds,
     prompt_tokens,
     score_seconds,
-    trained_method,
+    uses_embedder,
 )
 from adaptwise.planning.targets import Target
 from advisor.machine import Machine
 from experiments.report.formatting import format_duration
-from experiments.run.registry import split_k
 from finetune.fitting import shares_base
 
 
@@ -142,11 +141,9 @@ def build_plan(
     width = {"fp32": 4, "bf16": 2, "fp16": 2}[settings.precision]
     shared_gb = shape.total_params * width / GB  # the run's inference copy, loaded once
     for order, method in enumerate(methods, 1):
-        base, _ = split_k(method, settings.k)
-        parts = base.split("+")
-        tuned = trained_method(base)
-        uses_embedder = any(p in EMBEDDING_SELECTORS or p.startswith("rag") for p in parts)
-        extra_gb = EMBEDDER_GB if uses_embedder and machine.device == "cpu" else 0.0
+        tuned = built(method, settings).trains
+        embeds = uses_embedder(method, settings)
+        extra_gb = EMBEDDER_GB if embeds and machine.device == "cpu" else 0.0
         if tuned:
             memory = _fit(tuned, shape, settings, machine, extra_gb, shared_gb)
             peak, fits, change, notes = _training_memory(memory, tuned, settings, extra_gb)
@@ -156,7 +153,7 @@ def build_plan(
                 method, shape, stats, settings, machine, extra_gb
             )
             notes, memory_settings = [], None
-        if machine.device == "cpu" and base == "qlora":
+        if machine.device == "cpu" and tuned == "qlora":
             notes.append("4-bit kernels need CUDA or bitsandbytes' CPU backend")
         step = Step(
             method=method,

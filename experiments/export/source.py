@@ -117,10 +117,7 @@ class MethodSource:
     @property
     def trained_method(self) -> str | None:
         """lora, qlora or full-ft: how the model of a fine-tuned or hybrid method was trained."""
-        if self.family in ("lora", "qlora", "full-ft"):
-            return self.family
-        finetune = getattr(self.method, "finetune", None)
-        return finetune.name if finetune is not None else None
+        return self.method.trains
 
     @property
     def predictions(self) -> list[dict]:
