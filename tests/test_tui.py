@@ -2,8 +2,6 @@
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -296,16 +294,16 @@ def test_text_from_outside_is_shown_as_it_is(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> Path:
-    """A real run of zero-shot and few-shot-embedding on the first 4 demo support rows."""
+    """A real run of zero-shot and few-shot-embedding on the first 4 demo support rows, through
+    the CLI in this process (a child would import torch and transformers again: CI time)."""
+    from adaptwise.cli import main
+
     folder = tmp_path_factory.mktemp("tui-ship") / "run"
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "adaptwise", "run", str(ROOT / "demo/support-intents/task.yaml"),
-            "--methods", "zero-shot,few-shot-embedding", "--limit", "4", "--out", str(folder),
-        ],
-        capture_output=True, text=True, timeout=1200, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    args = [
+        "run", str(ROOT / "demo/support-intents/task.yaml"),
+        "--methods", "zero-shot,few-shot-embedding", "--limit", "4", "--out", str(folder),
+    ]  # fmt: skip
+    assert main(args) == 0
     return folder
 
 
