@@ -2,8 +2,8 @@
 template its prompts are rendered with, and its answers to the model interface
 (experiments/scoring_model.py), which experiments/api_labels.py and api_scoring.py compute.
 
-The client and its checks before any request are experiments/api_model.py; this module sits
-above the scoring modules (they import api_model), so that the model can call them.
+Its client (the key, the URL, the model list, every request) is experiments/api_model.py; this
+module sits above the scoring modules (they import api_model), so that the model can call them.
 """
 
 from __future__ import annotations
