@@ -1,20 +1,16 @@
 """A model behind an OpenAI-compatible endpoint (`--model openai:NAME`) as the model of the
 prompting and RAG methods: OpenAI itself, vLLM's and llama.cpp's servers, Ollama, gateways.
 
-It is the same seam as the in-process model: `RunContext.lm` holds an `ApiLanguageModel`, and
-`score_labels` / `generate_answers` (experiments/methods.py) hand its rows to
-experiments/api_scoring.py. The client is the official `openai` package (its retries with
+It is the same seam as the in-process model: `RunContext.lm` holds an `ApiLanguageModel`
+(experiments/api_language_model.py), which answers the model interface
+(experiments/scoring_model.py) through experiments/api_labels.py and api_scoring.py; this
+module is its client. The client is the official `openai` package (its retries with
 backoff) over experiments/api_transport.py's HTTP client (no redirects, a deadline for each try,
 a size cap), for `/props` too; every reply passes experiments/api_reply.py's check before it is
 scored or cached (experiments/api_cache.py), and requests run `--concurrency` at a time. The key
 comes from OPENAI_API_KEY only, is refused unless it is printable ASCII, and is never written
 down or shown in any form: not in options, results, predictions, reports, cache entries or
 error lines; nor is a password in the base URL, which is shown and recorded masked.
-
-One file, past 450 lines, because it holds the served model's whole identity and life: the
-options it was reached with, the checks before any request (key, URL, template, label paths)
-and what results.json records of it; the request paths themselves are api_transport.py,
-api_reply.py, api_scoring.py, api_template.py and api_cache.py.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from experiments.api_cache import ResponseCache, default_cache_root, request_key
+from experiments.api_cache import ResponseCache, request_key
 from experiments.errors import AdaptwiseError
 from experiments.plain_text import plain
 
@@ -393,73 +389,6 @@ def _server_message(exc) -> str:
         if isinstance(inner, str):
             return inner[:200]
     return (str(exc).strip().splitlines() or ["no message"])[0][:200]
-
-
-@dataclass
-class ApiLanguageModel:
-    """What `RunContext.lm` holds for a served model: the client in place of weights, and a
-    tokenizer that only renders prompts (None template: prompts go to the chat endpoint)."""
-
-    model: ApiClient
-    tokenizer: object
-    name: str
-    template_source: str | None  # where the chat template came from; None: the server's own
-    path: None = None
-    source: str = ""
-
-    @property
-    def renders_prompts(self) -> bool:
-        return self.template_source is not None
-
-
-def load_api_model(options, log=print) -> ApiLanguageModel:
-    """Check the server and find the prompt template: --tokenizer, else the server's /props."""
-    from experiments.api_template import TemplateTokenizer, chat_transcript, tokenizer_template
-
-    name = options.model[len(API_PREFIX) :]
-    root = None if not options.api_cache else default_cache_root()
-    cache = ResponseCache(root, log)
-    client = ApiClient(base_url_of(options.base_url), name, options.concurrency, cache)
-    client.check_model()
-    if options.tokenizer:
-        tokenizer = tokenizer_template(options.tokenizer, options.trust_remote_code, log)
-        source = f"--tokenizer {options.tokenizer}"
-    elif (props := client.server_template()) is not None:
-        tokenizer = TemplateTokenizer(
-            props["chat_template"], props.get("bos_token"), props.get("eos_token")
-        )
-        _check_template(client, tokenizer)
-        source = "the server's /props"
-    else:
-        tokenizer, source = chat_transcript(), None
-    how = (
-        f"prompts rendered with the chat template from {source}"
-        if source
-        else ("messages sent to the chat endpoint (the server applies its template)")
-    )
-    log(f"model {name} at {client.shown_url}: {how}")
-    return ApiLanguageModel(client, tokenizer, options.model, source, source=client.shown_url)
-
-
-def _check_template(client: ApiClient, tokenizer) -> None:
-    """A /props template renders the turns prompts are made of, or it is one line now (not an
-    error in the middle of the first method)."""
-    turns = [
-        {"role": "system", "content": "s"},
-        {"role": "user", "content": "u"},
-        {"role": "assistant", "content": "a"},
-        {"role": "user", "content": "u"},
-    ]
-    try:
-        rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=True)
-        if not isinstance(rendered, str):
-            raise TypeError(f"it renders a {type(rendered).__name__}, not text")
-    except Exception as exc:  # noqa: BLE001 - the server's template: any failure is its fault
-        first = plain(str(exc), one_line=True)[:160] or type(exc).__name__
-        raise ApiUnusable(
-            f"{client.where}: GET /props: its chat_template does not render "
-            f"({type(exc).__name__}: {first}); --tokenizer renders prompts without /props"
-        ) from None
 
 
 def check_methods(methods, options) -> None:

@@ -1,5 +1,5 @@
-"""Scoring through a served model: what `score_labels` and `generate_answers` do for
-`--model openai:NAME` (experiments/api_model.py).
+"""Scoring through a served model: how `ApiLanguageModel` (experiments/api_language_model.py)
+answers the model interface's `score_labels` and `generate_answers` for `--model openai:NAME`.
 
 - Classification: experiments/api_labels.py, by the best means the server offers (prompt
   log-likelihood, a constrained choice, first-token log-probs, exact match).

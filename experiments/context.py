@@ -71,9 +71,14 @@ class RunContext:
 
     @cached_property
     def lm(self):
-        from experiments.api_model import is_api_model, load_api_model
+        """The run's model, the one place a served model and an in-process one are told apart:
+        either answers the model interface (experiments/scoring_model.py) that methods score
+        through."""
+        from experiments.api_model import is_api_model
 
         if is_api_model(self.options.model):
+            from experiments.api_language_model import load_api_model
+
             return load_api_model(self.options, self.log)  # the same seam, no local weights
         from experiments.models import load_language_model
 

@@ -2,7 +2,9 @@
 
 A method prepares once (select examples, build an index, train) and then predicts every eval
 row. RAG and fine-tuned methods (in `rag/` and `finetune/`) implement the same interface and
-register a resolver, so the runner scores them exactly like the prompting ones.
+register a resolver, so the runner scores them exactly like the prompting ones. Every method
+predicts through `score_labels` / `generate_answers`, which ask the run's model through one
+interface (experiments/scoring_model.py), in-process or served alike.
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-import numpy as np
-
-from experiments.api_model import is_api_model
 from experiments.context import RunContext
 from experiments.errors import AdaptwiseError
 from experiments.prediction import Prediction
@@ -177,147 +176,19 @@ def score_labels(
     prompts: list[Prompt],
     content_free: list[list[Prompt]],
     progress: Progress,
-    chunk: int = 8,
 ) -> list[Prediction]:
-    """Rank labels by log-likelihood, and with calibration on also by calibrated scores.
-
-    Rows whose prompts share a prefix (zero-shot: all of them) share one prefix pass and one
-    set of content-free scores. Without calibration, prompts with their own prefix (few-shot)
-    are scored a few at a time in one batch; with it, each one is scored together with its
-    content-free inputs on top of its prefix (Zhao et al. 2021, "Calibrate Before Use").
-    """
-    if is_api_model(ctx.options.model):
-        from experiments.api_labels import score_labels_api
-
-        return score_labels_api(ctx, rows, prompts, progress)
-    labels, encode, scorer = ctx.task.labels, ctx.encode, ctx.scorer
-    calibrate = ctx.calibrate
-    continuations = [encode(label + ctx.prompt_format.answer_end) for label in labels]
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(prompts):
-        groups.setdefault(p.prefix, []).append(i)
-    raw = np.zeros((len(rows), len(labels)))
-    prior = np.ones((len(rows), len(labels)))
-    n_tokens = [0] * len(rows)  # counted as the prompts are encoded, not encoded again
-    singles: list[int] = []
-    for prefix_text, members in groups.items():
-        if len(members) == 1 and not calibrate:
-            singles.extend(members)
-            continue
-        prefix = encode(prefix_text)
-        state = scorer.prefix_state(prefix)  # once for the group, not once per chunk
-        middles = {i: encode(prompts[i].middle) for i in members}
-        cf_middles = [encode(p.middle) for p in content_free[members[0]]] if calibrate else []
-        cf_probs = None
-        members = sorted(members, key=lambda i: len(middles[i]))  # little padding per chunk
-        for start in range(0, len(members), chunk):
-            part = members[start : start + chunk]
-            for i in part:
-                n_tokens[i] = len(prefix) + len(middles[i])
-            extra = cf_middles if cf_probs is None else []
-            scores = scorer.score(prefix, [middles[i] for i in part] + extra, continuations, state)
-            if cf_probs is None and calibrate:
-                cf_probs = _softmax(scores[len(part) :]).mean(axis=0)
-            raw[part] = scores[: len(part)]
-            if calibrate:
-                prior[part] = cf_probs
-            progress(len(part))
-    if singles:
-        _score_singles(ctx, prompts, singles, continuations, chunk, (raw, n_tokens), progress)
-    return _label_predictions(ctx, rows, prompts, raw, prior, n_tokens)
-
-
-def _score_singles(ctx, prompts, singles: list[int], continuations, chunk: int, out, progress):
-    """Score the rows whose prompts have a prefix of their own (few-shot, uncalibrated) into
-    `out` (raw scores, prompt token counts), a few at a time."""
-    raw, n_tokens = out
-    encode, scorer = ctx.encode, ctx.scorer
-    # Rows with a prefix of their own (few-shot) still open with the same system turn:
-    # that shared opening runs once, each row's examples and query on top of it.
-    encoded = {i: encode(prompts[i].text) for i in singles}
-    shared = _common_prefix([encoded[i] for i in singles])
-    state = scorer.prefix_state(shared)
-    singles.sort(key=lambda i: len(encoded[i]))
-    batch = max(1, chunk // 2)
-    for start in range(0, len(singles), batch):
-        part = singles[start : start + batch]
-        for i in part:
-            n_tokens[i] = len(encoded[i])
-        middles = [encoded[i][len(shared) :] for i in part]
-        raw[part] = scorer.score(shared, middles, continuations, state)
-        progress(len(part))
-
-
-def _label_predictions(ctx, rows, prompts, raw, prior, n_tokens) -> list[Prediction]:
-    """Each row's label: the raw scores' best, and with calibration the calibrated best."""
-    labels, calibrate = ctx.task.labels, ctx.calibrate
-    calibrated = np.log(_softmax(raw)) - np.log(prior)
-    predictions = []
-    for i, (row, prompt) in enumerate(zip(rows, prompts)):
-        raw_label = labels[int(raw[i].argmax())]
-        extra = {"output_raw": raw_label}
-        if calibrate:
-            extra["output_calibrated"] = labels[int(calibrated[i].argmax())]
-        extra["label_logprobs"] = [round(float(x), 4) for x in raw[i]]
-        predictions.append(
-            Prediction(
-                id=row.id,
-                prompt=prompt.text,
-                output=extra.get("output_calibrated", raw_label),
-                gold=row.output,
-                prompt_tokens=n_tokens[i],
-                generated_tokens=0,
-                extra=extra,
-            )
-        )
-    return predictions
+    """Each row's label, by the run's model (experiments/scoring_model.py): in-process, ranked
+    by log-likelihood with calibration when asked; served, by the best means its server offers."""
+    return ctx.lm.score_labels(ctx, rows, prompts, content_free, progress)
 
 
 @within_context(lambda ctx: ctx.max_new_tokens)
 def generate_answers(
     ctx: RunContext, rows: list[Row], prompts: list[Prompt], progress: Progress
 ) -> list[Prediction]:
-    """Greedy answers in batches; short-answer tasks stop at the first newline."""
-    if is_api_model(ctx.options.model):
-        from experiments.api_scoring import generate_answers_api
-
-        return generate_answers_api(ctx, rows, prompts, progress)
-    from experiments.generation import generate, stop_token_ids
-
-    fmt = ctx.prompt_format
-    short = ctx.task.kind == "qa"
-    stops = stop_token_ids(ctx.tokenizer, fmt.answer_end, stop_at_newline=short)
-    outs = generate(
-        ctx.model,
-        ctx.tokenizer,
-        [p.text for p in prompts],
-        max_new_tokens=ctx.max_new_tokens,
-        stop_ids=stops,
-        batch_size=ctx.batch_size,
-        on_batch=progress,
-    )
-    return [
-        Prediction(r.id, p.text, o.text, r.output, o.prompt_tokens, o.generated_tokens)
-        for r, p, o in zip(rows, prompts, outs)
-    ]
-
-
-def _common_prefix(sequences: list[list[int]]) -> list[int]:
-    """The longest token prefix all sequences share, leaving each at least one token."""
-    first = sequences[0]
-    n = min(len(x) for x in sequences) - 1
-    for other in sequences[1:]:
-        k = 0
-        while k < n and other[k] == first[k]:
-            k += 1
-        n = k
-    return first[: max(n, 0)]
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    shifted = scores - scores.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
+    """Greedy answers by the run's model (experiments/scoring_model.py); short-answer tasks
+    stop at the first newline."""
+    return ctx.lm.generate_answers(ctx, rows, prompts, progress)
 
 
 # --- the prompting methods (experiments/run/registry.py builds every method from its name) ---

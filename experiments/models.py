@@ -24,7 +24,8 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 
 @dataclass
 class LanguageModel:
-    """A causal LM with its tokenizer, ready for inference."""
+    """A causal LM with its tokenizer, ready for inference: the in-process implementation of
+    the model interface (experiments/scoring_model.py; its algorithms in local_scoring.py)."""
 
     model: object  # transformers PreTrainedModel; None while released (RunContext.release_model)
     tokenizer: object
@@ -35,6 +36,19 @@ class LanguageModel:
     @property
     def device(self):
         return self.model.device
+
+    def score_labels(self, ctx, rows, prompts, content_free, progress) -> list:
+        """Labels ranked by log-likelihood through `ctx.scorer` (the weights reloaded there
+        when a method released them), calibrated when the run asks."""
+        from experiments.local_scoring import score_labels_local
+
+        return score_labels_local(ctx, rows, prompts, content_free, progress)
+
+    def generate_answers(self, ctx, rows, prompts, progress) -> list:
+        """Batched greedy generation with `ctx.model`."""
+        from experiments.local_scoring import generate_answers_local
+
+        return generate_answers_local(ctx, rows, prompts, progress)
 
 
 def cache_dir() -> Path:

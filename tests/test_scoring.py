@@ -110,3 +110,48 @@ def test_interrupt_keeps_finished_methods(tmp_path, intents):
     assert list(results["methods"]) == ["echo-gold"]
     assert results["methods"]["echo-gold"]["metrics"]["accuracy"] == 1.0
     assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 5
+
+
+def test_methods_score_through_the_model_interface():
+    """score_labels / generate_answers ask the run's model, whatever --model names: both
+    implementations answer the one interface, and a stand-in for either is what gets asked."""
+    from experiments.api_language_model import ApiLanguageModel
+    from experiments.methods import generate_answers
+    from experiments.models import LanguageModel
+    from experiments.scoring_model import ScoringModel
+
+    assert isinstance(LanguageModel(None, None, "local", None), ScoringModel)
+    assert isinstance(ApiLanguageModel(None, None, "served", None), ScoringModel)
+
+    class StandIn:
+        name = "stand-in"
+        model = object()  # no config: no context length, every row is scored
+
+        def __init__(self):
+            self.asked = []
+
+        def score_labels(self, ctx, rows, prompts, content_free, progress):
+            self.asked.append(("labels", len(rows), content_free))
+            return [
+                Prediction(r.id, p.text, "label", r.output, 1, 0) for r, p in zip(rows, prompts)
+            ]
+
+        def generate_answers(self, ctx, rows, prompts, progress):
+            self.asked.append(("answers", len(rows)))
+            return [
+                Prediction(r.id, p.text, "answer", r.output, 1, 0) for r, p in zip(rows, prompts)
+            ]
+
+    stand_in = StandIn()
+    assert isinstance(stand_in, ScoringModel)
+    task = load_task(ROOT / "demo/support-intents/task.yaml")
+    for model in (None, "openai:served"):
+        ctx = RunContext(task, RunOptions(model=model), log=lambda m: None)
+        ctx.__dict__["lm"] = stand_in
+        rows = task.eval[:3]
+        prompts = [Prompt("p", f"q{i}") for i in range(3)]
+        labelled = score_labels(ctx, rows, prompts, [[] for _ in rows], progress=lambda n: None)
+        answered = generate_answers(ctx, rows, prompts, progress=lambda n: None)
+        assert [p.output for p in labelled] == ["label"] * 3
+        assert [p.output for p in answered] == ["answer"] * 3
+    assert stand_in.asked == [("labels", 3, [[], [], []]), ("answers", 3)] * 2

@@ -211,7 +211,7 @@ def _record(source, fmt, quant, files, system, stops, tokenizer, family, details
             "labels": list(task.get("labels") or []),
             "greedy": True,
             "max_new_tokens": max_new,
-            "stop_at_newline": kind == "qa",  # experiments.methods.generate_answers
+            "stop_at_newline": kind == "qa",  # experiments.local_scoring.generate_answers_local
             "calibrate": bool(source.options.get("calibrate")),
         },
         "data": {

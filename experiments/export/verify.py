@@ -179,16 +179,17 @@ def _template_check(client, tokenizer, source) -> dict:
 
 def _serve_rows(client, source, tokenizer, records, log, progress) -> list:
     """The served predictions, one per record, through the same code as a served run."""
-    from experiments.api_labels import score_labels_api
-    from experiments.api_scoring import generate_answers_api
+    from experiments.api_language_model import ApiLanguageModel
     from experiments.prompts import Prompt, PromptFormat, system_text
 
     task = source.results["task"]
     prompt_format = PromptFormat(tokenizer, system_text(source.prompt_task()))
+    # The records' prompts are already rendered with the run's template: sent as they are.
+    lm = ApiLanguageModel(client, tokenizer, client.where, template_source="the run's records")
     ctx = SimpleNamespace(
         task=SimpleNamespace(kind=task["kind"], labels=list(task.get("labels") or [])),
         prompt_format=prompt_format,
-        lm=SimpleNamespace(model=client, name=client.where, renders_prompts=True),
+        lm=lm,
         log=log,
         max_new_tokens=_max_new_tokens(source),
     )
@@ -196,8 +197,8 @@ def _serve_rows(client, source, tokenizer, records, log, progress) -> list:
     prompts = [Prompt(str(r.get("prompt", "")), "") for r in records]
     tick = progress or (lambda _n: None)
     if task["kind"] == "classification":
-        return score_labels_api(ctx, rows, prompts, tick)
-    return generate_answers_api(ctx, rows, prompts, tick)
+        return lm.score_labels(ctx, rows, prompts, [[] for _ in rows], tick)
+    return lm.generate_answers(ctx, rows, prompts, tick)
 
 
 def _max_new_tokens(source) -> int:
