@@ -10,8 +10,9 @@ from pathlib import Path
 from adaptwise.api_options import api_run_options
 from experiments.context import RunOptions
 from experiments.precision import PRECISIONS
+from experiments.prompting import PROMPTING
 
-DEFAULT_METHODS = "zero-shot,few-shot-random,few-shot-jaccard,few-shot-embedding,few-shot-mmr"
+DEFAULT_METHODS = ",".join(PROMPTING)  # every prompting method
 
 
 def add_run_options(p: argparse.ArgumentParser, limit: int = 0) -> None:

@@ -82,7 +82,7 @@ def pin_threads() -> int:
 
 def method_prompts(ctx, rows, name: str, selector: str | None, k: int) -> list:
     """The prompts the prompting method `name` builds for `rows` (its pool prepared first)."""
-    from experiments.methods import PromptingMethod
+    from experiments.prompting import PromptingMethod
 
     method = PromptingMethod(name, selector, k)
     method.prepare(ctx)

@@ -13,7 +13,7 @@ import argparse
 from _common import demo_context, timed
 
 from experiments.generation import generate, stop_token_ids
-from experiments.methods import PromptingMethod
+from experiments.prompting import PromptingMethod
 
 
 def compare(ctx, label: str, prompts: list[str], max_new_tokens: int, newline_stop: bool, bs: int):

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 from _common import demo_context, timed
 
-from experiments.methods import PromptingMethod
+from experiments.prompting import PromptingMethod
 
 
 def main() -> None:

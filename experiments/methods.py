@@ -1,10 +1,11 @@
-"""Methods the runner scores: the interface, the registry, and the prompting methods.
+"""What every method is: the interface the runner scores, and the two ways a method predicts.
 
 A method prepares once (select examples, build an index, train) and then predicts every eval
-row. RAG and fine-tuned methods (in `rag/` and `finetune/`) implement the same interface and
-register a resolver, so the runner scores them exactly like the prompting ones. Every method
-predicts through `score_labels` / `generate_answers`, which ask the run's model through one
-interface (experiments/scoring_model.py), in-process or served alike.
+row. Each family implements it in a file of its own that reads prepare -> train -> predict:
+prompting (experiments/prompting.py), RAG (rag/methods.py), fine-tuning (finetune/methods.py)
+and the hybrids (finetune/hybrid.py); experiments/run/registry.py builds any of them from its
+name. Every method predicts through `score_labels` / `generate_answers`, which ask the run's
+model through one interface (experiments/scoring_model.py), in-process or served alike.
 """
 
 from __future__ import annotations
@@ -56,53 +57,6 @@ class Method(ABC):
     def reseeded(self, seed: int) -> Method:
         """The same method trained with another seed, into a folder of its own."""
         raise AdaptwiseError(f"{self.name} trains nothing; it has no seeds")
-
-
-class PromptingMethod(Method):
-    """Zero-shot or few-shot prompting with a per-query example selector."""
-
-    runs_on_api = True
-
-    def __init__(self, name: str, selector: str | None, k: int):
-        self.name = name
-        self.selector_name = selector
-        self.k = k
-        self.selector = None
-        kind = f"{k} examples chosen by {selector}" if selector else "no examples"
-        self.description = f"instruction and input, {kind}"
-
-    def prepare(self, ctx: RunContext) -> None:
-        if self.selector_name:
-            from experiments.selectors import make_selector
-
-            pool = [{"input": r.text, "output": r.output} for r in ctx.task.train]
-            embedder = ctx.questions if self.selector_name in ("embedding", "mmr") else None
-            self.selector = make_selector(
-                self.selector_name, pool, k=self.k, seed=ctx.seed, embedder=embedder
-            )
-            self.selector.prepare()  # the pool's embedding is preparation, not inference
-
-    def examples_for(self, ctx: RunContext, rows: list[Row]) -> list[list[Row]]:
-        """Examples per row, least relevant first so the closest sits next to the query."""
-        if self.selector is None:
-            return [[] for _ in rows]
-        picks = self.selector.select_many([r.text for r in rows])
-        return [[ctx.task.train[i] for i in reversed(p)] for p in picks]
-
-    def prompts(self, ctx: RunContext, rows: list[Row]) -> tuple[list[Prompt], list[list[Row]]]:
-        """Each row's prompt (its examples, then the row) and its examples; an exported recipe
-        (experiments/export/recipe.py) rebuilds prompts through this too."""
-        examples = self.examples_for(ctx, rows)
-        fmt = ctx.prompt_format
-        return [fmt.build(ex, r.messages) for ex, r in zip(examples, rows)], examples
-
-    def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
-        fmt = ctx.prompt_format
-        prompts, examples = self.prompts(ctx, rows)
-        if ctx.task.kind == "classification":
-            content_free = [fmt.content_free(ex) if ctx.calibrate else [] for ex in examples]
-            return score_labels(ctx, rows, prompts, content_free, progress)
-        return generate_answers(ctx, rows, prompts, progress)
 
 
 def within_context(room: int):
@@ -189,15 +143,3 @@ def generate_answers(
     """Greedy answers by the run's model (experiments/scoring_model.py); short-answer tasks
     stop at the first newline."""
     return ctx.lm.generate_answers(ctx, rows, prompts, progress)
-
-
-# --- the prompting methods (experiments/run/registry.py builds every method from its name) ---
-
-PROMPTING = {
-    "zero-shot": None,
-    "few-shot-random": "random",
-    "few-shot-jaccard": "jaccard",
-    "few-shot-embedding": "embedding",
-    "few-shot-mmr": "mmr",
-}
-DEFAULT_METHODS = list(PROMPTING)

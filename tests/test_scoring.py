@@ -7,7 +7,8 @@ import pytest
 
 from experiments.context import RunContext, RunOptions
 from experiments.generation import generate, stop_token_ids
-from experiments.methods import Method, Prediction, PromptingMethod, score_labels
+from experiments.methods import Method, Prediction, score_labels
+from experiments.prompting import PromptingMethod
 from experiments.prompts import Prompt
 from experiments.run.runner import run_task
 from experiments.task import load_task

@@ -76,7 +76,7 @@ def base_model(options: dict) -> BaseModel:
 def family_of(method) -> str:
     """prompting, rag, lora, qlora, full-ft or hybrid, from the method object the registry
     builds for the name (experiments.methods.make_method)."""
-    from experiments.methods import PromptingMethod
+    from experiments.prompting import PromptingMethod
     from finetune.hybrid import RagFinetuneMethod
     from finetune.methods import FinetuneMethod
     from rag.methods import RagMethod

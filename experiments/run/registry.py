@@ -1,4 +1,4 @@
-"""Every method by name: the prompting methods of experiments/methods.py, and the methods other
+"""Every method by name: the prompting methods of experiments/prompting.py, and the methods other
 packages define (RAG, fine-tuning, the hybrids), named here as "module:function" strings and
 imported only when a name needs them. The registry sits above those packages: they import
 experiments.methods for the Method interface and nothing imports them back but this module,
@@ -12,7 +12,8 @@ import re
 
 from experiments.context import RunOptions
 from experiments.errors import AdaptwiseError
-from experiments.methods import PROMPTING, Method, PromptingMethod
+from experiments.methods import Method
+from experiments.prompting import PROMPTING, PromptingMethod
 
 # Each function takes (name, options) and returns the Method, or None for a name not its own.
 RESOLVERS = ("rag.methods:resolve", "finetune.methods:resolve", "finetune.hybrid:resolve")
