@@ -2,8 +2,9 @@
 
 A method prepares once (select examples, build an index, train) and then predicts every eval
 row. Each family implements it in a file of its own that reads prepare -> train -> predict:
-prompting (experiments/prompting.py), RAG (rag/methods.py), fine-tuning (finetune/methods.py)
-and the hybrids (finetune/hybrid.py); experiments/run/registry.py builds any of them from its
+prompting (experiments/prompting.py), RAG (rag/methods.py), lora, qlora and full-ft
+(finetune/lora.py, qlora.py, full_ft.py, sharing finetune/methods.py) and the hybrids
+(finetune/hybrid.py); experiments/run/registry.py builds any of them from its
 name. Every method predicts through `score_labels` / `generate_answers`, which ask the run's
 model through one interface (experiments/scoring_model.py), in-process or served alike.
 """

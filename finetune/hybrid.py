@@ -21,7 +21,7 @@ from experiments.context import RunContext
 from experiments.methods import Method, Prediction, Progress
 from experiments.metrics import normalize_answer
 from experiments.task import Row
-from finetune.methods import FinetuneMethod
+from finetune.families import finetune_method
 from rag.methods import RagMethod, format_passages
 
 _NAME = re.compile(r"rag\+(lora|qlora|full-ft)|raft")
@@ -39,7 +39,7 @@ class RagFinetuneMethod(Method):
         self.raft = raft
         self.options = options
         self.rag = RagMethod(name, options.get("rag_k"), None)
-        self.finetune = FinetuneMethod(ft_method, options, folder_name=_folder(name), label=name)
+        self.finetune = finetune_method(ft_method, options, folder_name=_folder(name), label=name)
         if raft:
             self.finetune.training_rows = self._raft_rows
         self.needs_base = self.finetune.needs_base

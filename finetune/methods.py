@@ -1,5 +1,9 @@
-"""The `lora`, `qlora` and `full-ft` methods: train on the task's train split, then score the
-trained model on the eval set exactly as the prompting methods are scored (zero-shot prompt).
+"""What the fine-tuning methods share, top-down: prepare (the rows, the memory settings, the
+model training starts from), train (finetune/trainer.py), then predict with the trained model on
+the eval set exactly as the prompting methods score (zero-shot prompt). Each family is a file of
+its own that says what is its own: the model its training starts from (`starting_model`):
+`lora` (finetune/lora.py), `qlora` (finetune/qlora.py), `full-ft` (finetune/full_ft.py);
+finetune/families.py builds them by name.
 
 Artefacts go to `<run out>/<method>/`: `adapter/` (PEFT format) or `model/` (full-ft),
 optionally `merged/`, `loss.csv`, `loss.png`, `training.json` and `checkpoints/`.
@@ -18,14 +22,8 @@ from experiments.methods import score_labels as _score_labels
 from experiments.models import model_bytes
 from experiments.owned_files import claim
 from experiments.task import Row
-from finetune.config import METHODS, FinetuneConfig, build_config
+from finetune.config import FinetuneConfig, build_config
 from finetune.fitting import shares_base
-
-DESCRIPTIONS = {
-    "lora": "zero-shot prompt; LoRA adapter trained on the train split",
-    "qlora": "zero-shot prompt; LoRA adapter trained on a 4-bit NF4 base",
-    "full-ft": "zero-shot prompt; every weight fine-tuned on the train split",
-}
 
 
 class FinetuneMethod(Method):
@@ -43,7 +41,6 @@ class FinetuneMethod(Method):
         self.trains = name
         self.folder_name = folder_name or name  # hybrids train into their own folder
         self.label = label or name  # the run's method name in log lines
-        self.description = DESCRIPTIONS[name]
         self.cli_settings = dict(options.get("finetune") or {})
         self.flag = options.get("finetune_flag", "--finetune")  # how the CLI names overrides
         self.config: FinetuneConfig | None = None
@@ -84,7 +81,7 @@ class FinetuneMethod(Method):
         """This method trained with `seed`, into `<run out>/<folder>@seed<seed>/`."""
         from experiments.seeds import seed_name
 
-        other = FinetuneMethod(
+        other = self.trained_anew()(
             self.name, self.options, seed_name(self.folder_name, seed), f"{self.label} seed {seed}"
         )
         other.seed_override = seed
@@ -185,24 +182,31 @@ class FinetuneMethod(Method):
             ctx.release_model()
         return apply_choice(config, choice)
 
+    def trained_anew(self) -> type[FinetuneMethod]:
+        """The class that trains this method again (another seed): its own family's."""
+        return type(self)
+
     def _training_model(self, ctx: RunContext, checkpoint: str, strategy: str):
-        """The model training starts from: sharded as it loads (FSDP), QLoRA's 4-bit base, an
-        adapter on the run's shared base (LoRA; FSDP's LoRA trains a sharded copy of its own),
-        or None (full fine-tuning loads its own copy)."""
+        """The model training starts from: sharded as it loads (FSDP: a sharded copy of its own,
+        LoRA's too), else the family's own (`starting_model`)."""
         from finetune.sharding import load_sharded
 
-        config = self.config
         if strategy == "fsdp":
-            return load_sharded(checkpoint, config, ctx.precision)
-        if config.method == "qlora":
-            return self._qlora_base(ctx, checkpoint)
-        if shares_base(config.method):
-            from finetune.base_model import add_adapter
+            return load_sharded(checkpoint, self.config, ctx.precision)
+        return self.starting_model(ctx, checkpoint)
 
-            self._shared_state = _training_state(ctx.model)
-            self._adapter_model = add_adapter(ctx.model, config)
-            return self._adapter_model
-        return None
+    def starting_model(self, ctx: RunContext, checkpoint: str):
+        """The model this family's training starts from; None: the trainer loads a copy of
+        its own. Each family says (finetune/lora.py, qlora.py, full_ft.py)."""
+        raise NotImplementedError(f"{self.name}: a fine-tuning family names its starting model")
+
+    def adapter_on_shared_base(self, ctx: RunContext):
+        """A fresh adapter put onto the run's shared base (one copy; `release` takes it off)."""
+        from finetune.base_model import add_adapter
+
+        self._shared_state = _training_state(ctx.model)
+        self._adapter_model = add_adapter(ctx.model, self.config)
+        return self._adapter_model
 
     def _load_whole(self, ctx: RunContext, result, tokenizer):
         """The checkpoint FSDP training saved, loaded whole in this process to score its rows
@@ -279,21 +283,6 @@ class FinetuneMethod(Method):
                 f"{result['accuracy_before']:.2f} -> {result['accuracy_after']:.2f}"
             )
         return result
-
-    def _qlora_base(self, ctx: RunContext, checkpoint: str):
-        from finetune.nf4_base import load_4bit_model, probe_4bit
-
-        reason = probe_4bit()
-        if reason is None:
-            return load_4bit_model(checkpoint, ctx.precision)
-        if not self.config.allow_fallback:
-            raise SetupError(
-                f"qlora: 4-bit training is not supported here: {reason}; set finetune "
-                "allow_fallback: true to train plain LoRA instead"
-            )
-        ctx.log(f"qlora: 4-bit training is not supported here ({reason}); training plain LoRA")
-        self.stats_fallback = reason
-        return None
 
     def predict(self, ctx: RunContext, rows: list[Row], progress: Progress) -> list[Prediction]:
         if self.trained is None:
@@ -385,7 +374,3 @@ def _fresh_tokenizer(checkpoint: str, trust_remote_code: bool):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def resolve(name: str, options: dict) -> Method | None:
-    return FinetuneMethod(name, options) if name in METHODS else None

@@ -378,7 +378,7 @@ def test_qlora_trains_a_fresh_4bit_base_and_the_loss_falls(tiny_model, tokenizer
 def test_qlora_without_4bit_support_fails_or_falls_back(monkeypatch):
     from experiments.errors import SetupError
     from finetune import nf4_base as qlora
-    from finetune.methods import FinetuneMethod
+    from finetune.qlora import QloraMethod
 
     monkeypatch.setattr(qlora, "probe_4bit", lambda: "no 4-bit kernels")
 
@@ -388,13 +388,13 @@ def test_qlora_without_4bit_support_fails_or_falls_back(monkeypatch):
         def log(self, message):
             self.logs.append(message)
 
-    method = FinetuneMethod("qlora", {})
+    method = QloraMethod("qlora", {})
     method.config = build_config("qlora", {}, {}, seed=0)
     with pytest.raises(SetupError, match="not supported here: no 4-bit kernels.*allow_fallback"):
-        method._qlora_base(Ctx(), "unused")
+        method.starting_model(Ctx(), "unused")
     method.config = build_config("qlora", {"allow_fallback": True}, {}, seed=0)
     ctx = Ctx()
-    assert method._qlora_base(ctx, "unused") is None  # None: train plain LoRA
+    assert method.starting_model(ctx, "unused") is None  # None: train plain LoRA
     assert "training plain LoRA" in ctx.logs[-1]
 
 

@@ -27,7 +27,8 @@ from adaptwise.planning.targets import budget_stop
 from experiments.atomic import write_text_atomic
 from experiments.errors import AdaptwiseError, TaskError
 from finetune.config import METHODS, build_config
-from finetune.methods import DESCRIPTIONS, FinetuneMethod
+from finetune.families import FAMILIES, finetune_method
+from finetune.methods import FinetuneMethod
 
 
 def parse_sweep(items: list[str]) -> tuple[str, dict[str, list[str]]]:
@@ -255,7 +256,7 @@ def _trainer(train_only, options, progress):
 
     def train(method: str, settings: dict, sweep_dir: Path, name: str) -> dict:
         ctx.out_dir = sweep_dir
-        trial = FinetuneMethod(
+        trial = finetune_method(
             method, {"finetune": {**settings, "forgetting_probe": False}}, folder_name=name
         )
         trial.prepare(ctx)
@@ -272,7 +273,11 @@ class SweepWinner(FinetuneMethod):
         super().__init__(name, {"finetune": settings})
         self.folder = Path(folder)
         self.needs_base = not (self.folder / "model").is_dir()
-        self.description = f"{DESCRIPTIONS[name]}; sweep winner {self.folder.name}"
+        self.description = f"{FAMILIES[name].description}; sweep winner {self.folder.name}"
+
+    def trained_anew(self) -> type[FinetuneMethod]:
+        """Another seed trains with the winning settings, as the method's family does."""
+        return FAMILIES[self.name]
 
     def prepare(self, ctx) -> None:
         model = self.folder / "model"

@@ -16,7 +16,7 @@ from experiments.methods import Method
 from experiments.prompting import PROMPTING, PromptingMethod
 
 # Each function takes (name, options) and returns the Method, or None for a name not its own.
-RESOLVERS = ("rag.methods:resolve", "finetune.methods:resolve", "finetune.hybrid:resolve")
+RESOLVERS = ("rag.methods:resolve", "finetune.families:resolve", "finetune.hybrid:resolve")
 ALL_METHOD_NAMES = (
     *PROMPTING,
     "rag",
