@@ -237,3 +237,20 @@ def test_no_folder_level_import_runs_back_up():
     assert upward_arrows(graph, layers, order) == {
         ("experiments", "experiments.run"): ("experiments.task", "experiments.run.runner")
     }
+
+
+def test_no_two_classes_share_a_name():
+    """A class name says which thing it is: two classes of one name (a corpus Document and a
+    repository's) would make every import of it ambiguous to a reader."""
+    import ast
+    from collections import defaultdict
+
+    where = defaultdict(list)
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                if isinstance(node, ast.ClassDef):
+                    where[node.name].append(str(path.relative_to(ROOT)))
+    assert len(where) > 50
+    shared = {name: paths for name, paths in where.items() if len(paths) > 1}
+    assert not shared, shared

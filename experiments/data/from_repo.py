@@ -38,7 +38,9 @@ COMMAND = "data from-repo"
 
 
 @dataclass
-class Document:
+class RepoDocument:
+    """One file or pull request of the repository, and the chunks questions are made from."""
+
     id: str  # the path, or "pr-<number>"
     kind: str  # "doc" | "code" | "pr"
     path: str
@@ -100,8 +102,8 @@ def build_from_repo(
     name = name or repo.resolve().name
     date = date or datetime.date.today().isoformat()
     found = collect(repo, max_file_bytes)
-    docs = [Document(p, "doc", p, t) for p, t in found.docs]
-    docs += [Document(p, "code", p, t) for p, t in found.code]
+    docs = [RepoDocument(p, "doc", p, t) for p, t in found.docs]
+    docs += [RepoDocument(p, "code", p, t) for p, t in found.code]
     pr_docs = _read_prs(Path(prs)) if prs else []
     if len(docs) < 2:
         raise TaskError(f"{repo}: found {len(docs)} code file(s) or page(s); need at least 2")
@@ -198,7 +200,7 @@ def chunk_lines(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[tuple[
     return [c for c in chunks if c[2].strip()]
 
 
-def _hold_out(docs: list[Document], fraction: float, seed: int) -> set[str]:
+def _hold_out(docs: list[RepoDocument], fraction: float, seed: int) -> set[str]:
     """Ids of the documents held out for eval: whole groups of near-identical documents."""
     pairs = near_duplicates.similar_pairs([d.text for d in docs])
     grouped = {i for group in near_duplicates.clusters(len(docs), pairs) for i in group}
@@ -217,12 +219,12 @@ def _hold_out(docs: list[Document], fraction: float, seed: int) -> set[str]:
     return held
 
 
-def _title(doc: Document) -> str:
+def _title(doc: RepoDocument) -> str:
     match = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", doc.text, flags=re.MULTILINE)
     return match.group(1) if match else Path(doc.path).stem.replace("-", " ").replace("_", " ")
 
 
-def _questions(doc: Document, repo: str, date: str) -> list[dict]:
+def _questions(doc: RepoDocument, repo: str, date: str) -> list[dict]:
     if not doc.chunks:
         return []
     if doc.kind == "doc":
@@ -243,13 +245,13 @@ def _qa(row_id: str, question: str, answer: str, context_id: str) -> dict:
     return {"id": row_id, "input": question, "output": answer.strip(), "context_ids": [context_id]}
 
 
-def _raw_text(doc: Document, text: str) -> str:
+def _raw_text(doc: RepoDocument, text: str) -> str:
     if doc.kind == "code":
         return f"- File: {doc.path}\nContent:\n{text}"
     return text
 
 
-def _read_prs(path: Path) -> list[Document]:
+def _read_prs(path: Path) -> list[RepoDocument]:
     """Pull requests from a JSON list of objects with number, title, body, comments, diff."""
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
@@ -280,7 +282,7 @@ def _read_prs(path: Path) -> list[Document]:
         if diff:
             parts.append(f"Diff:\n{diff}")
         text, redacted = redact("\n".join(parts))
-        docs.append(Document(f"pr-{number}", "pr", f"pr-{number}", text, redacted=redacted))
+        docs.append(RepoDocument(f"pr-{number}", "pr", f"pr-{number}", text, redacted=redacted))
     return docs
 
 
