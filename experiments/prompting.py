@@ -22,6 +22,7 @@ PROMPTING = {
     "few-shot-embedding": "embedding",
     "few-shot-mmr": "mmr",
 }
+EMBEDDING_SELECTORS = ("embedding", "mmr")  # the selectors that embed the pool (and load the model)
 
 
 class PromptingMethod(Method):
@@ -42,7 +43,7 @@ class PromptingMethod(Method):
             from experiments.selectors import make_selector
 
             pool = [{"input": r.text, "output": r.output} for r in ctx.task.train]
-            embedder = ctx.questions if self.selector_name in ("embedding", "mmr") else None
+            embedder = ctx.questions if self.selector_name in EMBEDDING_SELECTORS else None
             self.selector = make_selector(
                 self.selector_name, pool, k=self.k, seed=ctx.seed, embedder=embedder
             )

@@ -12,7 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from experiments.context import RunOptions
-from experiments.run.registry import make_method, split_k
+from experiments.prompting import EMBEDDING_SELECTORS
+from experiments.run.registry import make_method
 from finetune.config import FinetuneConfig
 from rag.settings import RagSettings
 
@@ -37,9 +38,6 @@ FORGETTING_TOKENS = 2 * 32 * 90
 
 
 PASSAGE_OVERHEAD_TOKENS = 8  # numbering and separators per retrieved passage
-
-
-EMBEDDING_SELECTORS = ("embedding", "mmr")  # the selectors that load the embedding model
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ def prompt_tokens(method: str, stats: TaskStats, settings: RunSettings) -> float
         shots = rag.shots * (passage + stats.example_tokens)
         return stats.prompt_tokens + rag.k * passage + shots
     if made.selector_name:
-        return stats.prompt_tokens + split_k(method, settings.k)[1] * stats.example_tokens
+        return stats.prompt_tokens + made.k * stats.example_tokens
     return stats.prompt_tokens
 
 
